@@ -1,0 +1,249 @@
+// Package config is sendergate's TOML configuration: one declarative
+// struct, its defaults in one place (Default), loading with unknown keys
+// refused (Load) and validation that reports every bad key at once
+// (Validate). The format is TOML v1.0.0 (https://toml.io/en/v1.0.0),
+// decoded with github.com/BurntSushi/toml; durations are Go duration
+// strings ("30s", "1h", "72h").
+//
+// Loading order: Default(), then the file, then the environment
+// (SENDERGATE_DATABASE, SENDERGATE_ADMIN_KEY), then Validate.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// DefaultPath is the file Load reads when given no path and it exists in
+// the working directory.
+const DefaultPath = "sendergate.toml"
+
+// Environment variables that override the file.
+const (
+	EnvDatabase = "SENDERGATE_DATABASE"
+	EnvAdminKey = "SENDERGATE_ADMIN_KEY"
+)
+
+// Duration is a time.Duration written in TOML as a Go duration string
+// such as "30s", "1h" or "72h".
+type Duration struct{ time.Duration }
+
+// UnmarshalText parses a Go duration string.
+func (d *Duration) UnmarshalText(text []byte) error {
+	v, err := time.ParseDuration(string(text))
+	if err != nil {
+		return fmt.Errorf("invalid duration %q (write e.g. \"30s\", \"10m\", \"72h\")", text)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText writes the duration in its shortest Go form: "1h", not
+// "1h0m0s".
+func (d Duration) MarshalText() ([]byte, error) {
+	s := d.Duration.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return []byte(s), nil
+}
+
+// Config is the whole sendergate configuration. Field names follow the
+// TOML keys documented in SPEC.md and sendergate.example.toml.
+type Config struct {
+	DataDir    string     `toml:"data_dir"` // created on first start
+	Database   string     `toml:"database"` // "sqlite:PATH" or "postgres://..."
+	Hostname   string     `toml:"hostname"` // SMTP greeting and Received header
+	Submission Submission `toml:"submission"`
+	Relay      Relay      `toml:"relay"`
+	Admin      Admin      `toml:"admin"`
+	DNS        DNS        `toml:"dns"`
+	Milter     Milter     `toml:"milter"`
+	Policyd    Policyd    `toml:"policyd"`
+	Sandbox    Sandbox    `toml:"sandbox"`
+	Confirm    Confirm    `toml:"confirm"`
+
+	// AdminKey comes only from SENDERGATE_ADMIN_KEY; when empty the
+	// daemon uses (or creates) data_dir/admin.key.
+	AdminKey string `toml:"-"`
+}
+
+// Submission configures the SMTP submission front end (RFC 6409).
+type Submission struct {
+	Listen                  string `toml:"listen"`     // STARTTLS submission, host:port
+	ListenTLS               string `toml:"listen_tls"` // implicit TLS (RFC 8314); empty = off
+	TLSCert                 string `toml:"tls_cert"`   // PEM path; empty = self-signed in data_dir
+	TLSKey                  string `toml:"tls_key"`    // PEM path; set together with TLSCert
+	AllowInsecureAuth       bool   `toml:"allow_insecure_auth"`
+	MaxMessageBytes         int64  `toml:"max_message_bytes"`
+	MaxRecipients           int    `toml:"max_recipients"`
+	RequireConfirmedAddress bool   `toml:"require_confirmed_address"`
+}
+
+// Relay configures the hand-off to the upstream MTA.
+type Relay struct {
+	Upstream    string `toml:"upstream"`     // host:port; empty = file outbox in data_dir/outbox
+	UpstreamTLS string `toml:"upstream_tls"` // none | starttls | tls
+	Username    string `toml:"username"`     // AUTH to the upstream, with Password
+	Password    string `toml:"password"`
+}
+
+// Admin configures the HTTP admin API.
+type Admin struct {
+	Listen    string `toml:"listen"`
+	PublicURL string `toml:"public_url"` // base of confirmation links
+}
+
+// DNS configures the provider zone sendergate serves and the resolvers
+// used to verify customer records.
+type DNS struct {
+	Zone            string   `toml:"zone"`
+	Listen          string   `toml:"listen"` // UDP and TCP
+	Nameservers     []string `toml:"nameservers"`
+	Resolvers       []string `toml:"resolvers"` // ip:port; empty = /etc/resolv.conf
+	BounceMX        string   `toml:"bounce_mx"`
+	SPF             string   `toml:"spf"`
+	AllowTransfer   []string `toml:"allow_transfer"`   // IPs or CIDRs allowed AXFR
+	TrackingAddress string   `toml:"tracking_address"` // empty = none
+	VerifyInterval  Duration `toml:"verify_interval"`
+	Grace           Duration `toml:"grace"`
+}
+
+// Milter configures the milter gate.
+type Milter struct {
+	Listen          string `toml:"listen"`          // empty = off
+	Unauthenticated string `toml:"unauthenticated"` // accept | reject
+}
+
+// Policyd configures the Postfix policy delegation service.
+type Policyd struct {
+	Listen          string `toml:"listen"`          // empty = off
+	Unauthenticated string `toml:"unauthenticated"` // dunno | reject
+}
+
+// Sandbox configures every organization's pre-verified sandbox domain.
+type Sandbox struct {
+	Zone string `toml:"zone"` // inside dns.zone
+	// DailyLimit is messages per organization per UTC day; 0 disables
+	// sending from sandbox domains.
+	DailyLimit int `toml:"daily_limit"`
+}
+
+// Confirm configures email address confirmation.
+type Confirm struct {
+	From string   `toml:"from"`
+	TTL  Duration `toml:"ttl"`
+}
+
+// Default returns the configuration used when no file is given: every
+// listener on loopback, SQLite in ./data, no upstream (file outbox).
+// Each call returns fresh slices.
+func Default() Config {
+	return Config{
+		DataDir:  "./data",
+		Database: "sqlite:./data/sendergate.db",
+		Hostname: "localhost",
+		Submission: Submission{
+			Listen:          "127.0.0.1:1587",
+			MaxMessageBytes: 26214400,
+			MaxRecipients:   100,
+		},
+		Relay: Relay{UpstreamTLS: "none"},
+		Admin: Admin{
+			Listen:    "127.0.0.1:8025",
+			PublicURL: "http://127.0.0.1:8025",
+		},
+		DNS: DNS{
+			Zone:           "sg.localhost",
+			Listen:         "127.0.0.1:5353",
+			Nameservers:    []string{"ns1.sg.localhost"},
+			Resolvers:      []string{},
+			BounceMX:       "mx.sg.localhost",
+			SPF:            "v=spf1 ip4:127.0.0.1 -all",
+			AllowTransfer:  []string{"127.0.0.1"},
+			VerifyInterval: Duration{time.Hour},
+			Grace:          Duration{72 * time.Hour},
+		},
+		Milter:  Milter{Listen: "127.0.0.1:8891", Unauthenticated: "accept"},
+		Policyd: Policyd{Listen: "127.0.0.1:10040", Unauthenticated: "dunno"},
+		Sandbox: Sandbox{Zone: "sandbox.sg.localhost", DailyLimit: 100},
+		Confirm: Confirm{From: "no-reply@sg.localhost", TTL: Duration{24 * time.Hour}},
+	}
+}
+
+// Load reads the configuration. With path "" it reads ./sendergate.toml
+// if that exists and otherwise uses the defaults alone. The file is
+// decoded on top of Default(); unknown keys are errors. Then
+// SENDERGATE_DATABASE and SENDERGATE_ADMIN_KEY (read with getenv, nil
+// meaning os.Getenv) override the file, names are normalized and the
+// result is validated. Load returns the path it read ("" when none).
+func Load(path string, getenv func(string) string) (Config, string, error) {
+	if getenv == nil {
+		getenv = os.Getenv
+	}
+	if path == "" {
+		if _, err := os.Stat(DefaultPath); err == nil {
+			path = DefaultPath
+		} else if !errors.Is(err, fs.ErrNotExist) {
+			return Config{}, "", fmt.Errorf("config: %w", err)
+		}
+	}
+	cfg := Default()
+	if path != "" {
+		if err := decodeFile(path, &cfg); err != nil {
+			return Config{}, path, err
+		}
+	}
+	if v := getenv(EnvDatabase); v != "" {
+		cfg.Database = v
+	}
+	cfg.AdminKey = getenv(EnvAdminKey)
+	cfg.normalize()
+	if err := cfg.Validate(); err != nil {
+		return Config{}, path, err
+	}
+	return cfg, path, nil
+}
+
+// decodeFile decodes path into cfg and refuses keys cfg has no field for.
+func decodeFile(path string, cfg *Config) error {
+	md, err := toml.DecodeFile(path, cfg)
+	if err != nil {
+		var pe toml.ParseError
+		if errors.As(err, &pe) && pe.LastKey != "" {
+			return Errors{&FieldError{Key: pe.LastKey,
+				Msg: fmt.Sprintf("%s line %d: %s", path, pe.Position.Line, pe.Message)}}
+		}
+		return fmt.Errorf("config: %s: %w", path, err)
+	}
+	var errs Errors
+	for _, k := range md.Undecoded() {
+		errs = append(errs, &FieldError{Key: k.String(), Msg: "unknown key in " + path})
+	}
+	if len(errs) > 0 {
+		return errs
+	}
+	return nil
+}
+
+// normalize lowercases DNS names and strips trailing dots, so the rest
+// of sendergate compares names exactly.
+func (c *Config) normalize() {
+	name := func(s string) string { return strings.TrimSuffix(strings.ToLower(strings.TrimSpace(s)), ".") }
+	c.Hostname = name(c.Hostname)
+	c.DNS.Zone = name(c.DNS.Zone)
+	c.DNS.BounceMX = name(c.DNS.BounceMX)
+	c.Sandbox.Zone = name(c.Sandbox.Zone)
+	for i, ns := range c.DNS.Nameservers {
+		c.DNS.Nameservers[i] = name(ns)
+	}
+}

@@ -1,0 +1,311 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/mail"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// MinVerifyInterval is the smallest accepted dns.verify_interval. It is
+// low so that tests can run the re-check loop; production uses hours.
+const MinVerifyInterval = 10 * time.Second
+
+// FieldError is one invalid configuration key.
+type FieldError struct {
+	Key string // dotted TOML key, e.g. "submission.max_recipients"
+	Msg string
+}
+
+// Error returns "config: KEY: MSG".
+func (e *FieldError) Error() string { return "config: " + e.Key + ": " + e.Msg }
+
+// Errors is every problem found in a configuration; Load and Validate
+// return it so that the CLI can print all of them on one line.
+type Errors []error
+
+// Error joins the problems with "; ".
+func (e Errors) Error() string {
+	s := make([]string, len(e))
+	for i, err := range e {
+		s[i] = err.Error()
+	}
+	return strings.Join(s, "; ")
+}
+
+// Unwrap returns the individual problems for errors.Is and errors.As.
+func (e Errors) Unwrap() []error { return e }
+
+// checker collects FieldErrors.
+type checker struct{ errs Errors }
+
+func (c *checker) add(key, format string, args ...any) {
+	c.errs = append(c.errs, &FieldError{Key: key, Msg: fmt.Sprintf(format, args...)})
+}
+
+// check adds err, if any, under key.
+func (c *checker) check(key string, err error) {
+	if err != nil {
+		c.add(key, "%v", err)
+	}
+}
+
+// Validate reports every invalid key at once as Errors, or nil.
+func (c *Config) Validate() error {
+	var v checker
+	if c.DataDir == "" {
+		v.add("data_dir", "must not be empty")
+	}
+	if _, _, err := c.DatabaseDriver(); err != nil {
+		v.check("database", err)
+	}
+	v.check("hostname", checkHostname(c.Hostname))
+	c.Submission.validate(&v)
+	c.Relay.validate(&v)
+	c.Admin.validate(&v)
+	c.DNS.validate(&v)
+	v.check("milter.listen", checkListen(c.Milter.Listen, true))
+	v.check("milter.unauthenticated", oneOf(c.Milter.Unauthenticated, "accept", "reject"))
+	v.check("policyd.listen", checkListen(c.Policyd.Listen, true))
+	v.check("policyd.unauthenticated", oneOf(c.Policyd.Unauthenticated, "dunno", "reject"))
+	v.check("sandbox.zone", checkHostname(c.Sandbox.Zone))
+	if checkHostname(c.Sandbox.Zone) == nil && checkHostname(c.DNS.Zone) == nil &&
+		!strings.HasSuffix(c.Sandbox.Zone, "."+c.DNS.Zone) {
+		v.add("sandbox.zone", "%q must be a subdomain of dns.zone %q", c.Sandbox.Zone, c.DNS.Zone)
+	}
+	if c.Sandbox.DailyLimit < 0 {
+		v.add("sandbox.daily_limit", "must be 0 (sandbox sending off) or more")
+	}
+	v.check("confirm.from", checkEmail(c.Confirm.From))
+	if c.Confirm.TTL.Duration <= 0 {
+		v.add("confirm.ttl", "must be positive")
+	}
+	if len(v.errs) == 0 {
+		return nil
+	}
+	return v.errs
+}
+
+func (s *Submission) validate(v *checker) {
+	v.check("submission.listen", checkListen(s.Listen, false))
+	v.check("submission.listen_tls", checkListen(s.ListenTLS, true))
+	if (s.TLSCert == "") != (s.TLSKey == "") {
+		key := "submission.tls_key"
+		if s.TLSCert == "" {
+			key = "submission.tls_cert"
+		}
+		v.add(key, "tls_cert and tls_key must be set together")
+	}
+	if s.MaxMessageBytes < 1024 {
+		v.add("submission.max_message_bytes", "must be at least 1024")
+	}
+	if s.MaxRecipients < 1 {
+		v.add("submission.max_recipients", "must be at least 1")
+	}
+}
+
+func (r *Relay) validate(v *checker) {
+	if r.Upstream != "" {
+		v.check("relay.upstream", checkHostPort(r.Upstream, true))
+	}
+	v.check("relay.upstream_tls", oneOf(r.UpstreamTLS, "none", "starttls", "tls"))
+	if (r.Username == "") != (r.Password == "") {
+		key := "relay.password"
+		if r.Username == "" {
+			key = "relay.username"
+		}
+		v.add(key, "username and password must be set together")
+	}
+}
+
+func (a *Admin) validate(v *checker) {
+	v.check("admin.listen", checkListen(a.Listen, false))
+	u, err := url.Parse(a.PublicURL)
+	switch {
+	case err != nil:
+		v.add("admin.public_url", "%v", err)
+	case (u.Scheme != "http" && u.Scheme != "https") || u.Host == "":
+		v.add("admin.public_url", "%q must be an absolute http:// or https:// URL", a.PublicURL)
+	case u.RawQuery != "" || u.Fragment != "" || u.User != nil:
+		v.add("admin.public_url", "%q must have no user, query or fragment", a.PublicURL)
+	}
+}
+
+func (d *DNS) validate(v *checker) {
+	v.check("dns.zone", checkHostname(d.Zone))
+	v.check("dns.listen", checkListen(d.Listen, false))
+	if len(d.Nameservers) == 0 {
+		v.add("dns.nameservers", "must list at least one name server")
+	}
+	for i, ns := range d.Nameservers {
+		v.check(fmt.Sprintf("dns.nameservers[%d]", i), checkHostname(ns))
+	}
+	for i, r := range d.Resolvers {
+		if _, err := netip.ParseAddrPort(r); err != nil {
+			v.add(fmt.Sprintf("dns.resolvers[%d]", i), "%q must be ip:port (IPv6 as [ip]:port)", r)
+		}
+	}
+	v.check("dns.bounce_mx", checkHostname(d.BounceMX))
+	if d.SPF != "v=spf1" && !strings.HasPrefix(d.SPF, "v=spf1 ") { // RFC 7208 4.5
+		v.add("dns.spf", "%q must start with \"v=spf1 \"", d.SPF)
+	}
+	for i, a := range d.AllowTransfer {
+		if _, err := netip.ParseAddr(a); err != nil {
+			if _, err := netip.ParsePrefix(a); err != nil {
+				v.add(fmt.Sprintf("dns.allow_transfer[%d]", i), "%q must be an IP address or CIDR prefix", a)
+			}
+		}
+	}
+	if d.TrackingAddress != "" {
+		if _, err := netip.ParseAddr(d.TrackingAddress); err != nil {
+			v.add("dns.tracking_address", "%q must be an IP address or empty", d.TrackingAddress)
+		}
+	}
+	if d.VerifyInterval.Duration < MinVerifyInterval {
+		v.add("dns.verify_interval", "must be at least %s", MinVerifyInterval)
+	}
+	if d.Grace.Duration <= 0 {
+		v.add("dns.grace", "must be positive")
+	}
+}
+
+// checkListen checks a listen address "host:port" (host may be empty for
+// every interface; port 0 picks a free port). Empty is allowed when
+// optional.
+func checkListen(addr string, optional bool) error {
+	if addr == "" {
+		if optional {
+			return nil
+		}
+		return fmt.Errorf("must not be empty (host:port)")
+	}
+	return checkHostPort(addr, false)
+}
+
+// checkHostPort checks "host:port" with a numeric port; dial addresses
+// need a host and a non-zero port.
+func checkHostPort(addr string, dial bool) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q must be host:port (IPv6 as [ip]:port)", addr)
+	}
+	n, err := strconv.ParseUint(port, 10, 16)
+	if err != nil || (dial && n == 0) {
+		return fmt.Errorf("%q: bad port %q", addr, port)
+	}
+	if host == "" {
+		if dial {
+			return fmt.Errorf("%q: missing host", addr)
+		}
+		return nil
+	}
+	if _, err := netip.ParseAddr(host); err == nil {
+		return nil
+	}
+	if err := checkHostname(host); err != nil {
+		return fmt.Errorf("%q: bad host: %w", addr, err)
+	}
+	return nil
+}
+
+// checkHostname checks an ASCII DNS host name (RFC 1123 2.1): LDH labels
+// of 1-63 octets, not starting or ending with a hyphen, at most 253
+// octets. Internationalized names must be given as A-labels.
+func checkHostname(name string) error {
+	if name == "" {
+		return fmt.Errorf("must not be empty")
+	}
+	if len(name) > 253 {
+		return fmt.Errorf("%q is longer than 253 octets", name)
+	}
+	for _, label := range strings.Split(name, ".") {
+		if err := checkLabel(label); err != nil {
+			return fmt.Errorf("%q: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func checkLabel(label string) error {
+	if label == "" || len(label) > 63 {
+		return fmt.Errorf("label %q must be 1-63 octets", label)
+	}
+	if label[0] == '-' || label[len(label)-1] == '-' {
+		return fmt.Errorf("label %q must not start or end with a hyphen", label)
+	}
+	for _, r := range label {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+			return fmt.Errorf("label %q may hold only letters, digits and hyphens (use the punycode A-label for IDN)", label)
+		}
+	}
+	return nil
+}
+
+// checkEmail checks a bare addr-spec (RFC 5322 3.4.1) with a host name
+// domain, as used in an envelope and a From header.
+func checkEmail(s string) error {
+	a, err := mail.ParseAddress(s)
+	if err != nil || a.Name != "" || a.Address != s {
+		return fmt.Errorf("%q must be a bare email address like no-reply@example.com", s)
+	}
+	at := strings.LastIndexByte(s, '@')
+	if err := checkHostname(s[at+1:]); err != nil {
+		return fmt.Errorf("domain of %q: %w", s, err)
+	}
+	return nil
+}
+
+func oneOf(s string, allowed ...string) error {
+	for _, a := range allowed {
+		if s == a {
+			return nil
+		}
+	}
+	return fmt.Errorf("%q must be one of %s", s, strings.Join(allowed, ", "))
+}
+
+// DatabaseDriver returns the database/sql driver name and its DSN for
+// database: "sqlite:PATH" or "sqlite://PATH" give ("sqlite", PATH) for
+// modernc.org/sqlite; "postgres://..." and "postgresql://..." give
+// ("postgres", the URL unchanged) for lib/pq.
+func (c *Config) DatabaseDriver() (driver, dsn string, err error) {
+	db := c.Database
+	switch {
+	case strings.HasPrefix(db, "sqlite:"):
+		path := strings.TrimPrefix(strings.TrimPrefix(db, "sqlite:"), "//")
+		if path == "" {
+			return "", "", fmt.Errorf("%q: missing database file path after sqlite:", db)
+		}
+		return "sqlite", path, nil
+	case strings.HasPrefix(db, "postgres://"), strings.HasPrefix(db, "postgresql://"):
+		u, err := url.Parse(db)
+		if err != nil {
+			var ue *url.Error
+			if errors.As(err, &ue) {
+				err = ue.Err // url.Error repeats the URL, password included
+			}
+			return "", "", fmt.Errorf("bad PostgreSQL URL: %w", err)
+		}
+		if u.Host == "" && u.Query().Get("host") == "" {
+			return "", "", fmt.Errorf("PostgreSQL URL has no host")
+		}
+		return "postgres", db, nil
+	case db == "":
+		return "", "", fmt.Errorf("must not be empty")
+	default:
+		return "", "", fmt.Errorf("must start with sqlite: or postgres:// (got %q)", redact(db))
+	}
+}
+
+// redact hides a password that might sit in an unrecognized URL.
+func redact(s string) string {
+	if u, err := url.Parse(s); err == nil && u.User != nil {
+		return u.Redacted()
+	}
+	return s
+}

@@ -1,0 +1,198 @@
+package store
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jmoiron/sqlx"
+)
+
+// Domain is a sending domain of an organization, including the sandbox
+// domain every organization gets. DKIMKey is the PEM private key: it never
+// leaves the server. Records is the JSON array of generated records and
+// their last check results.
+type Domain struct {
+	ID            string `db:"id"`
+	OrgID         string `db:"org_id"`
+	Name          string `db:"name"`
+	Sandbox       bool   `db:"sandbox"`
+	Token         string `db:"token"`
+	Status        string `db:"status"`
+	ReturnPath    string `db:"return_path"`
+	Tracking      string `db:"tracking"`
+	DKIMSelector  string `db:"dkim_selector"`
+	DKIMAlgorithm string `db:"dkim_algorithm"`
+	DKIMKey       string `db:"dkim_key"`
+	DMARCPolicy   string `db:"dmarc_policy"`
+	DMARCRUA      string `db:"dmarc_rua"`
+	DMARCPct      int    `db:"dmarc_pct"`
+	Restricted    bool   `db:"restricted"`
+	Records       string `db:"records"`
+	History       string `db:"history"`
+	CreatedAt     Time   `db:"created_at"`
+	VerifiedAt    Time   `db:"verified_at"`
+	LastCheckedAt Time   `db:"last_checked_at"`
+	FirstMissAt   Time   `db:"first_miss_at"`
+}
+
+// Grant allows one account to send as one restricted domain.
+type Grant struct {
+	DomainID  string `db:"domain_id"`
+	AccountID string `db:"account_id"`
+}
+
+const domainCols = `id, org_id, name, sandbox, token, status, return_path, tracking, dkim_selector, dkim_algorithm, dkim_key,
+	dmarc_policy, dmarc_rua, dmarc_pct, restricted, records, history, created_at, verified_at, last_checked_at, first_miss_at`
+
+func insertDomain(ctx context.Context, tx *sqlx.Tx, d Domain) error {
+	_, err := tx.NamedExecContext(ctx, `INSERT INTO domains (`+domainCols+`) VALUES (:id, :org_id, :name, :sandbox, :token, :status,
+		:return_path, :tracking, :dkim_selector, :dkim_algorithm, :dkim_key, :dmarc_policy, :dmarc_rua, :dmarc_pct, :restricted,
+		:records, :history, :created_at, :verified_at, :last_checked_at, :first_miss_at)`, d)
+	if err != nil {
+		if isUnique(err) {
+			return ErrConflict
+		}
+		return fmt.Errorf("store: insert domain %q: %w", d.Name, err)
+	}
+	return nil
+}
+
+// CreateDomain stores a new domain and its "added" event. A name already
+// in the organization is ErrConflict.
+func (s *Store) CreateDomain(ctx context.Context, d Domain, ev Event) error {
+	return s.inTx(ctx, func(tx *sqlx.Tx) error {
+		if err := insertDomain(ctx, tx, d); err != nil {
+			return err
+		}
+		if err := addEvent(ctx, tx, ev); err != nil {
+			return err
+		}
+		return bump(ctx, tx)
+	})
+}
+
+// DomainByName returns the organization's domain called name.
+func (s *Store) DomainByName(ctx context.Context, orgID, name string) (Domain, error) {
+	var d Domain
+	err := s.db.GetContext(ctx, &d, s.db.Rebind(`SELECT `+domainCols+` FROM domains WHERE org_id = ? AND name = ?`), orgID, name)
+	if err != nil {
+		return Domain{}, fmt.Errorf("store: domain %q: %w", name, notFound(err))
+	}
+	return d, nil
+}
+
+// ListDomains returns the organization's domains, by name.
+func (s *Store) ListDomains(ctx context.Context, orgID string) ([]Domain, error) {
+	ds := []Domain{}
+	err := s.db.SelectContext(ctx, &ds, s.db.Rebind(`SELECT `+domainCols+` FROM domains WHERE org_id = ? ORDER BY name`), orgID)
+	if err != nil {
+		return nil, fmt.Errorf("store: list domains: %w", err)
+	}
+	return ds, nil
+}
+
+// AllDomains returns every domain of every organization.
+func (s *Store) AllDomains(ctx context.Context) ([]Domain, error) {
+	ds := []Domain{}
+	if err := s.db.SelectContext(ctx, &ds, `SELECT `+domainCols+` FROM domains ORDER BY name, id`); err != nil {
+		return nil, fmt.Errorf("store: all domains: %w", err)
+	}
+	return ds, nil
+}
+
+// VerifiedElsewhere reports whether name is verified (or failing) in an
+// organization other than orgID.
+func (s *Store) VerifiedElsewhere(ctx context.Context, name, orgID string) (bool, error) {
+	var n int
+	err := s.db.GetContext(ctx, &n, s.db.Rebind(`SELECT COUNT(*) FROM domains WHERE name = ? AND org_id <> ? AND status IN ('verified', 'failing')`), name, orgID)
+	if err != nil {
+		return false, fmt.Errorf("store: domain ownership of %q: %w", name, err)
+	}
+	return n > 0, nil
+}
+
+// UpdateDomainCheck saves the result of a verification: status, records,
+// history and timestamps, plus the events it produced. prev is the domain
+// as it was read before the check; when another process has changed the
+// status or history since, the update is skipped and ErrConflict returned.
+func (s *Store) UpdateDomainCheck(ctx context.Context, prev, d Domain, events []Event) error {
+	return s.inTx(ctx, func(tx *sqlx.Tx) error {
+		err := affected(tx.ExecContext(ctx, tx.Rebind(`UPDATE domains SET status = ?, records = ?, history = ?, verified_at = ?,
+			last_checked_at = ?, first_miss_at = ? WHERE id = ? AND status = ? AND history = ?`),
+			d.Status, d.Records, d.History, d.VerifiedAt, d.LastCheckedAt, d.FirstMissAt, d.ID, prev.Status, prev.History))
+		if err == ErrNotFound {
+			return ErrConflict
+		}
+		if err != nil {
+			return fmt.Errorf("store: update domain %q: %w", d.Name, err)
+		}
+		for _, ev := range events {
+			if err := addEvent(ctx, tx, ev); err != nil {
+				return err
+			}
+		}
+		if prev.Status != d.Status {
+			return bump(ctx, tx)
+		}
+		return nil
+	})
+}
+
+// SetAccess sets whether the domain is restricted and, when it is, which
+// accounts (by id) are granted; the grants are replaced as a whole.
+func (s *Store) SetAccess(ctx context.Context, domainID string, restricted bool, accountIDs []string, ev Event) error {
+	return s.inTx(ctx, func(tx *sqlx.Tx) error {
+		if err := affected(tx.ExecContext(ctx, tx.Rebind(`UPDATE domains SET restricted = ? WHERE id = ?`), restricted, domainID)); err != nil {
+			return fmt.Errorf("store: set access: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, tx.Rebind(`DELETE FROM domain_grants WHERE domain_id = ?`), domainID); err != nil {
+			return fmt.Errorf("store: clear grants: %w", err)
+		}
+		for _, id := range accountIDs {
+			if _, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO domain_grants (domain_id, account_id) VALUES (?, ?)`), domainID, id); err != nil {
+				return fmt.Errorf("store: grant: %w", err)
+			}
+		}
+		if err := addEvent(ctx, tx, ev); err != nil {
+			return err
+		}
+		return bump(ctx, tx)
+	})
+}
+
+// DomainGrants returns the names of the accounts granted on a domain.
+func (s *Store) DomainGrants(ctx context.Context, domainID string) ([]string, error) {
+	names := []string{}
+	err := s.db.SelectContext(ctx, &names, s.db.Rebind(`SELECT a.name FROM domain_grants g JOIN smtp_accounts a ON a.id = g.account_id
+		WHERE g.domain_id = ? ORDER BY a.name`), domainID)
+	if err != nil {
+		return nil, fmt.Errorf("store: domain grants: %w", err)
+	}
+	return names, nil
+}
+
+// AllGrants returns every grant.
+func (s *Store) AllGrants(ctx context.Context) ([]Grant, error) {
+	gs := []Grant{}
+	if err := s.db.SelectContext(ctx, &gs, `SELECT domain_id, account_id FROM domain_grants`); err != nil {
+		return nil, fmt.Errorf("store: all grants: %w", err)
+	}
+	return gs, nil
+}
+
+// DeleteDomain removes the organization's domain, its grants and its key.
+func (s *Store) DeleteDomain(ctx context.Context, orgID, name string, ev Event) error {
+	return s.inTx(ctx, func(tx *sqlx.Tx) error {
+		_, err := tx.ExecContext(ctx, tx.Rebind(`DELETE FROM domain_grants WHERE domain_id IN (SELECT id FROM domains WHERE org_id = ? AND name = ? AND sandbox = ?)`), orgID, name, false)
+		if err != nil {
+			return fmt.Errorf("store: delete grants: %w", err)
+		}
+		if err := affected(tx.ExecContext(ctx, tx.Rebind(`DELETE FROM domains WHERE org_id = ? AND name = ? AND sandbox = ?`), orgID, name, false)); err != nil {
+			return fmt.Errorf("store: delete domain %q: %w", name, err)
+		}
+		if err := addEvent(ctx, tx, ev); err != nil {
+			return err
+		}
+		return bump(ctx, tx)
+	})
+}

@@ -1,0 +1,46 @@
+package store
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jmoiron/sqlx"
+)
+
+// Event is one entry of an audit trail. Subject names what it is about:
+// "org", "domain:NAME", "address:EMAIL".
+type Event struct {
+	ID      string `db:"id" json:"-"`
+	OrgID   string `db:"org_id" json:"-"`
+	Subject string `db:"subject" json:"subject"`
+	Kind    string `db:"kind" json:"kind"`
+	Detail  string `db:"detail" json:"detail,omitempty"`
+	At      Time   `db:"at" json:"-"`
+}
+
+func addEvent(ctx context.Context, tx *sqlx.Tx, ev Event) error {
+	if ev.ID == "" {
+		ev.ID = NewID()
+	}
+	_, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO events (id, org_id, subject, kind, detail, at) VALUES (?, ?, ?, ?, ?, ?)`),
+		ev.ID, ev.OrgID, ev.Subject, ev.Kind, ev.Detail, ev.At)
+	if err != nil {
+		return fmt.Errorf("store: insert event: %w", err)
+	}
+	return nil
+}
+
+// AddEvent records one event on its own.
+func (s *Store) AddEvent(ctx context.Context, ev Event) error {
+	return s.inTx(ctx, func(tx *sqlx.Tx) error { return addEvent(ctx, tx, ev) })
+}
+
+// Events returns the organization's events about subject, oldest first.
+func (s *Store) Events(ctx context.Context, orgID, subject string) ([]Event, error) {
+	evs := []Event{}
+	err := s.db.SelectContext(ctx, &evs, s.db.Rebind(`SELECT id, org_id, subject, kind, detail, at FROM events WHERE org_id = ? AND subject = ? ORDER BY id`), orgID, subject)
+	if err != nil {
+		return nil, fmt.Errorf("store: events: %w", err)
+	}
+	return evs, nil
+}
