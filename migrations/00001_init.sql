@@ -91,6 +91,13 @@ CREATE TABLE sandbox_counts (
     PRIMARY KEY (org_id, day)
 );
 
+-- system_keys holds sendergate's own secrets shared by every instance,
+-- such as the DKIM key of the provider zone that signs confirmation mail.
+CREATE TABLE system_keys (
+    name  TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+
 -- state_version is bumped by every write that changes what the policy
 -- snapshot or the DNS zone holds; every instance polls it to rebuild.
 CREATE TABLE state_version (
@@ -101,6 +108,7 @@ INSERT INTO state_version (id, version) VALUES (1, 1);
 
 -- +goose Down
 DROP TABLE state_version;
+DROP TABLE system_keys;
 DROP TABLE sandbox_counts;
 DROP TABLE events;
 DROP TABLE addresses;

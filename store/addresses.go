@@ -81,14 +81,14 @@ func (s *Store) ConfirmedAddresses(ctx context.Context) ([]Address, error) {
 }
 
 // UpdateAddress saves a's status, token and resend bookkeeping, provided
-// the stored token hash still equals prevTokenHash (single use under
+// the stored token hash and status still equal prev's (single use under
 // concurrency: a second confirmation of the same token changes nothing and
 // gets ErrConflict).
-func (s *Store) UpdateAddress(ctx context.Context, prevTokenHash string, a Address, ev *Event) error {
+func (s *Store) UpdateAddress(ctx context.Context, prev, a Address, ev *Event) error {
 	return s.inTx(ctx, func(tx *sqlx.Tx) error {
 		err := affected(tx.ExecContext(ctx, tx.Rebind(`UPDATE addresses SET status = ?, token_hash = ?, token_expires_at = ?,
-			resend_window = ?, resend_count = ?, confirmed_at = ? WHERE id = ? AND token_hash = ?`),
-			a.Status, a.TokenHash, a.TokenExpiresAt, a.ResendWindow, a.ResendCount, a.ConfirmedAt, a.ID, prevTokenHash))
+			resend_window = ?, resend_count = ?, confirmed_at = ? WHERE id = ? AND token_hash = ? AND status = ?`),
+			a.Status, a.TokenHash, a.TokenExpiresAt, a.ResendWindow, a.ResendCount, a.ConfirmedAt, a.ID, prev.TokenHash, prev.Status))
 		if err == ErrNotFound {
 			return ErrConflict
 		}

@@ -44,3 +44,29 @@ func (s *Store) Events(ctx context.Context, orgID, subject string) ([]Event, err
 	}
 	return evs, nil
 }
+
+// SystemKey returns the shared secret called name, creating it with gen the
+// first time. Concurrent first calls from several instances agree on one
+// value: the insert that loses the race reads the winner's.
+func (s *Store) SystemKey(ctx context.Context, name string, gen func() (string, error)) (string, error) {
+	var v string
+	err := s.db.GetContext(ctx, &v, s.db.Rebind(`SELECT value FROM system_keys WHERE name = ?`), name)
+	if err == nil {
+		return v, nil
+	}
+	if notFound(err) != ErrNotFound {
+		return "", fmt.Errorf("store: system key %q: %w", name, err)
+	}
+	nv, err := gen()
+	if err != nil {
+		return "", fmt.Errorf("store: generate system key %q: %w", name, err)
+	}
+	_, err = s.db.ExecContext(ctx, s.db.Rebind(`INSERT INTO system_keys (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING`), name, nv)
+	if err != nil {
+		return "", fmt.Errorf("store: save system key %q: %w", name, err)
+	}
+	if err := s.db.GetContext(ctx, &v, s.db.Rebind(`SELECT value FROM system_keys WHERE name = ?`), name); err != nil {
+		return "", fmt.Errorf("store: system key %q: %w", name, err)
+	}
+	return v, nil
+}

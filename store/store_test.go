@@ -208,10 +208,10 @@ func TestAddressTokenSingleUse(t *testing.T) {
 		}
 		c := got
 		c.Status, c.TokenHash, c.ConfirmedAt = "confirmed", "", now
-		if err := s.UpdateAddress(ctx, "h1", c, nil); err != nil {
+		if err := s.UpdateAddress(ctx, got, c, nil); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.UpdateAddress(ctx, "h1", c, nil); !errors.Is(err, store.ErrConflict) {
+		if err := s.UpdateAddress(ctx, got, c, nil); !errors.Is(err, store.ErrConflict) {
 			t.Fatalf("second use: %v", err)
 		}
 		conf, _ := s.ConfirmedAddresses(ctx)

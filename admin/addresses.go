@@ -1,0 +1,195 @@
+package admin
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"html/template"
+	"net/http"
+	"time"
+
+	"github.com/sendergate/sendergate/addresses"
+	"github.com/sendergate/sendergate/domains"
+	"github.com/sendergate/sendergate/store"
+)
+
+// AddressService runs mailbox confirmation for the API (package addresses).
+type AddressService interface {
+	Add(ctx context.Context, org store.Org, email string) (store.Address, error)
+	Resend(ctx context.Context, org store.Org, email string) (store.Address, error)
+	Delete(ctx context.Context, org store.Org, email string) error
+	Confirm(ctx context.Context, token string) (store.Address, error)
+}
+
+func (s *Server) addressRoutes(m *http.ServeMux) {
+	m.HandleFunc("POST /v1/orgs/{org}/addresses", s.inOrg(s.addAddress))
+	m.HandleFunc("GET /v1/orgs/{org}/addresses", s.inOrg(s.listAddresses))
+	m.HandleFunc("POST /v1/orgs/{org}/addresses/{email}/resend", s.inOrg(s.resendAddress))
+	m.HandleFunc("DELETE /v1/orgs/{org}/addresses/{email}", s.inOrg(s.deleteAddress))
+	m.HandleFunc("POST /v1/confirm", s.confirmJSON)
+	m.HandleFunc("GET /confirm", s.confirmPage)
+}
+
+type addressJSON struct {
+	Email       string     `json:"email"`
+	Status      string     `json:"status"`
+	CreatedAt   *time.Time `json:"created_at,omitempty"`
+	ConfirmedAt *time.Time `json:"confirmed_at,omitempty"`
+	ExpiresAt   *time.Time `json:"expires_at,omitempty"`
+}
+
+func addressOut(a store.Address, now time.Time) addressJSON {
+	out := addressJSON{Email: a.Email, Status: a.Status, CreatedAt: a.CreatedAt.Ptr(), ConfirmedAt: a.ConfirmedAt.Ptr()}
+	if a.Status == addresses.Pending {
+		out.ExpiresAt = a.TokenExpiresAt.Ptr()
+		if !a.TokenExpiresAt.IsZero() && now.After(a.TokenExpiresAt.Time) {
+			out.Status = addresses.Expired
+		}
+	}
+	return out
+}
+
+func (s *Server) addressError(w http.ResponseWriter, r *http.Request, email string, err error) {
+	var fe *domains.FieldError
+	var se *domains.StateError
+	var de *addresses.DeliveryError
+	switch {
+	case errors.As(err, &fe):
+		invalid(w, fe.Field, fe.Message)
+	case errors.As(err, &de):
+		s.opts.Logger.Warn("confirmation email failed", "err", err)
+		writeError(w, http.StatusServiceUnavailable, "delivery_failed", "", de.Error())
+	case errors.As(err, &se):
+		status := http.StatusUnprocessableEntity
+		if se.Code == "rate_limited" {
+			status = http.StatusTooManyRequests
+		}
+		writeError(w, status, se.Code, "", se.Message)
+	case errors.Is(err, store.ErrNotFound):
+		writeError(w, http.StatusNotFound, "not_found", "email", fmt.Sprintf("address %q not found", email))
+	case errors.Is(err, store.ErrConflict):
+		writeError(w, http.StatusConflict, "conflict", "email", fmt.Sprintf("address %q already exists", email))
+	default:
+		s.internal(w, r, err)
+	}
+}
+
+func (s *Server) addAddress(w http.ResponseWriter, r *http.Request, p principal, org store.Org) {
+	var in struct {
+		Email string `json:"email"`
+	}
+	if !decode(w, r, &in) {
+		return
+	}
+	a, err := s.opts.Addresses.Add(r.Context(), org, in.Email)
+	if err != nil {
+		s.addressError(w, r, in.Email, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, addressOut(a, s.opts.Now()))
+}
+
+func (s *Server) listAddresses(w http.ResponseWriter, r *http.Request, p principal, org store.Org) {
+	as, err := s.opts.Store.ListAddresses(r.Context(), org.ID)
+	if err != nil {
+		s.internal(w, r, err)
+		return
+	}
+	status := r.URL.Query().Get("status")
+	now := s.opts.Now()
+	out := []addressJSON{}
+	for _, a := range as {
+		aj := addressOut(a, now)
+		if status == "" || aj.Status == status {
+			out = append(out, aj)
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"addresses": out})
+}
+
+func (s *Server) resendAddress(w http.ResponseWriter, r *http.Request, p principal, org store.Org) {
+	email := r.PathValue("email")
+	a, err := s.opts.Addresses.Resend(r.Context(), org, email)
+	if err != nil {
+		s.addressError(w, r, email, err)
+		return
+	}
+	writeJSON(w, http.StatusAccepted, addressOut(a, s.opts.Now()))
+}
+
+func (s *Server) deleteAddress(w http.ResponseWriter, r *http.Request, p principal, org store.Org) {
+	email := r.PathValue("email")
+	if err := s.opts.Addresses.Delete(r.Context(), org, email); err != nil {
+		s.addressError(w, r, email, err)
+		return
+	}
+	s.opts.Changed()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) confirmJSON(w http.ResponseWriter, r *http.Request) {
+	var in struct {
+		Token string `json:"token"`
+	}
+	if !decode(w, r, &in) {
+		return
+	}
+	if in.Token == "" {
+		invalid(w, "token", "token is required")
+		return
+	}
+	a, err := s.opts.Addresses.Confirm(r.Context(), in.Token)
+	switch {
+	case err == nil:
+		s.opts.Changed()
+		writeJSON(w, http.StatusOK, map[string]string{"email": a.Email, "status": addresses.Confirmed})
+	case errors.Is(err, addresses.ErrExpired):
+		writeError(w, http.StatusGone, "expired", "token", "this confirmation link has expired; ask for a new one")
+	case errors.Is(err, addresses.ErrUsed):
+		writeError(w, http.StatusConflict, "already_used", "token", "this confirmation link was already used")
+	case errors.Is(err, addresses.ErrUnknown):
+		writeError(w, http.StatusNotFound, "not_found", "token", "unknown confirmation token")
+	default:
+		s.internal(w, r, err)
+	}
+}
+
+var confirmTmpl = template.Must(template.New("confirm").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{{.Title}}</title>
+<style>body{font-family:system-ui,sans-serif;max-width:36em;margin:4em auto;padding:0 1em;color:#222}h1{font-size:1.4em}</style>
+</head><body><h1>{{.Title}}</h1><p>{{.Text}}</p></body></html>
+`))
+
+// confirmPage is the link target of the confirmation email: a small page
+// saying what happened. It never echoes the token or internal errors.
+func (s *Server) confirmPage(w http.ResponseWriter, r *http.Request) {
+	token := r.URL.Query().Get("token")
+	status, title, text := http.StatusOK, "Address confirmed", ""
+	var a store.Address
+	var err error
+	if token == "" {
+		err = addresses.ErrUnknown
+	} else {
+		a, err = s.opts.Addresses.Confirm(r.Context(), token)
+	}
+	switch {
+	case err == nil:
+		s.opts.Changed()
+		text = a.Email + " is now confirmed as a sender address. You can close this page."
+	case errors.Is(err, addresses.ErrExpired):
+		status, title, text = http.StatusGone, "Link expired", "This confirmation link has expired. Ask the sender to send a new one."
+	case errors.Is(err, addresses.ErrUsed):
+		status, title, text = http.StatusConflict, "Already used", "This confirmation link was already used; the address is confirmed."
+	case errors.Is(err, addresses.ErrUnknown):
+		status, title, text = http.StatusNotFound, "Unknown link", "This confirmation link is not valid. Check that it was copied whole."
+	default:
+		s.opts.Logger.Error("confirmation failed", "err", err)
+		status, title, text = http.StatusInternalServerError, "Something went wrong", "The address could not be confirmed right now. Try again later."
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Referrer-Policy", "no-referrer")
+	w.WriteHeader(status)
+	_ = confirmTmpl.Execute(w, struct{ Title, Text string }{title, text})
+}

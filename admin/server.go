@@ -1,0 +1,311 @@
+// Package admin is sendergate's HTTP API (JSON over HTTP with bearer keys),
+// its OpenAPI 3 document and the address confirmation page. It is an
+// adapter: the domain workflow lives in package domains, the authorization
+// decision in package policy, persistence in package store.
+//
+// Two kinds of bearer key exist. The admin key (data_dir/admin.key) manages
+// organizations and may act in any of them. An organization key acts in its
+// own organization only; anything of another organization answers 404,
+// exactly as if it did not exist.
+package admin
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base32"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/sendergate/sendergate/store"
+)
+
+// Options configure the API server.
+type Options struct {
+	Store       *store.Store
+	AdminKey    string // the admin bearer key (plain; only its hash is kept)
+	Zone        string // dns.zone
+	SandboxZone string // sandbox.zone
+	Logger      *slog.Logger
+	Now         func() time.Time
+	// Metrics serves /metrics; nil leaves the route out.
+	Metrics http.Handler
+	// Ready reports whether the daemon can serve mail (snapshot loaded);
+	// /healthz answers 503 while it returns an error.
+	Ready func(ctx context.Context) error
+	// Changed is called after every write that the policy snapshot or the
+	// DNS zone depend on, so this process applies it at once (other
+	// processes see it through the store's state version).
+	Changed func()
+	// Domains runs the domain workflow; nil leaves the domain routes out.
+	Domains DomainService
+	// Addresses runs address confirmation; nil leaves those routes out.
+	Addresses AddressService
+}
+
+// Server is the admin HTTP API.
+type Server struct {
+	opts      Options
+	adminHash [sha256.Size]byte
+	mux       *http.ServeMux
+}
+
+// New returns the API server; Handler serves it.
+func New(opts Options) (*Server, error) {
+	if opts.Store == nil {
+		return nil, errors.New("admin: no store")
+	}
+	if len(opts.AdminKey) < 16 {
+		return nil, errors.New("admin: admin key missing or shorter than 16 characters")
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Changed == nil {
+		opts.Changed = func() {}
+	}
+	s := &Server{opts: opts, adminHash: sha256.Sum256([]byte(opts.AdminKey)), mux: http.NewServeMux()}
+	s.routes()
+	return s, nil
+}
+
+// Handler returns the HTTP handler, with request logging.
+func (s *Server) Handler() http.Handler { return s.logRequests(s.mux) }
+
+func (s *Server) routes() {
+	m := s.mux
+	m.HandleFunc("GET /healthz", s.healthz)
+	m.HandleFunc("GET /v1/openapi.json", serveOpenAPI)
+	if s.opts.Metrics != nil {
+		m.Handle("GET /metrics", s.opts.Metrics)
+	}
+	m.HandleFunc("POST /v1/orgs", s.auth(s.createOrg))
+	m.HandleFunc("GET /v1/orgs", s.auth(s.listOrgs))
+	m.HandleFunc("GET /v1/orgs/{org}", s.inOrg(s.getOrg))
+	m.HandleFunc("DELETE /v1/orgs/{org}", s.inOrg(s.deleteOrg))
+	m.HandleFunc("POST /v1/orgs/{org}/keys", s.inOrg(s.createKey))
+	m.HandleFunc("DELETE /v1/orgs/{org}/keys/{id}", s.inOrg(s.deleteKey))
+	m.HandleFunc("POST /v1/orgs/{org}/smtp-accounts", s.inOrg(s.createAccount))
+	m.HandleFunc("GET /v1/orgs/{org}/smtp-accounts", s.inOrg(s.listAccounts))
+	m.HandleFunc("POST /v1/orgs/{org}/smtp-accounts/{name}/password", s.inOrg(s.rotatePassword))
+	m.HandleFunc("DELETE /v1/orgs/{org}/smtp-accounts/{name}", s.inOrg(s.deleteAccount))
+	if s.opts.Domains != nil {
+		s.domainRoutes(m)
+	}
+	if s.opts.Addresses != nil {
+		s.addressRoutes(m)
+	}
+	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not_found", "", "no such route: "+r.Method+" "+r.URL.Path)
+	})
+}
+
+// principal is who a request acts as.
+type principal struct {
+	admin bool
+	orgID string // for an organization key
+}
+
+type handler func(w http.ResponseWriter, r *http.Request, p principal)
+type orgHandler func(w http.ResponseWriter, r *http.Request, p principal, org store.Org)
+
+// auth checks the bearer key and passes the principal on.
+func (s *Server) auth(h handler) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		p, ok := s.authenticate(r)
+		if !ok {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="sendergate"`)
+			writeError(w, http.StatusUnauthorized, "unauthorized", "Authorization", "missing or invalid bearer key")
+			return
+		}
+		h(w, r, p)
+	}
+}
+
+// inOrg authenticates and resolves {org}; an organization key gets 404 for
+// any organization but its own.
+func (s *Server) inOrg(h orgHandler) http.HandlerFunc {
+	return s.auth(func(w http.ResponseWriter, r *http.Request, p principal) {
+		name := r.PathValue("org")
+		org, err := s.opts.Store.OrgByName(r.Context(), name)
+		if errors.Is(err, store.ErrNotFound) || (err == nil && !p.admin && org.ID != p.orgID) {
+			writeError(w, http.StatusNotFound, "not_found", "org", fmt.Sprintf("organization %q not found", name))
+			return
+		}
+		if err != nil {
+			s.internal(w, r, err)
+			return
+		}
+		h(w, r, p, org)
+	})
+}
+
+const orgKeyPrefix = "sgk_"
+
+func (s *Server) authenticate(r *http.Request) (principal, bool) {
+	h := r.Header.Get("Authorization")
+	scheme, key, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || key == "" {
+		return principal{}, false
+	}
+	key = strings.TrimSpace(key)
+	sum := sha256.Sum256([]byte(key))
+	if subtle.ConstantTimeCompare(sum[:], s.adminHash[:]) == 1 {
+		return principal{admin: true}, true
+	}
+	rest, ok := strings.CutPrefix(key, orgKeyPrefix)
+	if !ok {
+		return principal{}, false
+	}
+	id, _, ok := strings.Cut(rest, ".")
+	if !ok {
+		return principal{}, false
+	}
+	k, err := s.opts.Store.APIKeyByID(r.Context(), id)
+	if err != nil {
+		if !errors.Is(err, store.ErrNotFound) {
+			s.opts.Logger.Error("api key lookup failed", "err", err)
+		}
+		return principal{}, false
+	}
+	want, err := hex.DecodeString(k.Hash)
+	if err != nil || subtle.ConstantTimeCompare(sum[:], want) != 1 {
+		return principal{}, false
+	}
+	return principal{orgID: k.OrgID}, true
+}
+
+// hashSecret returns the stored form of a generated secret (hex SHA-256;
+// secrets carry >= 128 bits of entropy, so no slow KDF is needed).
+func hashSecret(secret string) string {
+	sum := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(sum[:])
+}
+
+// NewSecret returns n random bytes from crypto/rand as lowercase base32.
+func NewSecret(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic("admin: crypto/rand failed: " + err.Error())
+	}
+	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b))
+}
+
+func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if _, err := s.opts.Store.Version(ctx); err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "error": "database unreachable"})
+		return
+	}
+	if s.opts.Ready != nil {
+		if err := s.opts.Ready(ctx); err != nil {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "starting", "error": err.Error()})
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// apiError is the body of every error response.
+type apiError struct {
+	Code    string `json:"code"`
+	Field   string `json:"field,omitempty"`
+	Message string `json:"message"`
+}
+
+func writeError(w http.ResponseWriter, status int, code, field, msg string) {
+	writeJSON(w, status, map[string]apiError{"error": {Code: code, Field: field, Message: msg}})
+}
+
+func invalid(w http.ResponseWriter, field, msg string) {
+	writeError(w, http.StatusBadRequest, "invalid", field, msg)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+// internal logs err once and answers 500 without internal detail.
+func (s *Server) internal(w http.ResponseWriter, r *http.Request, err error) {
+	s.opts.Logger.Error("admin request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	writeError(w, http.StatusInternalServerError, "internal", "", "internal error; see the server log")
+}
+
+const maxBody = 1 << 20
+
+// decode reads a JSON object into v strictly: unknown fields, trailing data
+// and wrong types are 400s naming the problem. It reports whether to go on.
+func decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	body := http.MaxBytesReader(w, r.Body, maxBody)
+	dec := json.NewDecoder(body)
+	dec.DisallowUnknownFields()
+	err := dec.Decode(v)
+	if err == nil {
+		if _, terr := dec.Token(); terr != io.EOF {
+			err = errors.New("trailing data after the JSON object")
+		}
+	}
+	if err == nil {
+		return true
+	}
+	var (
+		typeErr *json.UnmarshalTypeError
+		maxErr  *http.MaxBytesError
+	)
+	switch {
+	case errors.As(err, &typeErr):
+		invalid(w, typeErr.Field, fmt.Sprintf("%s must be a %s", typeErr.Field, typeErr.Type.String()))
+	case errors.As(err, &maxErr):
+		writeError(w, http.StatusRequestEntityTooLarge, "too_large", "", "request body larger than 1 MiB")
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		field := strings.Trim(strings.TrimPrefix(err.Error(), "json: unknown field "), `"`)
+		invalid(w, field, fmt.Sprintf("unknown field %q", field))
+	case errors.Is(err, io.EOF):
+		writeError(w, http.StatusBadRequest, "invalid_json", "", "request body is empty; send a JSON object")
+	default:
+		writeError(w, http.StatusBadRequest, "invalid_json", "", "request body is not a valid JSON object: "+err.Error())
+	}
+	return false
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// logRequests logs one line per request: never the Authorization header or
+// a body, so keys and passwords stay out of the logs.
+func (s *Server) logRequests(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		h.ServeHTTP(sw, r)
+		if r.URL.Path == "/healthz" || r.URL.Path == "/metrics" {
+			return
+		}
+		s.opts.Logger.Info("http", "method", r.Method, "path", r.URL.Path, "status", sw.status,
+			"remote", r.RemoteAddr, "dur", time.Since(start).Round(time.Microsecond))
+	})
+}

@@ -1,0 +1,285 @@
+package main
+
+import (
+	"context"
+	"crypto"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/sendergate/sendergate/addresses"
+	"github.com/sendergate/sendergate/admin"
+	"github.com/sendergate/sendergate/config"
+	"github.com/sendergate/sendergate/dkim"
+	"github.com/sendergate/sendergate/domains"
+	"github.com/sendergate/sendergate/policy"
+	"github.com/sendergate/sendergate/relay"
+	"github.com/sendergate/sendergate/store"
+	"github.com/sendergate/sendergate/zone"
+)
+
+// daemon is everything serve runs, wired together.
+type daemon struct {
+	cfg      config.Config
+	log      *slog.Logger
+	st       *store.Store
+	reg      *prometheus.Registry
+	engine   *policy.Engine
+	zone     *zone.Server
+	domains  *domains.Service
+	out      relay.Sender
+	tlsConf  *tls.Config
+	adminKey string
+	sysKey   crypto.Signer
+	closers  []func(context.Context) error
+	zoneMu   sync.Mutex
+	zoneOpts domains.ZoneOptions
+}
+
+// serve starts every configured listener and blocks until ctx is done, then
+// shuts down gracefully: stop accepting, finish what is in flight.
+func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
+	st, err := openStore(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	d := &daemon{cfg: cfg, log: logger, st: st, reg: prometheus.NewRegistry()}
+	d.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	bg, cancelBG := context.WithCancel(context.Background())
+	defer cancelBG()
+	if err := d.setup(ctx, bg); err != nil {
+		d.shutdown()
+		return err
+	}
+	<-ctx.Done()
+	logger.Info("shutting down: no new connections, finishing transactions in flight")
+	cancelBG()
+	d.shutdown()
+	logger.Info("stopped")
+	return nil
+}
+
+func (d *daemon) shutdown() {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for i := len(d.closers) - 1; i >= 0; i-- {
+		if err := d.closers[i](ctx); err != nil {
+			d.log.Warn("shutdown", "err", err)
+		}
+	}
+}
+
+func (d *daemon) onClose(f func(context.Context) error) { d.closers = append(d.closers, f) }
+
+// setup builds and starts the components in dependency order.
+func (d *daemon) setup(ctx, bg context.Context) error {
+	cfg := d.cfg
+	key, keyPath, created, err := adminKey(cfg.AdminKey, cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	switch {
+	case keyPath == "":
+		d.log.Info("admin key from SENDERGATE_ADMIN_KEY")
+	case created:
+		d.log.Info("admin key created", "path", keyPath, "mode", "0600")
+	default:
+		d.log.Info("admin key", "path", keyPath)
+	}
+	d.adminKey = key
+
+	cert, certPath, err := tlsCertificate(cfg.Submission.TLSCert, cfg.Submission.TLSKey, cfg.DataDir, cfg.Hostname)
+	if err != nil {
+		return err
+	}
+	d.log.Info("TLS certificate", "path", certPath)
+	d.tlsConf = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+
+	if err := d.setupRelay(); err != nil {
+		return err
+	}
+	if err := d.setupSystemKey(ctx); err != nil {
+		return err
+	}
+	if err := d.setupZone(); err != nil {
+		return err
+	}
+
+	d.engine = policy.NewEngine(d.st, d.st, policy.Options{
+		Zone: cfg.DNS.Zone, RequireConfirmed: cfg.Submission.RequireConfirmedAddress, SandboxLimit: cfg.Sandbox.DailyLimit,
+		Logger: d.log, OnReload: d.refreshZone,
+	})
+	if err := d.engine.Reload(ctx); err != nil {
+		// Fail closed: mail gets 451 until a snapshot loads.
+		d.log.Error("initial policy snapshot failed; mail is refused with 451 until it loads", "err", err)
+	}
+	go d.engine.Run(bg)
+
+	resolver, err := domains.NewDNSResolver(cfg.DNS.Resolvers, 5*time.Second)
+	if err != nil {
+		return fmt.Errorf("dns.resolvers: %w", err)
+	}
+	d.domains = domains.NewService(d.st, domains.ServiceOptions{
+		Zone: cfg.DNS.Zone, Resolver: resolver, Interval: cfg.DNS.VerifyInterval.Duration, Grace: cfg.DNS.Grace.Duration, Logger: d.log,
+	})
+	go d.domains.Run(bg, checkTick(cfg.DNS.VerifyInterval.Duration), d.changed)
+
+	if err := d.setupMail(bg); err != nil {
+		return err
+	}
+	return d.setupAdmin()
+}
+
+// checkTick is how often the background checker looks for due domains.
+func checkTick(interval time.Duration) time.Duration {
+	if interval < time.Minute {
+		return interval / 2
+	}
+	return 30 * time.Second
+}
+
+// changed applies a write at once in this process (other processes follow
+// through the store's state version).
+func (d *daemon) changed() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := d.engine.Reload(ctx); err != nil {
+		d.log.Error("policy snapshot reload failed", "err", err)
+	}
+}
+
+func (d *daemon) setupRelay() error {
+	cfg := d.cfg
+	if cfg.Relay.Upstream == "" {
+		dir := filepath.Join(cfg.DataDir, "outbox")
+		ob, err := relay.NewOutbox(dir)
+		if err != nil {
+			return err
+		}
+		d.out = ob.WithLogger(d.log)
+		d.log.Info("no relay.upstream: accepted mail is written to the outbox", "dir", dir)
+		return nil
+	}
+	host, _, _ := net.SplitHostPort(cfg.Relay.Upstream)
+	up := relay.NewUpstream(relay.UpstreamConfig{
+		Addr: cfg.Relay.Upstream, TLS: cfg.Relay.UpstreamTLS, TLSConfig: &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12},
+		Username: cfg.Relay.Username, Password: cfg.Relay.Password, LocalName: cfg.Hostname, Logger: d.log,
+	})
+	d.out = up
+	d.onClose(func(context.Context) error { return up.Close() })
+	d.log.Info("relaying accepted mail", "upstream", cfg.Relay.Upstream, "tls", cfg.Relay.UpstreamTLS)
+	return nil
+}
+
+// setupSystemKey loads (or creates, once for all instances) sendergate's
+// own DKIM key, published at sg1._domainkey.ZONE.
+func (d *daemon) setupSystemKey(ctx context.Context) error {
+	pemText, err := d.st.SystemKey(ctx, "dkim:"+d.cfg.DNS.Zone, func() (string, error) {
+		k, err := dkim.GenerateKey(dkim.RSA2048)
+		if err != nil {
+			return "", err
+		}
+		return dkim.MarshalPrivateKey(k)
+	})
+	if err != nil {
+		return err
+	}
+	d.sysKey, err = dkim.ParsePrivateKey(pemText)
+	return err
+}
+
+func (d *daemon) setupZone() error {
+	cfg := d.cfg
+	d.zoneOpts = domains.ZoneOptions{Zone: cfg.DNS.Zone, BounceMX: cfg.DNS.BounceMX, SPF: cfg.DNS.SPF,
+		TrackingAddress: cfg.DNS.TrackingAddress, SystemKey: d.sysKey.Public()}
+	z, err := zone.New(zone.Config{Zone: cfg.DNS.Zone, Nameservers: cfg.DNS.Nameservers, AllowTransfer: cfg.DNS.AllowTransfer, Logger: d.log})
+	if err != nil {
+		return fmt.Errorf("dns: %w", err)
+	}
+	d.zone = z
+	if cfg.DNS.Listen == "" {
+		return nil
+	}
+	if err := z.Start(cfg.DNS.Listen); err != nil {
+		return fmt.Errorf("dns.listen %s: %w", cfg.DNS.Listen, err)
+	}
+	d.onClose(z.Shutdown)
+	d.log.Info("DNS zone server listening", "zone", cfg.DNS.Zone, "udp", z.UDPAddr().String(), "tcp", z.TCPAddr().String())
+	return nil
+}
+
+// refreshZone rebuilds the served zone after each policy snapshot rebuild,
+// reusing the snapshot's parsed keys.
+func (d *daemon) refreshZone(s *policy.Snapshot) {
+	d.zoneMu.Lock()
+	defer d.zoneMu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ds, err := d.st.AllDomains(ctx)
+	if err != nil {
+		d.log.Error("zone refresh failed; serving the previous records", "err", err)
+		return
+	}
+	pub := func(id string) crypto.PublicKey {
+		if dom, ok := s.DomainByID(id); ok && dom.Key != nil {
+			return dom.Key.Public()
+		}
+		return nil
+	}
+	d.zone.Update(domains.ZoneRecords(ds, pub, d.zoneOpts))
+}
+
+func (d *daemon) setupAdmin() error {
+	cfg := d.cfg
+	addrs := addresses.New(d.st, addresses.Options{
+		PublicURL: cfg.Admin.PublicURL, From: cfg.Confirm.From, TTL: cfg.Confirm.TTL.Duration, Hostname: cfg.Hostname,
+		Sender: d.out, // d= is the zone: aligned (relaxed, RFC 7489 3.1.1) with confirm.from
+		// in the zone, and published at sg1._domainkey.ZONE.
+		Signer: addresses.Signer{Domain: cfg.DNS.Zone, Selector: "sg1", Key: d.sysKey},
+		Logger: d.log,
+	})
+	srv, err := admin.New(admin.Options{
+		Store: d.st, AdminKey: d.adminKey, Addresses: addrs, Zone: cfg.DNS.Zone, SandboxZone: cfg.Sandbox.Zone, Logger: d.log,
+		Metrics: promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{}),
+		Ready: func(context.Context) error {
+			_, err := d.engine.Current()
+			return err
+		},
+		Changed: d.changed,
+		Domains: d.domains,
+	})
+	if err != nil {
+		return err
+	}
+	l, err := net.Listen("tcp", cfg.Admin.Listen)
+	if err != nil {
+		return fmt.Errorf("admin.listen %s: %w", cfg.Admin.Listen, err)
+	}
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelWarn)}
+	go func() {
+		if err := hs.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			d.log.Error("admin server failed", "err", err)
+		}
+	}()
+	d.onClose(hs.Shutdown)
+	d.log.Info("admin API listening", "addr", l.Addr().String(), "public_url", cfg.Admin.PublicURL)
+	return nil
+}
+
+// setupMail starts the SMTP-facing listeners.
+func (d *daemon) setupMail(bg context.Context) error {
+	return nil
+}

@@ -1,0 +1,109 @@
+package domains
+
+import (
+	"strconv"
+	"strings"
+)
+
+// Purpose says what a DNS record delegates.
+type Purpose string
+
+// The record purposes, in the order Records returns them.
+const (
+	PurposeDKIM       Purpose = "dkim"
+	PurposeReturnPath Purpose = "return_path"
+	PurposeTracking   Purpose = "tracking"
+	PurposeDMARC      Purpose = "dmarc"
+)
+
+// Record check statuses.
+const (
+	StatusUnchecked = "unchecked"
+	StatusOK        = "ok"
+	StatusMissing   = "missing"
+	StatusMismatch  = "mismatch"
+	// StatusError is a transient DNS failure (SERVFAIL, timeout); it never
+	// counts as a miss.
+	StatusError = "error"
+)
+
+// Record is one CNAME the customer publishes, and the result of its check.
+// Host and Value carry no trailing dot.
+type Record struct {
+	Purpose Purpose `json:"purpose"`
+	Host    string  `json:"host"`
+	Type    string  `json:"type"`
+	Value   string  `json:"value"`
+	Status  string  `json:"status"`
+	Found   string  `json:"found,omitempty"`
+	Reason  string  `json:"reason,omitempty"`
+}
+
+// Records returns the CNAMEs for a normalized input, registration token and
+// provider zone, deterministically, all with status "unchecked":
+//
+//	dkim         SEL._domainkey.D -> SEL.T.dkim.Z
+//	return_path  LABEL.D          -> T.bounce.Z    (when set)
+//	tracking     LABEL.D          -> track.Z       (when set)
+//	dmarc        _dmarc.D         -> T.dmarc.Z     (when set)
+func Records(in Input, token, zone string) []Record {
+	zone = strings.TrimSuffix(strings.ToLower(zone), ".")
+	sel := in.DKIMSelector
+	if sel == "" {
+		sel = DefaultSelector
+	}
+	recs := []Record{cname(PurposeDKIM, sel+"._domainkey."+in.Name, DKIMTarget(sel, token, zone))}
+	if in.ReturnPath != "" {
+		recs = append(recs, cname(PurposeReturnPath, in.ReturnPathDomain(), BounceDomain(token, zone)))
+	}
+	if in.Tracking != "" {
+		recs = append(recs, cname(PurposeTracking, in.TrackingDomain(), TrackingTarget(zone)))
+	}
+	if in.DMARC != nil {
+		recs = append(recs, cname(PurposeDMARC, "_dmarc."+in.Name, DMARCTarget(token, zone)))
+	}
+	return recs
+}
+
+func cname(p Purpose, host, value string) Record {
+	return Record{Purpose: p, Host: host, Type: "CNAME", Value: value, Status: StatusUnchecked}
+}
+
+// DKIMTarget is the name in the provider zone where the DKIM key TXT record
+// of a registration is served: SEL.T.dkim.Z.
+func DKIMTarget(selector, token, zone string) string {
+	return selector + "." + token + ".dkim." + zone
+}
+
+// BounceDomain is T.bounce.Z: the target of the return_path CNAME, and the
+// envelope sender domain of a registration without its own return path.
+func BounceDomain(token, zone string) string { return token + ".bounce." + zone }
+
+// TrackingTarget is track.Z, shared by every tracking CNAME.
+func TrackingTarget(zone string) string { return "track." + zone }
+
+// DMARCTarget is T.dmarc.Z, where the DMARC TXT record is served.
+func DMARCTarget(token, zone string) string { return token + ".dmarc." + zone }
+
+// DMARCValue is the DMARC TXT record value (RFC 7489 6.3), e.g.
+// "v=DMARC1; p=quarantine; pct=50; rua=mailto:x@y". Policy none has no pct;
+// a zero pct otherwise stands for 100.
+func DMARCValue(d DMARC) string {
+	var b strings.Builder
+	b.WriteString("v=DMARC1; p=" + d.Policy)
+	if d.Policy != DMARCNone {
+		pct := d.Pct
+		if pct == 0 {
+			pct = DefaultDMARCPct
+		}
+		b.WriteString("; pct=" + strconv.Itoa(pct))
+	}
+	if d.RUA != "" {
+		rua := d.RUA
+		if !strings.HasPrefix(rua, "mailto:") {
+			rua = "mailto:" + rua
+		}
+		b.WriteString("; rua=" + rua)
+	}
+	return b.String()
+}

@@ -1,0 +1,289 @@
+package domains
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/sendergate/sendergate/dkim"
+	"github.com/sendergate/sendergate/store"
+)
+
+// StateError is a refusal because of the state of things (HTTP 422), such
+// as verifying a domain another organization has verified meanwhile.
+type StateError struct{ Code, Message string }
+
+func (e *StateError) Error() string { return e.Message }
+
+// ServiceOptions configure a Service.
+type ServiceOptions struct {
+	Zone         string        // dns.zone
+	Resolver     Resolver      // for verification
+	Interval     time.Duration // dns.verify_interval
+	Grace        time.Duration // dns.grace
+	CheckTimeout time.Duration // deadline of one domain's check; default 10s
+	Logger       *slog.Logger
+	Now          func() time.Time
+}
+
+// Service is the domain workflow on top of the store: registration with
+// its key and records, manual and background verification, access grants.
+type Service struct {
+	st   *store.Store
+	opts ServiceOptions
+}
+
+// NewService returns the workflow.
+func NewService(st *store.Store, opts ServiceOptions) *Service {
+	if opts.CheckTimeout <= 0 {
+		opts.CheckTimeout = 10 * time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Service{st: st, opts: opts}
+}
+
+func subject(name string) string { return "domain:" + name }
+
+// Create validates in, generates the DKIM key pair, the token and the
+// records, and stores the domain as pending.
+func (s *Service) Create(ctx context.Context, org store.Org, in Input) (store.Domain, error) {
+	in, err := Normalize(in, s.opts.Zone)
+	if err != nil {
+		return store.Domain{}, err
+	}
+	taken, err := s.st.VerifiedElsewhere(ctx, in.Name, org.ID)
+	if err != nil {
+		return store.Domain{}, err
+	}
+	if taken {
+		return store.Domain{}, store.ErrConflict
+	}
+	key, err := dkim.GenerateKey(dkim.Algorithm(in.DKIMAlgorithm))
+	if err != nil {
+		return store.Domain{}, fmt.Errorf("domains: key for %s: %w", in.Name, err)
+	}
+	pem, err := dkim.MarshalPrivateKey(key)
+	if err != nil {
+		return store.Domain{}, fmt.Errorf("domains: key for %s: %w", in.Name, err)
+	}
+	token := NewToken()
+	recs, err := json.Marshal(Records(in, token, s.opts.Zone))
+	if err != nil {
+		return store.Domain{}, err
+	}
+	now := store.At(s.opts.Now())
+	d := store.Domain{
+		ID: store.NewID(), OrgID: org.ID, Name: in.Name, Token: token, Status: string(Pending),
+		ReturnPath: in.ReturnPath, Tracking: in.Tracking, DKIMSelector: in.DKIMSelector, DKIMAlgorithm: in.DKIMAlgorithm,
+		DKIMKey: pem, Records: string(recs), CreatedAt: now,
+	}
+	if in.DMARC != nil {
+		d.DMARCPolicy, d.DMARCRUA, d.DMARCPct = in.DMARC.Policy, in.DMARC.RUA, in.DMARC.Pct
+	}
+	ev := store.Event{OrgID: org.ID, Subject: subject(d.Name), Kind: "domain.added", Detail: "status pending", At: now}
+	if err := s.st.CreateDomain(ctx, d, ev); err != nil {
+		return store.Domain{}, err
+	}
+	return d, nil
+}
+
+// Verify checks the domain's records now (POST .../verify) and applies the
+// lifecycle. It returns the updated domain.
+func (s *Service) Verify(ctx context.Context, org store.Org, name string) (store.Domain, error) {
+	d, err := s.st.DomainByName(ctx, org.ID, name)
+	if err != nil {
+		return store.Domain{}, err
+	}
+	if d.Sandbox {
+		return d, nil // verified from the start, nothing to check
+	}
+	return s.check(ctx, d, true)
+}
+
+// check runs one verification of d and saves the outcome.
+func (s *Service) check(ctx context.Context, d store.Domain, manual bool) (store.Domain, error) {
+	var recs []Record
+	if err := json.Unmarshal([]byte(d.Records), &recs); err != nil {
+		return d, fmt.Errorf("domains: records of %s: %w", d.Name, err)
+	}
+	cctx, cancel := context.WithTimeout(ctx, s.opts.CheckTimeout)
+	recs = Check(cctx, s.opts.Resolver, recs)
+	cancel()
+	outcome := OutcomeOf(recs)
+	now := s.opts.Now()
+
+	if outcome == AllOK && !CanSend(Status(d.Status)) {
+		taken, err := s.st.VerifiedElsewhere(ctx, d.Name, d.OrgID)
+		if err != nil {
+			return d, err
+		}
+		if taken {
+			return d, &StateError{Code: "conflict", Message: fmt.Sprintf("domain %s is verified by another organization", d.Name)}
+		}
+	}
+	prev := d
+	st := Next(stateOf(d), outcome, now, s.opts.Grace, manual)
+	applyState(&d, st)
+	d.LastCheckedAt = store.At(now)
+	b, err := json.Marshal(recs)
+	if err != nil {
+		return d, err
+	}
+	d.Records = string(b)
+
+	var events []store.Event
+	if manual {
+		events = append(events, store.Event{OrgID: d.OrgID, Subject: subject(d.Name), Kind: "domain.checked", Detail: "manual verify: " + summary(recs), At: store.At(now)})
+	}
+	if prev.Status != d.Status {
+		events = append(events, store.Event{OrgID: d.OrgID, Subject: subject(d.Name), Kind: "domain." + d.Status,
+			Detail: fmt.Sprintf("%s -> %s: %s", prev.Status, d.Status, summary(recs)), At: store.At(now)})
+		s.opts.Logger.Info("domain status changed", "domain", d.Name, "org", d.OrgID, "from", prev.Status, "to", d.Status)
+	}
+	if err := s.st.UpdateDomainCheck(ctx, prev, d, events); err != nil {
+		return d, err
+	}
+	return d, nil
+}
+
+// summary lists the records that are not ok, or says all are.
+func summary(recs []Record) string {
+	out := ""
+	for _, r := range recs {
+		if r.Status == "ok" {
+			continue
+		}
+		if out != "" {
+			out += "; "
+		}
+		out += fmt.Sprintf("%s %s %s", r.Purpose, r.Host, r.Status)
+	}
+	if out == "" {
+		return "all records ok"
+	}
+	return out
+}
+
+func stateOf(d store.Domain) State {
+	return State{Status: Status(d.Status), VerifiedAt: d.VerifiedAt.Ptr(), FirstMissAt: d.FirstMissAt.Ptr(), History: d.History, CreatedAt: d.CreatedAt.Time}
+}
+
+func applyState(d *store.Domain, st State) {
+	d.Status, d.History = string(st.Status), st.History
+	d.VerifiedAt, d.FirstMissAt = store.Time{}, store.Time{}
+	if st.VerifiedAt != nil {
+		d.VerifiedAt = store.At(*st.VerifiedAt)
+	}
+	if st.FirstMissAt != nil {
+		d.FirstMissAt = store.At(*st.FirstMissAt)
+	}
+}
+
+// CheckDue runs the background check of every domain that is due, one at a
+// time, and returns how many it checked. A domain changed concurrently by
+// another instance is skipped.
+func (s *Service) CheckDue(ctx context.Context) (int, error) {
+	ds, err := s.st.AllDomains(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	now := s.opts.Now()
+	for _, d := range ds {
+		if d.Sandbox {
+			continue
+		}
+		last := d.LastCheckedAt.Time
+		if last.IsZero() {
+			last = d.CreatedAt.Time
+		}
+		at, ok := NextCheck(stateOf(d), last, s.opts.Interval, s.opts.Grace)
+		if !ok || at.After(now) {
+			continue
+		}
+		if _, err := s.check(ctx, d, false); err != nil && !errors.Is(err, store.ErrConflict) {
+			var se *StateError
+			if !errors.As(err, &se) {
+				s.opts.Logger.Error("background domain check failed", "domain", d.Name, "err", err)
+			}
+		}
+		n++
+		if ctx.Err() != nil {
+			return n, ctx.Err()
+		}
+	}
+	return n, nil
+}
+
+// Run calls CheckDue every tick until ctx is done; changed is called after
+// a round that checked something, so the caller can refresh its views.
+func (s *Service) Run(ctx context.Context, tick time.Duration, changed func()) {
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		n, err := s.CheckDue(ctx)
+		if err != nil && ctx.Err() == nil {
+			s.opts.Logger.Error("background domain checks failed", "err", err)
+		}
+		if n > 0 && changed != nil {
+			changed()
+		}
+	}
+}
+
+// SetAccess restricts the domain to the named accounts of the organization,
+// or opens it to all of them. An unknown account name is a field error.
+func (s *Service) SetAccess(ctx context.Context, org store.Org, name string, restricted bool, accounts []string) (store.Domain, error) {
+	d, err := s.st.DomainByName(ctx, org.ID, name)
+	if err != nil {
+		return store.Domain{}, err
+	}
+	if !restricted && len(accounts) > 0 {
+		return d, &FieldError{Field: "accounts", Message: "accounts can only be listed when restricted is true"}
+	}
+	var ids []string
+	seen := map[string]bool{}
+	for i, a := range accounts {
+		acct, err := s.st.AccountByName(ctx, org.ID, a)
+		if errors.Is(err, store.ErrNotFound) {
+			return d, &FieldError{Field: fmt.Sprintf("accounts[%d]", i), Message: fmt.Sprintf("no SMTP account %q in this organization", a)}
+		}
+		if err != nil {
+			return d, err
+		}
+		if !seen[acct.ID] {
+			seen[acct.ID] = true
+			ids = append(ids, acct.ID)
+		}
+	}
+	detail := "unrestricted: every account may send"
+	if restricted {
+		detail = fmt.Sprintf("restricted to %v", accounts)
+	}
+	ev := store.Event{OrgID: org.ID, Subject: subject(d.Name), Kind: "domain.access", Detail: detail, At: store.At(s.opts.Now())}
+	if err := s.st.SetAccess(ctx, d.ID, restricted, ids, ev); err != nil {
+		return d, err
+	}
+	d.Restricted = restricted
+	return d, nil
+}
+
+// Delete removes the domain, its key and its grants; the sandbox domain
+// cannot be deleted.
+func (s *Service) Delete(ctx context.Context, org store.Org, name string) error {
+	ev := store.Event{OrgID: org.ID, Subject: subject(name), Kind: "domain.deleted", At: store.At(s.opts.Now())}
+	return s.st.DeleteDomain(ctx, org.ID, name, ev)
+}

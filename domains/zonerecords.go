@@ -1,0 +1,65 @@
+package domains
+
+import (
+	"crypto"
+	"net"
+
+	"github.com/miekg/dns"
+
+	"github.com/sendergate/sendergate/dkim"
+	"github.com/sendergate/sendergate/store"
+	"github.com/sendergate/sendergate/zone"
+)
+
+// ZoneOptions say what the provider zone publishes besides the domains.
+type ZoneOptions struct {
+	Zone            string // dns.zone
+	BounceMX        string // dns.bounce_mx
+	SPF             string // dns.spf, published at every bounce domain
+	TrackingAddress string // dns.tracking_address; "" publishes nothing
+	// SystemKey, when set, is published at sg1._domainkey.ZONE: it signs
+	// sendergate's own mail (address confirmations).
+	SystemKey crypto.PublicKey
+}
+
+// ZoneRecords builds the provider zone's records for every domain: the
+// targets of the customer CNAMEs (SEL.T.dkim.Z TXT, T.bounce.Z MX and SPF,
+// T.dmarc.Z TXT), track.Z, and for sandbox domains, which live inside the
+// zone, the DKIM key directly at SEL._domainkey.ORG.sandbox.Z. pub returns
+// the public key of a domain (by id), so keys parsed once elsewhere are
+// reused; a domain without one is left out.
+func ZoneRecords(ds []store.Domain, pub func(domainID string) crypto.PublicKey, o ZoneOptions) []dns.RR {
+	var rrs []dns.RR
+	for _, d := range ds {
+		key := pub(d.ID)
+		if key == nil {
+			continue
+		}
+		txt, err := dkim.TXTValue(key)
+		if err != nil {
+			continue
+		}
+		if d.Sandbox {
+			rrs = append(rrs, zone.TXT(d.DKIMSelector+"._domainkey."+d.Name, 0, txt))
+		} else {
+			rrs = append(rrs, zone.TXT(DKIMTarget(d.DKIMSelector, d.Token, o.Zone), 0, txt))
+		}
+		bounce := BounceDomain(d.Token, o.Zone)
+		rrs = append(rrs, zone.MX(bounce, 0, 10, o.BounceMX), zone.TXT(bounce, 0, o.SPF))
+		if d.DMARCPolicy != "" {
+			rrs = append(rrs, zone.TXT(DMARCTarget(d.Token, o.Zone), 0,
+				DMARCValue(DMARC{Policy: d.DMARCPolicy, RUA: d.DMARCRUA, Pct: d.DMARCPct})))
+		}
+	}
+	if ip := net.ParseIP(o.TrackingAddress); ip != nil {
+		if rr := zone.A(TrackingTarget(o.Zone), 0, ip); rr != nil {
+			rrs = append(rrs, rr)
+		}
+	}
+	if o.SystemKey != nil {
+		if txt, err := dkim.TXTValue(o.SystemKey); err == nil {
+			rrs = append(rrs, zone.TXT("sg1._domainkey."+o.Zone, 0, txt))
+		}
+	}
+	return rrs
+}

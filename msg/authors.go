@@ -1,0 +1,140 @@
+package msg
+
+import (
+	"errors"
+	"io"
+	"mime"
+	"net/mail"
+	"strings"
+)
+
+// Authors extracts the identities the policy must check (RFC 5322 3.6.2):
+// the mailboxes of the single From field and the mailbox of the optional
+// Sender field, each as its addr-spec (local part unquoted, as net/mail
+// returns it). Display names and comments are never addresses: an RFC 2047
+// encoded word or a quoted display name that looks like an address is
+// ignored, and an addr-spec containing an encoded word is refused.
+//
+// Refusals are *Error values with 550 5.6.0: zero or several From fields,
+// a From without mailbox, group syntax, several From mailboxes without a
+// Sender field, several Sender fields, or a Sender without exactly one
+// mailbox.
+func Authors(h *Header) (from []string, sender string, err error) {
+	froms := h.Get("From")
+	if len(froms) != 1 {
+		return nil, "", invalidf("message must have exactly one From header field (RFC 5322 3.6), it has %d", len(froms))
+	}
+	from, err = mailboxes("From", froms[0])
+	if err != nil {
+		return nil, "", err
+	}
+	senders := h.Get("Sender")
+	switch {
+	case len(senders) > 1:
+		return nil, "", invalidf("message must have at most one Sender header field (RFC 5322 3.6), it has %d", len(senders))
+	case len(senders) == 0 && len(from) > 1:
+		return nil, "", invalidf("From has %d mailboxes, so a Sender header field is required (RFC 5322 3.6.2)", len(from))
+	case len(senders) == 0:
+		return from, "", nil
+	}
+	s, err := mailboxes("Sender", senders[0])
+	if err != nil {
+		return nil, "", err
+	}
+	if len(s) != 1 {
+		return nil, "", invalidf("Sender header field must have exactly one mailbox (RFC 5322 3.6.2), it has %d", len(s))
+	}
+	return from, s[0], nil
+}
+
+// mailboxes parses the mailbox-list value of the field named field.
+func mailboxes(field string, value []byte) ([]string, error) {
+	clean, group, err := stripComments(value)
+	if err != nil {
+		return nil, invalidf("cannot parse %s header field: %v", field, err)
+	}
+	if group {
+		return nil, invalidf("%s header field must be a list of mailboxes, not a group (RFC 5322 3.6.2)", field)
+	}
+	parser := mail.AddressParser{WordDecoder: &mime.WordDecoder{CharsetReader: rawCharset}}
+	list, err := parser.ParseList(clean)
+	if err != nil {
+		return nil, invalidf("cannot parse %s header field (RFC 5322 3.4): %v", field, err)
+	}
+	if len(list) == 0 {
+		return nil, invalidf("%s header field has no mailbox (RFC 5322 3.6.2)", field)
+	}
+	addrs := make([]string, 0, len(list))
+	for _, a := range list {
+		if strings.Contains(a.Address, "=?") && strings.Contains(a.Address, "?=") {
+			return nil, invalidf("%s header field has an RFC 2047 encoded word in an address (RFC 2047 5)", field)
+		}
+		addrs = append(addrs, a.Address)
+	}
+	return addrs, nil
+}
+
+// rawCharset lets encoded words in charsets that mime.WordDecoder does not
+// know (it knows UTF-8, ISO-8859-1 and US-ASCII) pass undecoded instead of
+// failing the whole field: display names are never used for policy, so a
+// mis-decoded windows-1252 or ISO-2022-JP name is harmless, while refusing
+// it would reject ordinary mail.
+func rawCharset(_ string, input io.Reader) (io.Reader, error) {
+	return input, nil
+}
+
+// stripComments replaces every RFC 5322 comment (3.2.2) outside quoted
+// strings and domain literals with a space, because net/mail does not accept
+// a comment before an addr-spec. It also reports whether the value uses
+// group syntax: a colon outside quotes, literals and angle brackets.
+func stripComments(v []byte) (clean string, group bool, err error) {
+	var b strings.Builder
+	var depth, angle int
+	var quoted, literal bool
+	for i := 0; i < len(v); i++ {
+		c := v[i]
+		switch {
+		case depth > 0:
+			switch c {
+			case '\\':
+				i++ // quoted-pair
+			case '(':
+				depth++
+			case ')':
+				if depth--; depth == 0 {
+					b.WriteByte(' ')
+				}
+			}
+			continue
+		case quoted || literal:
+			b.WriteByte(c)
+			if c == '\\' && i+1 < len(v) {
+				i++
+				b.WriteByte(v[i])
+			} else if (quoted && c == '"') || (literal && c == ']') {
+				quoted, literal = false, false
+			}
+			continue
+		}
+		switch c {
+		case '(':
+			depth = 1
+			continue
+		case '"':
+			quoted = true
+		case '[':
+			literal = true
+		case '<':
+			angle++
+		case '>':
+			angle--
+		case ':':
+			group = group || angle <= 0
+		}
+		b.WriteByte(c)
+	}
+	if depth > 0 || quoted || literal {
+		return "", false, errors.New("unterminated comment, quoted string or domain literal")
+	}
+	return b.String(), group, nil
+}

@@ -1,0 +1,115 @@
+package msg
+
+import (
+	"errors"
+	"slices"
+	"testing"
+)
+
+func TestAuthors(t *testing.T) {
+	tests := []struct {
+		name       string
+		header     string
+		wantFrom   []string
+		wantSender string
+		wantErr    bool
+	}{
+		{name: "single From", header: "From: Alice <alice@example.com>\r\n", wantFrom: []string{"alice@example.com"}},
+		{name: "bare addr-spec", header: "From: alice@example.com\r\n", wantFrom: []string{"alice@example.com"}},
+		{name: "uppercase domain kept raw", header: "From: alice@EXAMPLE.Com\r\n", wantFrom: []string{"alice@EXAMPLE.Com"}},
+		{name: "trailing dot is not RFC 5322 syntax", header: "From: alice@example.com.\r\n", wantErr: true},
+		{name: "IDN U-label", header: "From: x@bänk.example\r\n", wantFrom: []string{"x@bänk.example"}},
+		{name: "two From fields", header: "From: a@example.com\r\nFrom: ceo@bank.example\r\n", wantErr: true},
+		{name: "two From fields, different case and space before colon", header: "From: a@example.com\r\nfrom : ceo@bank.example\r\n", wantErr: true},
+		{name: "two mailboxes without Sender", header: "From: a@example.com, b@example.org\r\n", wantErr: true},
+		{
+			name:       "two mailboxes with Sender",
+			header:     "From: a@example.com, b@example.org\r\nSender: s@example.net\r\n",
+			wantFrom:   []string{"a@example.com", "b@example.org"},
+			wantSender: "s@example.net",
+		},
+		{name: "one mailbox with Sender", header: "From: a@example.com\r\nSender: <s@example.net>\r\n", wantFrom: []string{"a@example.com"}, wantSender: "s@example.net"},
+		{name: "Sender with two mailboxes", header: "From: a@example.com\r\nSender: s@example.net, t@example.net\r\n", wantErr: true},
+		{name: "unparseable Sender", header: "From: a@example.com\r\nSender: not an address\r\n", wantErr: true},
+		{name: "two Sender fields", header: "From: a@example.com\r\nSender: s@example.net\r\nSender: t@example.net\r\n", wantErr: true},
+		{name: "empty Sender", header: "From: a@example.com\r\nSender:\r\n", wantErr: true},
+		{name: "display name that looks like an address", header: "From: \"ceo@bank.example\" <x@evil.example>\r\n", wantFrom: []string{"x@evil.example"}},
+		{name: "encoded word display name", header: "From: =?utf-8?q?ceo=40bank.example?= <x@evil.example>\r\n", wantFrom: []string{"x@evil.example"}},
+		{name: "encoded word alone is no address", header: "From: =?utf-8?q?ceo=40bank.example?=\r\n", wantErr: true},
+		{name: "encoded word in addr-spec", header: "From: =?utf-8?q?ceo?=@bank.example\r\n", wantErr: true},
+		{name: "unknown charset in display name", header: "From: =?windows-1252?q?Andr=E9?= <andre@example.com>\r\n", wantFrom: []string{"andre@example.com"}},
+		{name: "group syntax", header: "From: Team: a@example.com, b@example.com;\r\nSender: a@example.com\r\n", wantErr: true},
+		{name: "empty group", header: "From: undisclosed-recipients:;\r\n", wantErr: true},
+		{name: "missing From", header: "Subject: hi\r\n", wantErr: true},
+		{name: "empty From", header: "From:\r\n", wantErr: true},
+		{name: "blank From", header: "From:   \r\n", wantErr: true},
+		{name: "trailing comment", header: "From: x@evil.example (ceo@bank.example)\r\n", wantFrom: []string{"x@evil.example"}},
+		{name: "leading comment", header: "From: (ceo@bank.example) x@evil.example\r\n", wantFrom: []string{"x@evil.example"}},
+		{name: "nested comment with quoted-pair", header: "From: Al (a (b\\) c) d) <al@example.com>\r\n", wantFrom: []string{"al@example.com"}},
+		{name: "unterminated comment", header: "From: al@example.com (oops\r\n", wantErr: true},
+		{name: "folded From", header: "From: Alice\r\n <alice@example.com>\r\n", wantFrom: []string{"alice@example.com"}},
+		{name: "colon inside quoted display name", header: "From: \"Re: x\" <a@example.com>\r\n", wantFrom: []string{"a@example.com"}},
+		{name: "address literal parses (NormalizeAddress refuses it)", header: "From: a@[192.0.2.1]\r\n", wantFrom: []string{"a@[192.0.2.1]"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h, _, err := readHeaderString(t, tt.header+"\r\n")
+			if err != nil {
+				t.Fatalf("ReadHeader: %v", err)
+			}
+			from, sender, err := Authors(h)
+			if tt.wantErr {
+				var e *Error
+				if !errors.As(err, &e) || e.Code != 550 || e.Enhanced != [3]int{5, 6, 0} {
+					t.Fatalf("Authors = %q, %q, %v; want a 550 5.6.0 *Error", from, sender, err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Authors: %v", err)
+			}
+			if !slices.Equal(from, tt.wantFrom) || sender != tt.wantSender {
+				t.Errorf("Authors = %q, %q; want %q, %q", from, sender, tt.wantFrom, tt.wantSender)
+			}
+		})
+	}
+}
+
+func TestAuthorsNormalizedEqual(t *testing.T) {
+	// The U-label, A-label and uppercase spellings of one mailbox compare equal
+	// after NormalizeAddress; a subdomain does not.
+	tests := []struct {
+		name  string
+		from  string
+		equal bool
+	}{
+		{name: "A-label", from: "x@xn--bnk-qla.example", equal: true},
+		{name: "uppercase U-label", from: "x@BÄNK.EXAMPLE", equal: true},
+		{name: "uppercase A-label", from: "x@XN--BNK-QLA.Example", equal: true},
+		{name: "subdomain", from: "x@mail.bänk.example", equal: false},
+		{name: "different local part", from: "X@bänk.example", equal: false},
+	}
+	want, _, err := NormalizeAddress("x@bänk.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h, _, err := readHeaderString(t, "From: "+tt.from+"\r\n\r\n")
+			if err != nil {
+				t.Fatal(err)
+			}
+			from, _, err := Authors(h)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _, err := NormalizeAddress(from[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if (got == want) != tt.equal {
+				t.Errorf("normalised %q vs %q: equal = %v, want %v", got, want, got == want, tt.equal)
+			}
+		})
+	}
+}

@@ -1,0 +1,233 @@
+// Package policy is the one authorization decision of sendergate: may this
+// SMTP account send mail whose author mailboxes (RFC 5322 From and Sender)
+// are these? Every adapter asks it: the submission server (smtpd), the
+// milter and the Postfix policy service. It imports no protocol package.
+//
+// Decisions come from an immutable in-memory Snapshot of organizations,
+// accounts, domains, grants, keys and confirmed addresses, so no database is
+// touched per message. An Engine holds the current snapshot and rebuilds it
+// when the store's state version changes; until one has loaded, every
+// decision is a temporary failure (fail closed).
+package policy
+
+import (
+	"crypto"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Reason says why a decision came out as it did.
+type Reason string
+
+// The reasons a decision can carry.
+const (
+	OK            Reason = "ok"
+	NotReady      Reason = "not_ready"      // no snapshot yet: temporary
+	UnknownDomain Reason = "unknown_domain" // not a domain of the account's organization
+	NotVerified   Reason = "not_verified"   // pending: records not verified yet
+	Revoked       Reason = "revoked"        // verification lapsed
+	NotGranted    Reason = "not_granted"    // restricted and the account is not granted
+	NotConfirmed  Reason = "not_confirmed"  // strict mode and the mailbox is not confirmed
+	SandboxLimit  Reason = "sandbox_limit"  // daily sandbox limit reached: temporary
+	BadAddress    Reason = "bad_address"    // a mailbox without a domain
+	Internal      Reason = "internal"       // an internal error: temporary
+)
+
+// ErrBadCredentials is returned by Authenticate for an unknown user or a
+// wrong password (deliberately the same error for both).
+var ErrBadCredentials = errors.New("policy: invalid credentials")
+
+// ErrNotReady is returned while no snapshot has been loaded.
+var ErrNotReady = errors.New("policy: no snapshot loaded yet")
+
+// Account is an SMTP sub-account as the policy knows it.
+type Account struct {
+	ID       string
+	OrgID    string
+	Org      string // organization name
+	Name     string
+	Username string
+	hash     [sha256.Size]byte
+}
+
+// Domain is a sending domain as the policy knows it: what decides whether
+// mail may use it and what is needed to sign it.
+type Domain struct {
+	ID         string
+	OrgID      string
+	Name       string // A-label, lowercase, no trailing dot
+	Status     string // pending | verified | failing | revoked
+	Sandbox    bool
+	Restricted bool
+	Selector   string
+	Key        crypto.Signer
+	// BounceDomain is the domain of the rewritten envelope sender: the
+	// return-path domain, or T.bounce.ZONE without one.
+	BounceDomain string
+	grants       map[string]struct{} // account ids
+}
+
+// CanSend reports whether the domain's status allows sending.
+func (d *Domain) CanSend() bool { return d.Status == "verified" || d.Status == "failing" }
+
+// Granted reports whether account a may send as d.
+func (d *Domain) Granted(a *Account) bool {
+	if !d.Restricted {
+		return true
+	}
+	_, ok := d.grants[a.ID]
+	return ok
+}
+
+// Decision is the answer to "may this account send as these mailboxes".
+type Decision struct {
+	Allowed   bool
+	Temporary bool   // a refusal that may succeed later (4xx)
+	Reason    Reason // why
+	Mailbox   string // the mailbox the refusal is about
+	// Domain is, for a refusal, the domain it is about; for an allowed
+	// decision, the domain to sign as (the first From mailbox's domain).
+	Domain *Domain
+	// DomainName is the name of the domain the decision is about, known
+	// even when no such Domain exists.
+	DomainName string
+}
+
+// Message is a sentence for the SMTP client or the log, naming the domain
+// and what to do about it.
+func (d Decision) Message() string {
+	switch d.Reason {
+	case OK:
+		return "sender authorized"
+	case NotReady:
+		return "authorization data not loaded yet, try again later"
+	case UnknownDomain:
+		return fmt.Sprintf("domain %s is not a sending domain of your organization; add and verify it first", d.DomainName)
+	case NotVerified:
+		return fmt.Sprintf("domain %s is not verified yet; publish its DNS records and verify it", d.DomainName)
+	case Revoked:
+		return fmt.Sprintf("domain %s lost its verification (DNS records missing); restore the records and verify it again", d.DomainName)
+	case NotGranted:
+		return fmt.Sprintf("domain %s is not granted to this SMTP account; grant it in the domain's access settings", d.DomainName)
+	case NotConfirmed:
+		return fmt.Sprintf("address %s is not a confirmed sender address of your organization; add and confirm it first", d.Mailbox)
+	case SandboxLimit:
+		return "sandbox daily limit reached"
+	case BadAddress:
+		return fmt.Sprintf("author address %q has no domain", d.Mailbox)
+	default:
+		return "internal error while authorizing the sender, try again later"
+	}
+}
+
+// HashPassword returns the stored form of a generated SMTP password: hex
+// SHA-256. Generated passwords carry >= 128 bits of entropy, so a fast hash
+// is the right choice: a slow KDF would only make AUTH cost milliseconds.
+func HashPassword(password string) string {
+	sum := sha256.Sum256([]byte(password))
+	return hex.EncodeToString(sum[:])
+}
+
+type domainKey struct{ org, name string }
+
+// Snapshot is an immutable view of everything a decision needs.
+type Snapshot struct {
+	version          int64
+	built            time.Time
+	requireConfirmed bool
+	accounts         map[string]*Account // by username
+	domains          map[domainKey]*Domain
+	byID             map[string]*Domain
+	confirmed        map[domainKey]struct{} // {org, lowercased address}
+	dummy            [sha256.Size]byte
+}
+
+// Version is the store state version the snapshot was built from.
+func (s *Snapshot) Version() int64 { return s.version }
+
+// Built is when the snapshot was built.
+func (s *Snapshot) Built() time.Time { return s.built }
+
+// Authenticate checks username and password in constant time (the hash of
+// the password is compared whether or not the user exists).
+func (s *Snapshot) Authenticate(username, password string) (*Account, error) {
+	sum := sha256.Sum256([]byte(password))
+	a, ok := s.accounts[username]
+	want := &s.dummy
+	if ok {
+		want = &a.hash
+	}
+	if subtle.ConstantTimeCompare(sum[:], want[:]) != 1 || !ok {
+		return nil, ErrBadCredentials
+	}
+	return a, nil
+}
+
+// Account returns the account with this username (as typed by the client;
+// for adapters where someone else, e.g. Postfix, authenticated it).
+func (s *Snapshot) Account(username string) (*Account, bool) {
+	a, ok := s.accounts[username]
+	return a, ok
+}
+
+// DomainByID returns a domain by id.
+func (s *Snapshot) DomainByID(id string) (*Domain, bool) {
+	d, ok := s.byID[id]
+	return d, ok
+}
+
+// Domain returns the organization's domain called name.
+func (s *Snapshot) Domain(orgID, name string) (*Domain, bool) {
+	d, ok := s.domains[domainKey{orgID, name}]
+	return d, ok
+}
+
+// Decide answers whether account a may send mail authored by mailboxes.
+// Each mailbox must be normalized (local part as given, domain lowercase
+// A-label without trailing dot: see msg.NormalizeAddress); comparison is
+// exact, so a subdomain is not its parent. The first refusal wins; an
+// allowed decision carries the first mailbox's domain, to sign as. In the
+// common path (every domain allowed) Decide does not allocate.
+func (s *Snapshot) Decide(a *Account, mailboxes ...string) Decision {
+	var first *Domain
+	for _, mb := range mailboxes {
+		at := strings.LastIndexByte(mb, '@')
+		if at <= 0 || at == len(mb)-1 {
+			return Decision{Reason: BadAddress, Mailbox: mb}
+		}
+		name := mb[at+1:]
+		d, ok := s.domains[domainKey{a.OrgID, name}]
+		switch {
+		case !ok:
+			return Decision{Reason: UnknownDomain, Mailbox: mb, DomainName: name}
+		case d.Status == "revoked":
+			return Decision{Reason: Revoked, Mailbox: mb, Domain: d, DomainName: name}
+		case !d.CanSend():
+			return Decision{Reason: NotVerified, Mailbox: mb, Domain: d, DomainName: name}
+		case !d.Granted(a):
+			return Decision{Reason: NotGranted, Mailbox: mb, Domain: d, DomainName: name}
+		case s.requireConfirmed && !d.Sandbox && !s.isConfirmed(a.OrgID, mb):
+			return Decision{Reason: NotConfirmed, Mailbox: mb, Domain: d, DomainName: name}
+		}
+		if first == nil {
+			first = d
+		}
+	}
+	if first == nil {
+		return Decision{Reason: BadAddress}
+	}
+	return Decision{Allowed: true, Reason: OK, Domain: first, DomainName: first.Name}
+}
+
+func (s *Snapshot) isConfirmed(orgID, mailbox string) bool {
+	if _, ok := s.confirmed[domainKey{orgID, mailbox}]; ok {
+		return true
+	}
+	_, ok := s.confirmed[domainKey{orgID, strings.ToLower(mailbox)}]
+	return ok
+}

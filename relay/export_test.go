@@ -1,0 +1,4 @@
+package relay
+
+// OutboxTempPrefix lets tests build the name a crash would leave behind.
+var OutboxTempPrefix = tempPrefix

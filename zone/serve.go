@@ -1,0 +1,232 @@
+package zone
+
+import (
+	"net"
+	"strings"
+
+	"github.com/miekg/dns"
+)
+
+// maxUDPSize caps the EDNS(0) payload size this server advertises and uses
+// over UDP: 1232 bytes avoids IP fragmentation (DNS flag day 2020). Larger
+// answers get TC and the client retries over TCP.
+const maxUDPSize = 1232
+
+// axfrChunk is the approximate uncompressed size at which an AXFR response
+// is split into another message (RFC 5936 2.2: several messages allowed).
+const axfrChunk = 16 * 1024
+
+var _ dns.Handler = (*Server)(nil)
+
+// ServeDNS answers one query. It is the dns.Handler used by Start and may be
+// mounted on another miekg/dns server.
+func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
+	if r == nil || r.Response {
+		return // never answer answers (avoids reflection loops)
+	}
+	m := new(dns.Msg)
+	m.SetReply(r)
+	m.RecursionAvailable = false
+	opt, ok := s.ednsReply(r, m)
+	switch {
+	case !ok:
+		// BADVERS already set by ednsReply (RFC 6891 6.1.3).
+	case r.Opcode != dns.OpcodeQuery:
+		m.Rcode = dns.RcodeNotImplemented
+	case len(r.Question) != 1:
+		m.Rcode = dns.RcodeFormatError
+	default:
+		q := r.Question[0]
+		if q.Qtype == dns.TypeAXFR || q.Qtype == dns.TypeIXFR {
+			if s.transferOut(w, r, m) {
+				return
+			}
+			break
+		}
+		s.answer(m, q)
+	}
+	s.write(w, m, opt)
+}
+
+// ednsReply adds an OPT record to m when r has one (RFC 6891 6.1.1),
+// advertising maxUDPSize and echoing the DO bit (RFC 3225 3). It returns the
+// request's OPT (nil without EDNS) and false for an unsupported EDNS version,
+// having set BADVERS.
+func (s *Server) ednsReply(r, m *dns.Msg) (*dns.OPT, bool) {
+	opt := r.IsEdns0()
+	if opt == nil {
+		return nil, true
+	}
+	m.SetEdns0(maxUDPSize, opt.Do())
+	if opt.Version() != 0 {
+		m.Rcode = dns.RcodeBadVers // extended rcode, carried by the OPT record
+		return opt, false
+	}
+	return opt, true
+}
+
+// answer fills m for a standard query (RFC 1034 4.3.2, without CNAMEs,
+// delegations or wildcards, which this zone never holds).
+func (s *Server) answer(m *dns.Msg, q dns.Question) {
+	name := strings.ToLower(q.Name)
+	if q.Qclass != dns.ClassINET && q.Qclass != dns.ClassANY || !dns.IsSubDomain(s.origin, name) {
+		m.Rcode = dns.RcodeRefused // not our zone: no AA, no data (RFC 1035 4.1.1)
+		return
+	}
+	m.Authoritative = true
+	d := s.data.Load()
+	sets, ok := d.nodes[name]
+	if !ok {
+		m.Rcode = dns.RcodeNameError // RFC 8020: nothing exists below it either
+		m.Ns = []dns.RR{d.negativeSOA()}
+		return
+	}
+	var rrs []dns.RR
+	if q.Qtype == dns.TypeANY {
+		for _, set := range sets {
+			rrs = append(rrs, set...)
+		}
+	} else {
+		rrs = sets[q.Qtype]
+	}
+	if len(rrs) == 0 {
+		m.Ns = []dns.RR{d.negativeSOA()} // NODATA (RFC 2308 2.2)
+		return
+	}
+	m.Answer = withOwner(rrs, q.Name)
+	m.Extra = append(m.Extra, d.glue(rrs)...) // after the OPT record, if any
+}
+
+// withOwner copies rrs with the owner name spelled as in the question, so
+// resolvers using 0x20 case randomization see their own spelling back.
+func withOwner(rrs []dns.RR, qname string) []dns.RR {
+	out := make([]dns.RR, len(rrs))
+	for i, rr := range rrs {
+		if rr.Header().Name == qname {
+			out[i] = rr // already identical; records are never modified
+			continue
+		}
+		c := dns.Copy(rr)
+		c.Header().Name = qname
+		out[i] = c
+	}
+	return out
+}
+
+// negativeSOA is the SOA for the authority section of negative answers; its
+// TTL is the negative-caching TTL (RFC 2308 3).
+func (d *zoneData) negativeSOA() dns.RR {
+	soa := *d.soa
+	soa.Hdr.Ttl = min(d.soa.Hdr.Ttl, d.soa.Minttl)
+	return &soa
+}
+
+// glue returns the in-zone A and AAAA records of NS and MX targets, for the
+// additional section (RFC 1035 3.3.9, 3.3.11).
+func (d *zoneData) glue(rrs []dns.RR) []dns.RR {
+	var extra []dns.RR
+	for _, rr := range rrs {
+		var target string
+		switch rr := rr.(type) {
+		case *dns.NS:
+			target = rr.Ns
+		case *dns.MX:
+			target = rr.Mx
+		default:
+			continue
+		}
+		sets := d.nodes[strings.ToLower(target)]
+		extra = append(extra, sets[dns.TypeA]...)
+		extra = append(extra, sets[dns.TypeAAAA]...)
+	}
+	return extra
+}
+
+// write sends m, truncated to what the client can receive: over UDP the
+// EDNS(0) payload size (at least 512, at most maxUDPSize), over TCP 64 KiB.
+// Truncate sets TC when records had to be dropped (RFC 1035 4.2.1, RFC 6891
+// 7), so the client retries over TCP.
+func (s *Server) write(w dns.ResponseWriter, m *dns.Msg, opt *dns.OPT) {
+	size := dns.MaxMsgSize
+	if !isTCP(w) {
+		size = dns.MinMsgSize
+		if opt != nil {
+			size = max(dns.MinMsgSize, min(int(opt.UDPSize()), maxUDPSize))
+		}
+	}
+	m.Truncate(size)
+	if err := w.WriteMsg(m); err != nil {
+		s.log.Debug("dns: write reply", "remote", w.RemoteAddr(), "error", err)
+	}
+}
+
+func isTCP(w dns.ResponseWriter) bool {
+	_, ok := w.RemoteAddr().(*net.TCPAddr)
+	return ok
+}
+
+// transferOut answers an AXFR or IXFR request. IXFR gets the full zone in
+// AXFR form, which RFC 1995 4 allows. It returns true when it wrote the
+// response itself; otherwise m holds the refusal to send.
+func (s *Server) transferOut(w dns.ResponseWriter, r, m *dns.Msg) bool {
+	q := r.Question[0]
+	name := strings.ToLower(q.Name)
+	switch {
+	case !dns.IsSubDomain(s.origin, name):
+		m.Rcode = dns.RcodeRefused
+		return false
+	case name != s.origin:
+		m.Rcode = dns.RcodeNotAuth // not a zone apex we serve
+		return false
+	case !isTCP(w) && q.Qtype == dns.TypeIXFR:
+		// RFC 1995 2: over UDP, answer the SOA alone; the client sees the
+		// serial and retries over TCP when it needs the data.
+		m.Authoritative = true
+		m.Answer = []dns.RR{s.data.Load().soa}
+		return false
+	case !isTCP(w) || !s.mayTransfer(w.RemoteAddr()):
+		// RFC 5936 4.2: no AXFR over UDP; and only to listed secondaries.
+		s.log.Warn("dns: zone transfer refused", "zone", s.origin, "remote", w.RemoteAddr(), "tcp", isTCP(w))
+		m.Rcode = dns.RcodeRefused
+		return false
+	}
+	d := s.data.Load()
+	s.log.Info("dns: zone transfer", "zone", s.origin, "remote", w.RemoteAddr(), "serial", d.soa.Serial)
+	for _, msg := range transferMessages(r, m, d) {
+		if err := w.WriteMsg(msg); err != nil {
+			s.log.Warn("dns: zone transfer aborted", "zone", s.origin, "remote", w.RemoteAddr(), "error", err)
+			return true
+		}
+	}
+	return true
+}
+
+// transferMessages splits the zone into AXFR response messages: SOA first
+// and last (RFC 5936 2.2), each message well under the 64 KiB TCP limit.
+// Every message repeats the question and the reply's OPT (RFC 5936 2.2.1).
+func transferMessages(r, reply *dns.Msg, d *zoneData) []*dns.Msg {
+	next := func() *dns.Msg {
+		m := new(dns.Msg)
+		m.SetReply(r)
+		m.Authoritative = true
+		m.Compress = true
+		m.Extra = reply.Extra // the OPT record, if any
+		return m
+	}
+	msgs := []*dns.Msg{next()}
+	cur, size := msgs[0], 0
+	push := func(rr dns.RR) {
+		if n := dns.Len(rr); size > 0 && size+n > axfrChunk {
+			cur, size = next(), 0
+			msgs = append(msgs, cur)
+		}
+		cur.Answer = append(cur.Answer, rr)
+		size += dns.Len(rr)
+	}
+	push(d.soa)
+	for _, rr := range d.ordered {
+		push(rr)
+	}
+	push(d.soa)
+	return msgs
+}
