@@ -64,6 +64,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if used == "" {
 		used = "(built-in defaults)"
 	}
+	// Everything serve and migrate write (database, keys, outbox) is private.
+	syscall.Umask(0o077)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if cmd == "migrate" {

@@ -1,0 +1,244 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// binary is built once per test run by TestMain.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "sendergate-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "sendergate")
+	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "go build: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// freePort returns a loopback port that was free a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// instance is a running sendergate process.
+type instance struct {
+	dir, admin, smtp, smtps, dns string
+	cmd                          *exec.Cmd
+	log                          *bytes.Buffer
+}
+
+// startDaemon writes a config with free loopback ports (extra TOML is
+// appended) and starts `sendergate serve` in a temp dir, waiting for
+// /healthz.
+func startDaemon(t *testing.T, extra string, env ...string) *instance {
+	t.Helper()
+	dir := t.TempDir()
+	in := &instance{dir: dir, log: &bytes.Buffer{},
+		admin: fmt.Sprintf("127.0.0.1:%d", freePort(t)), smtp: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		smtps: fmt.Sprintf("127.0.0.1:%d", freePort(t)), dns: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
+	cfg := fmt.Sprintf(`data_dir = %q
+database = "sqlite:%s"
+[submission]
+listen = %q
+listen_tls = %q
+[admin]
+listen = %q
+public_url = "http://%s"
+[dns]
+listen = %q
+verify_interval = "10s"
+[milter]
+listen = ""
+[policyd]
+listen = ""
+%s`, filepath.Join(dir, "data"), filepath.Join(dir, "data", "sg.db"), in.smtp, in.smtps, in.admin, in.admin, in.dns, extra)
+	path := filepath.Join(dir, "sendergate.toml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	in.cmd = exec.Command(binary, "serve", "-config", path)
+	in.cmd.Dir = dir
+	in.cmd.Env = append(os.Environ(), env...)
+	in.cmd.Stdout, in.cmd.Stderr = in.log, in.log
+	if err := in.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = in.cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = in.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			_ = in.cmd.Process.Kill()
+			<-done
+		}
+		if t.Failed() {
+			t.Logf("daemon log:\n%s", in.log.String())
+		}
+	})
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get("http://" + in.admin + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return in
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("daemon not healthy after 30s; log:\n%s", in.log.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func (in *instance) adminKey(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(in.dir, "data", "admin.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// call does one API request and decodes the JSON answer into out (if not nil).
+func (in *instance) call(t *testing.T, key, method, path, body string, out any) int {
+	t.Helper()
+	req, err := http.NewRequestWithContext(context.Background(), method, "http://"+in.admin+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if out != nil && len(b) > 0 {
+		if err := json.Unmarshal(b, out); err != nil {
+			t.Fatalf("%s %s: %v: %s", method, path, err, b)
+		}
+	}
+	return resp.StatusCode
+}
+
+func TestServeOnDefaultsCreatesOrgAndAccount(t *testing.T) {
+	in := startDaemon(t, "")
+	fi, err := os.Stat(filepath.Join(in.dir, "data", "admin.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("admin.key mode = %v, want 0600", fi.Mode().Perm())
+	}
+	for _, f := range []string{"sg.db", "tls/cert.pem", "tls/key.pem"} {
+		if _, err := os.Stat(filepath.Join(in.dir, "data", f)); err != nil {
+			t.Errorf("first start did not create %s: %v", f, err)
+		}
+	}
+	key := in.adminKey(t)
+	var org map[string]any
+	if code := in.call(t, key, "POST", "/v1/orgs", `{"name":"acme"}`, &org); code != 201 {
+		t.Fatalf("create org: %d %v", code, org)
+	}
+	if org["sandbox_domain"] != "acme.sandbox.sg.localhost" {
+		t.Errorf("sandbox_domain = %v", org["sandbox_domain"])
+	}
+	var acct map[string]string
+	if code := in.call(t, key, "POST", "/v1/orgs/acme/smtp-accounts", `{"name":"billing-app"}`, &acct); code != 201 {
+		t.Fatalf("create account: %d %v", code, acct)
+	}
+	if acct["username"] != "billing-app@acme" || len(acct["password"]) < 26 {
+		t.Errorf("account = %v", acct)
+	}
+	if code := in.call(t, "wrong-key-wrong-key", "GET", "/v1/orgs", "", nil); code != 401 {
+		t.Errorf("wrong key: %d, want 401", code)
+	}
+	for _, want := range []string{"admin key created", "database ready", "TLS certificate", "admin API listening"} {
+		if !strings.Contains(in.log.String(), want) {
+			t.Errorf("log lacks %q", want)
+		}
+	}
+	if strings.Contains(in.log.String(), acct["password"]) || strings.Contains(in.log.String(), key) {
+		t.Error("a secret appears in the log")
+	}
+}
+
+func TestAdminKeyFromEnvironment(t *testing.T) {
+	in := startDaemon(t, "", "SENDERGATE_ADMIN_KEY=env-admin-key-0123456789")
+	if code := in.call(t, "env-admin-key-0123456789", "GET", "/v1/orgs", "", nil); code != 200 {
+		t.Fatalf("env key refused: %d", code)
+	}
+	if _, err := os.Stat(filepath.Join(in.dir, "data", "admin.key")); err == nil {
+		t.Error("admin.key written although SENDERGATE_ADMIN_KEY was set")
+	}
+}
+
+func TestMigrateTwice(t *testing.T) {
+	dir := t.TempDir()
+	for i, want := range []string{"migrations_applied=1", "migrations_applied=0"} {
+		cmd := exec.Command(binary, "migrate")
+		cmd.Dir = dir
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("migrate #%d: %v\n%s", i+1, err, out)
+		}
+		if !strings.Contains(string(out), want) {
+			t.Errorf("migrate #%d output lacks %q:\n%s", i+1, want, out)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "data", "sendergate.db")); err != nil {
+		t.Errorf("default database not created: %v", err)
+	}
+}
+
+func TestBadConfigNamesTheKey(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "bad.toml")
+	os.WriteFile(path, []byte("[submission]\nmax_recipients = 0\nlistn = \"x\"\n"), 0o600)
+	cmd := exec.Command(binary, "serve", "-config", path)
+	out, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
+		t.Fatalf("exit = %v, want 2\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "submission.listn") || strings.Count(strings.TrimSpace(string(out)), "\n") != 0 {
+		t.Errorf("want one line naming submission.listn, got:\n%s", out)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	out, err := exec.Command(binary, "version").CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(out), "sendergate ") {
+		t.Fatalf("version: %v %q", err, out)
+	}
+}
