@@ -83,6 +83,21 @@ func rawCharset(_ string, input io.Reader) (io.Reader, error) {
 	return input, nil
 }
 
+// rootDot reports whether a '.' followed by rest ends an address: only
+// white space before '>', ',' or the end of the value.
+func rootDot(rest []byte) bool {
+	for _, c := range rest {
+		switch c {
+		case ' ', '\t':
+			continue
+		case '>', ',':
+			return true
+		}
+		return false
+	}
+	return true
+}
+
 // stripComments replaces every RFC 5322 comment (3.2.2) outside quoted
 // strings and domain literals with a space, because net/mail does not accept
 // a comment before an addr-spec. It also reports whether the value uses
@@ -130,6 +145,13 @@ func stripComments(v []byte) (clean string, group bool, err error) {
 			angle--
 		case ':':
 			group = group || angle <= 0
+		case '.':
+			// A fully qualified domain's root dot (a@example.com.) is not
+			// RFC 5322 syntax, but names the same domain: drop it so the
+			// policy compares the domain itself.
+			if rootDot(v[i+1:]) {
+				continue
+			}
 		}
 		b.WriteByte(c)
 	}

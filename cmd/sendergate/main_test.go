@@ -55,10 +55,17 @@ type instance struct {
 	log                          *bytes.Buffer
 }
 
-// startDaemon writes a config with free loopback ports (extra TOML is
-// appended) and starts `sendergate serve` in a temp dir, waiting for
-// /healthz.
-func startDaemon(t *testing.T, extra string, env ...string) *instance {
+// daemonOpts adjust the generated config.
+type daemonOpts struct {
+	upstream  string   // relay.upstream
+	resolvers []string // dns.resolvers
+	extra     string   // appended TOML sections ([sandbox], [confirm], ...)
+	env       []string
+}
+
+// startDaemon writes a config with free loopback ports and starts
+// `sendergate serve` in a temp dir, waiting for /healthz.
+func startDaemon(t *testing.T, o daemonOpts) *instance {
 	t.Helper()
 	dir := t.TempDir()
 	in := &instance{dir: dir, log: &bytes.Buffer{},
@@ -72,21 +79,25 @@ listen_tls = %q
 [admin]
 listen = %q
 public_url = "http://%s"
+[relay]
+upstream = %q
 [dns]
 listen = %q
 verify_interval = "10s"
+resolvers = [%s]
 [milter]
 listen = ""
 [policyd]
 listen = ""
-%s`, filepath.Join(dir, "data"), filepath.Join(dir, "data", "sg.db"), in.smtp, in.smtps, in.admin, in.admin, in.dns, extra)
+%s`, filepath.Join(dir, "data"), filepath.Join(dir, "data", "sg.db"), in.smtp, in.smtps, in.admin, in.admin,
+		o.upstream, in.dns, quoteList(o.resolvers), o.extra)
 	path := filepath.Join(dir, "sendergate.toml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	in.cmd = exec.Command(binary, "serve", "-config", path)
 	in.cmd.Dir = dir
-	in.cmd.Env = append(os.Environ(), env...)
+	in.cmd.Env = append(os.Environ(), o.env...)
 	in.cmd.Stdout, in.cmd.Stderr = in.log, in.log
 	if err := in.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -121,6 +132,14 @@ listen = ""
 	}
 }
 
+func quoteList(xs []string) string {
+	q := make([]string, len(xs))
+	for i, x := range xs {
+		q[i] = fmt.Sprintf("%q", x)
+	}
+	return strings.Join(q, ", ")
+}
+
 func (in *instance) adminKey(t *testing.T) string {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(in.dir, "data", "admin.key"))
@@ -153,7 +172,7 @@ func (in *instance) call(t *testing.T, key, method, path, body string, out any) 
 }
 
 func TestServeOnDefaultsCreatesOrgAndAccount(t *testing.T) {
-	in := startDaemon(t, "")
+	in := startDaemon(t, daemonOpts{})
 	fi, err := os.Stat(filepath.Join(in.dir, "data", "admin.key"))
 	if err != nil {
 		t.Fatal(err)
@@ -195,7 +214,7 @@ func TestServeOnDefaultsCreatesOrgAndAccount(t *testing.T) {
 }
 
 func TestAdminKeyFromEnvironment(t *testing.T) {
-	in := startDaemon(t, "", "SENDERGATE_ADMIN_KEY=env-admin-key-0123456789")
+	in := startDaemon(t, daemonOpts{env: []string{"SENDERGATE_ADMIN_KEY=env-admin-key-0123456789"}})
 	if code := in.call(t, "env-admin-key-0123456789", "GET", "/v1/orgs", "", nil); code != 200 {
 		t.Fatalf("env key refused: %d", code)
 	}
@@ -241,4 +260,13 @@ func TestVersion(t *testing.T) {
 	if err != nil || !strings.HasPrefix(string(out), "sendergate ") {
 		t.Fatalf("version: %v %q", err, out)
 	}
+}
+
+func httpGet(url string) (int, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, err
+	}
+	resp.Body.Close()
+	return resp.StatusCode, nil
 }

@@ -22,8 +22,10 @@ import (
 	"github.com/sendergate/sendergate/config"
 	"github.com/sendergate/sendergate/dkim"
 	"github.com/sendergate/sendergate/domains"
+	"github.com/sendergate/sendergate/milter"
 	"github.com/sendergate/sendergate/policy"
 	"github.com/sendergate/sendergate/relay"
+	"github.com/sendergate/sendergate/smtpd"
 	"github.com/sendergate/sendergate/store"
 	"github.com/sendergate/sendergate/zone"
 )
@@ -279,7 +281,59 @@ func (d *daemon) setupAdmin() error {
 	return nil
 }
 
-// setupMail starts the SMTP-facing listeners.
+// setupMail starts the SMTP-facing listeners: submission (STARTTLS and
+// implicit TLS), the milter gate and the Postfix policy service. Each
+// listener is bound here, so a busy port stops serve at once with its key.
 func (d *daemon) setupMail(bg context.Context) error {
+	cfg := d.cfg
+	sub, err := smtpd.New(smtpd.Config{
+		Hostname: cfg.Hostname, TLSConfig: d.tlsConf, AllowInsecureAuth: cfg.Submission.AllowInsecureAuth,
+		MaxMessageBytes: cfg.Submission.MaxMessageBytes, MaxRecipients: cfg.Submission.MaxRecipients,
+		Logger: d.log, Registerer: d.reg,
+	}, d.engine, d.out)
+	if err != nil {
+		return err
+	}
+	if err := d.listen("submission.listen", cfg.Submission.Listen, sub.Serve); err != nil {
+		return err
+	}
+	if err := d.listen("submission.listen_tls", cfg.Submission.ListenTLS, sub.ServeTLS); err != nil {
+		return err
+	}
+	d.onClose(sub.Shutdown)
+
+	if cfg.Milter.Listen != "" {
+		m := milter.NewMilter(milter.MilterConfig{Unauthenticated: cfg.Milter.Unauthenticated,
+			MaxMessageBytes: cfg.Submission.MaxMessageBytes, Logger: d.log, Registerer: d.reg}, d.engine)
+		if err := d.listen("milter.listen", cfg.Milter.Listen, m.Serve); err != nil {
+			return err
+		}
+		d.onClose(func(context.Context) error { return m.Close() })
+	}
+	if cfg.Policyd.Listen != "" {
+		p := milter.NewPolicyd(milter.PolicydConfig{Unauthenticated: cfg.Policyd.Unauthenticated, Logger: d.log, Registerer: d.reg}, d.engine)
+		if err := d.listen("policyd.listen", cfg.Policyd.Listen, p.Serve); err != nil {
+			return err
+		}
+		d.onClose(func(context.Context) error { return p.Close() })
+	}
+	return nil
+}
+
+// listen binds addr (nothing when empty) and serves it in the background.
+func (d *daemon) listen(key, addr string, serve func(net.Listener) error) error {
+	if addr == "" {
+		return nil
+	}
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", key, addr, err)
+	}
+	d.log.Info("listening", "listener", key, "addr", l.Addr().String())
+	go func() {
+		if err := serve(l); err != nil {
+			d.log.Error("listener stopped", "listener", key, "err", err)
+		}
+	}()
 	return nil
 }

@@ -1,0 +1,134 @@
+package milter_test
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"errors"
+	"net"
+	"testing"
+	"time"
+
+	msgauth "github.com/emersion/go-msgauth/dkim"
+
+	"github.com/sendergate/sendergate/dkim"
+	"github.com/sendergate/sendergate/milter"
+	"github.com/sendergate/sendergate/policy"
+	"github.com/sendergate/sendergate/store"
+	"github.com/sendergate/sendergate/store/storetest"
+)
+
+// The test organization: account app@acme may send as example.com (return
+// path rp.example.com) and the sandbox; pending.example is not verified and
+// restricted.example is granted to nobody.
+const (
+	testUser     = "app@acme"
+	testSelector = "sg1"
+	testZone     = "sg.localhost"
+	testSandbox  = "acme.sandbox.sg.localhost"
+)
+
+type fixture struct {
+	engine *policy.Engine
+	key    crypto.Signer
+	txt    string // the DKIM key record value of every test domain
+}
+
+// newFixture builds a migrated SQLite store with the test organization and
+// a loaded policy engine.
+func newFixture(t testing.TB, alg dkim.Algorithm) *fixture {
+	t.Helper()
+	ctx := context.Background()
+	st := storetest.SQLite(t)
+	key, err := dkim.GenerateKey(alg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pem, err := dkim.MarshalPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	txt, err := dkim.TXTValue(key.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := store.At(time.Now())
+	org := store.Org{ID: store.NewID(), Name: "acme", SandboxDomain: testSandbox, CreatedAt: now}
+	domain := func(name, status, returnPath string) store.Domain {
+		return store.Domain{ID: store.NewID(), OrgID: org.ID, Name: name, Token: store.NewID(), Status: status,
+			ReturnPath: returnPath, DKIMSelector: testSelector, DKIMAlgorithm: string(alg), DKIMKey: pem,
+			Records: "[]", CreatedAt: now, VerifiedAt: now}
+	}
+	sb := domain(testSandbox, "verified", "")
+	sb.Sandbox = true
+	if err := st.CreateOrg(ctx, org, sb); err != nil {
+		t.Fatal(err)
+	}
+	acct := store.Account{ID: store.NewID(), OrgID: org.ID, Name: "app", Username: testUser,
+		PasswordHash: policy.HashPassword("secret"), CreatedAt: now, UpdatedAt: now}
+	if err := st.CreateAccount(ctx, acct); err != nil {
+		t.Fatal(err)
+	}
+	restricted := domain("restricted.example", "verified", "")
+	for _, d := range []store.Domain{domain("example.com", "verified", "rp"), domain("pending.example", "pending", ""), restricted} {
+		if err := st.CreateDomain(ctx, d, store.Event{OrgID: org.ID, Subject: "domain:" + d.Name, Kind: "domain.added", At: now}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.SetAccess(ctx, restricted.ID, true, nil, store.Event{OrgID: org.ID, Subject: "domain:restricted.example", Kind: "domain.access", At: now}); err != nil {
+		t.Fatal(err)
+	}
+	eng := policy.NewEngine(st, st, policy.Options{Zone: testZone, SandboxLimit: 100})
+	if err := eng.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{engine: eng, key: key, txt: txt}
+}
+
+// notLoaded is an engine that has never loaded a snapshot.
+func notLoaded(t testing.TB) *policy.Engine {
+	return policy.NewEngine(storetest.SQLite(t), nil, policy.Options{Zone: testZone})
+}
+
+// startMilter serves a milter gate on 127.0.0.1:0 until the test ends.
+func startMilter(t testing.TB, cfg milter.MilterConfig, pol milter.Policy) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := milter.NewMilter(cfg, pol)
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(l) }()
+	t.Cleanup(func() {
+		s.Close()
+		if err := <-done; err != nil {
+			t.Errorf("milter Serve: %v", err)
+		}
+	})
+	return l.Addr().String()
+}
+
+// startPolicyd serves a policy server on 127.0.0.1:0 until the test ends.
+func startPolicyd(t testing.TB, cfg milter.PolicydConfig, pol milter.Policy) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := milter.NewPolicyd(cfg, pol)
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(l) }()
+	t.Cleanup(func() {
+		s.Close()
+		if err := <-done; err != nil && !errors.Is(err, net.ErrClosed) {
+			t.Errorf("policyd Serve: %v", err)
+		}
+	})
+	return l.Addr().String()
+}
+
+// msgauthVerify verifies every DKIM signature of message with lookup.
+func msgauthVerify(message []byte, lookup func(string) ([]string, error)) ([]*msgauth.Verification, error) {
+	return msgauth.VerifyWithOptions(bytes.NewReader(message), &msgauth.VerifyOptions{LookupTXT: lookup})
+}

@@ -1,0 +1,42 @@
+package milter
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type milterMetrics struct {
+	messages *prometheus.CounterVec
+}
+
+func newMilterMetrics(reg prometheus.Registerer) *milterMetrics {
+	m := &milterMetrics{
+		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sendergate_milter_messages_total",
+			Help: "Messages decided by the milter gate, by result: accepted (signed), rejected, tempfailed, unauthenticated (passed untouched).",
+		}, []string{"result"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.messages)
+	}
+	return m
+}
+
+type policydMetrics struct {
+	requests *prometheus.CounterVec
+	errors   prometheus.Counter
+}
+
+func newPolicydMetrics(reg prometheus.Registerer) *policydMetrics {
+	m := &policydMetrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sendergate_policyd_requests_total",
+			Help: "Policy delegation requests answered, by action: dunno, reject, defer_if_permit.",
+		}, []string{"action"}),
+		errors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "sendergate_policyd_protocol_errors_total",
+			Help: "Connections closed because of a malformed, oversized or timed-out request.",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.requests, m.errors)
+	}
+	return m
+}

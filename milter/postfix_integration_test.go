@@ -1,0 +1,500 @@
+//go:build postfix
+
+package milter_test
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emersion/go-sasl"
+	"github.com/emersion/go-smtp"
+	"github.com/miekg/dns"
+
+	"github.com/sendergate/sendergate/dkim"
+	"github.com/sendergate/sendergate/milter"
+	"github.com/sendergate/sendergate/relay/relaytest"
+	"github.com/sendergate/sendergate/zone"
+)
+
+// The SASL login the client types; Cyrus splits it into user "app" and
+// realm "acme", and Postfix hands sendergate the whole string.
+const (
+	saslRealm    = "acme"
+	saslUser     = "app"
+	saslPassword = "s3cret-Pw"
+)
+
+// needTool returns the path of an external program, skipping the test when
+// it is missing (failing in CI).
+func needTool(t *testing.T, name string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s is required in CI: %v", name, err)
+		}
+		t.Skipf("%s not installed", name)
+	}
+	return p
+}
+
+// freePort returns a loopback TCP port that was free a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// postfix is a private Postfix instance: its own config and queue, smtpd on
+// a loopback port, the milter and policy service of the test, and relayhost
+// pointing at an in-process sink. The default instance is never touched.
+type postfix struct {
+	dir  string
+	smtp string // 127.0.0.1:PORT of its smtpd
+}
+
+const mainCF = `compatibility_level = 3.6
+queue_directory = {{dir}}/queue
+data_directory = {{dir}}/data
+mail_owner = postfix
+setgid_group = postdrop
+myhostname = postfix.test.localhost
+mydomain = test.localhost
+myorigin = $myhostname
+mydestination =
+mynetworks = 127.0.0.2/32
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+maillog_file = {{dir}}/maillog
+alias_maps =
+alias_database =
+local_recipient_maps =
+biff = no
+relayhost = [127.0.0.1]:{{sink}}
+smtp_host_lookup = native
+smtp_tls_security_level = none
+smtpd_tls_security_level = none
+smtpd_sasl_auth_enable = yes
+smtpd_sasl_type = cyrus
+smtpd_sasl_path = smtpd
+smtpd_sasl_security_options = noanonymous
+# docs/postfix.md: the milter signs and rewrites, the policy service checks
+# the envelope sender before any permit_* restriction.
+smtpd_milters = inet:127.0.0.1:{{milter}}
+non_smtpd_milters = $smtpd_milters
+milter_default_action = tempfail
+milter_protocol = 6
+smtpd_relay_restrictions = permit_sasl_authenticated, reject_unauth_destination
+smtpd_recipient_restrictions = check_policy_service inet:127.0.0.1:{{policyd}}, permit_sasl_authenticated, reject
+`
+
+const masterCF = `127.0.0.1:{{smtp}} inet n - n - - smtpd
+cleanup   unix  n - n - 0 cleanup
+qmgr      unix  n - n 300 1 qmgr
+rewrite   unix  - - n - - trivial-rewrite
+bounce    unix  - - n - 0 bounce
+defer     unix  - - n - 0 bounce
+trace     unix  - - n - 0 bounce
+verify    unix  - - n - 1 verify
+flush     unix  n - n 1000? 0 flush
+proxymap  unix  - - n - - proxymap
+smtp      unix  - - n - - smtp
+relay     unix  - - n - - smtp
+showq     unix  n - n - - showq
+error     unix  - - n - - error
+retry     unix  - - n - - error
+discard   unix  - - n - - discard
+local     unix  - n n - - local
+anvil     unix  - - n - 1 anvil
+scache    unix  - - n - 1 scache
+postlog   unix-dgram n - n - 1 postlogd
+`
+
+// startPostfix writes the instance's files, creates the SASL account and
+// runs master in the foreground until the test ends.
+func startPostfix(t *testing.T, sinkAddr, milterAddr, policydAddr string) *postfix {
+	t.Helper()
+	master := "/usr/lib/postfix/sbin/master"
+	if _, err := os.Stat(master); err != nil {
+		needTool(t, "no-postfix-master") // skips, or fails in CI
+	}
+	needTool(t, "postconf")
+	saslpasswd := needTool(t, "saslpasswd2")
+	pfUser, err := user.Lookup("postfix")
+	if err != nil {
+		t.Fatalf("postfix user: %v", err)
+	}
+	uid, _ := strconv.Atoi(pfUser.Uid)
+	gid, _ := strconv.Atoi(pfUser.Gid)
+	// Not t.TempDir: the postfix user must traverse the path to the sasldb.
+	dir, err := os.MkdirTemp("", "sendergate-postfix-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	must(t, os.Chmod(dir, 0o755))
+	p := &postfix{dir: dir, smtp: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
+	port := func(addr string) string { _, pt, _ := net.SplitHostPort(addr); return pt }
+	r := strings.NewReplacer("{{dir}}", dir, "{{sink}}", port(sinkAddr), "{{milter}}", port(milterAddr),
+		"{{policyd}}", port(policydAddr), "{{smtp}}", port(p.smtp))
+	must(t, os.WriteFile(filepath.Join(dir, "main.cf"), []byte(r.Replace(mainCF)), 0o644))
+	must(t, os.WriteFile(filepath.Join(dir, "master.cf"), []byte(r.Replace(masterCF)), 0o644))
+	// Debian's Postfix reads Cyrus' smtpd.conf from $config_directory/sasl.
+	must(t, os.MkdirAll(filepath.Join(dir, "sasl"), 0o755))
+	sasldb := filepath.Join(dir, "sasldb2")
+	must(t, os.WriteFile(filepath.Join(dir, "sasl", "smtpd.conf"), []byte("pwcheck_method: auxprop\nauxprop_plugin: sasldb\n"+
+		"sasldb_path: "+sasldb+"\nmech_list: PLAIN LOGIN\n"), 0o644))
+	cmd := exec.Command(saslpasswd, "-c", "-p", "-f", sasldb, "-u", saslRealm, saslUser)
+	cmd.Stdin = strings.NewReader(saslPassword)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("saslpasswd2: %v\n%s", err, out)
+	}
+	must(t, os.Chown(sasldb, 0, gid))
+	must(t, os.Chmod(sasldb, 0o640))
+	makeQueue(t, dir, uid, gid)
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd = exec.CommandContext(ctx, master, "-c", dir, "-d")
+	cmd.Env = append(os.Environ(), "MAIL_CONFIG="+dir)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	must(t, cmd.Start())
+	t.Cleanup(func() {
+		cmd.Process.Signal(os.Interrupt) // master stops its children on SIGTERM/SIGINT
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			cancel()
+			<-done
+		}
+		cancel()
+		if t.Failed() {
+			log, _ := os.ReadFile(filepath.Join(dir, "maillog"))
+			t.Logf("master output:\n%s\nmaillog:\n%s", out.String(), log)
+		}
+	})
+	waitDial(t, p.smtp)
+	return p
+}
+
+// makeQueue creates the queue and data directories as post-install would.
+func makeQueue(t *testing.T, dir string, uid, gid int) {
+	t.Helper()
+	queue := filepath.Join(dir, "queue")
+	must(t, os.MkdirAll(filepath.Join(queue, "pid"), 0o755))
+	for _, d := range []string{"active", "bounce", "corrupt", "defer", "deferred", "flush", "hold", "incoming",
+		"private", "saved", "trace", "maildrop", "public"} {
+		p := filepath.Join(queue, d)
+		must(t, os.Mkdir(p, 0o700))
+		must(t, os.Chown(p, uid, gid))
+	}
+	data := filepath.Join(dir, "data")
+	must(t, os.Mkdir(data, 0o700))
+	must(t, os.Chown(data, uid, gid))
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitDial waits until addr accepts connections (Postfix starting up).
+func waitDial(t *testing.T, addr string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("postfix did not start listening on %s: %v", addr, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// dnsLookup returns a LookupTXT that asks the zone servers over UDP: the
+// server whose zone suffix matches the name.
+func dnsLookup(servers map[string]string) func(string) ([]string, error) {
+	return func(name string) ([]string, error) {
+		name = strings.TrimSuffix(name, ".")
+		for suffix, addr := range servers {
+			if name != suffix && !strings.HasSuffix(name, "."+suffix) {
+				continue
+			}
+			m := new(dns.Msg)
+			m.SetQuestion(dns.Fqdn(name), dns.TypeTXT)
+			in, err := dns.Exchange(m, addr)
+			if err != nil {
+				return nil, err
+			}
+			var out []string
+			for _, rr := range in.Answer {
+				if txt, ok := rr.(*dns.TXT); ok {
+					out = append(out, strings.Join(txt.Txt, ""))
+				}
+			}
+			return out, nil
+		}
+		return nil, fmt.Errorf("no test DNS server for %s", name)
+	}
+}
+
+// dkimpyScript verifies the message on stdin with dkimpy, fetching keys
+// with dig from the zone servers named in DNS_SERVERS (suffix=port,...).
+const dkimpyScript = `
+import os, re, subprocess, sys, dkim
+servers = dict(kv.split("=") for kv in os.environ["DNS_SERVERS"].split(","))
+def dnsfunc(name, timeout=5):
+    n = name.decode().rstrip(".")
+    for suffix, port in servers.items():
+        if n == suffix or n.endswith("." + suffix):
+            out = subprocess.run(["dig", "+short", "-p", port, "@127.0.0.1", "TXT", n],
+                                 capture_output=True, text=True, check=True).stdout.strip()
+            if not out:
+                return None
+            return "".join(re.findall(r'"((?:[^"\\]|\\.)*)"', out.splitlines()[0])).encode()
+    return None
+print("pass" if dkim.verify(sys.stdin.buffer.read(), dnsfunc=dnsfunc) else "fail")
+`
+
+// dkimpy runs dkimpyScript with the interpreter of dkimverify.
+func dkimpy(t *testing.T, message []byte, servers map[string]string) string {
+	t.Helper()
+	path := needTool(t, "dkimverify")
+	needTool(t, "dig")
+	head, err := os.ReadFile(path)
+	must(t, err)
+	first, _, _ := strings.Cut(string(head), "\n")
+	python := strings.Fields(strings.TrimPrefix(first, "#!"))[0]
+	var env []string
+	for suffix, addr := range servers {
+		_, port, _ := net.SplitHostPort(addr)
+		env = append(env, suffix+"="+port)
+	}
+	cmd := exec.Command(python, "-c", dkimpyScript)
+	cmd.Env = append(os.Environ(), "DNS_SERVERS="+strings.Join(env, ","))
+	cmd.Stdin = bytes.NewReader(message)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("dkimpy: %v\n%s", err, out)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// startZones serves the DKIM keys over real DNS: sendergate's zone (the
+// sandbox domain's key) and a stand-in for the customer's DNS (example.com).
+func startZones(t *testing.T, f *fixture) map[string]string {
+	t.Helper()
+	servers := map[string]string{}
+	for _, z := range []struct{ zone, name string }{
+		{testZone, testSelector + "._domainkey." + testSandbox},
+		{"example.com", testSelector + "._domainkey.example.com"},
+	} {
+		s, err := zone.New(zone.Config{Zone: z.zone, Nameservers: []string{"ns1." + z.zone}})
+		must(t, err)
+		s.Update([]dns.RR{zone.TXT(z.name, 60, f.txt)})
+		must(t, s.Start("127.0.0.1:0"))
+		t.Cleanup(func() { s.Shutdown(context.Background()) })
+		servers[z.zone] = s.UDPAddr().String()
+	}
+	return servers
+}
+
+// gate is everything one Postfix test talks to.
+type gate struct {
+	f       *fixture
+	sink    *relaytest.Server
+	milter  *milter.MilterServer
+	pf      *postfix
+	servers map[string]string // DNS zone suffix -> server address
+}
+
+func startGate(t *testing.T) *gate {
+	t.Helper()
+	f := newFixture(t, dkim.RSA2048)
+	g := &gate{f: f, sink: relaytest.NewServer(t), servers: startZones(t, f)}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	g.milter = milter.NewMilter(milter.MilterConfig{}, f.engine)
+	go g.milter.Serve(l)
+	t.Cleanup(func() { g.milter.Close() })
+	g.pf = startPostfix(t, g.sink.Addr, l.Addr().String(), startPolicyd(t, milter.PolicydConfig{}, f.engine))
+	return g
+}
+
+// dial opens an SMTP session to Postfix authenticated as the test account.
+func (g *gate) dial(t *testing.T) *smtp.Client {
+	t.Helper()
+	c, err := smtp.Dial(g.pf.smtp)
+	must(t, err)
+	t.Cleanup(func() { c.Close() })
+	must(t, c.Hello("client.test"))
+	must(t, c.Auth(sasl.NewPlainClient("", testUser, saslPassword)))
+	return c
+}
+
+// send runs one transaction and returns the first refusal.
+func send(c *smtp.Client, envFrom, headerFrom, subject string) error {
+	if err := c.Mail(envFrom, nil); err != nil {
+		return err
+	}
+	if err := c.Rcpt("rcpt@dest.example", nil); err != nil {
+		c.Reset()
+		return err
+	}
+	w, err := c.Data()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(w, "From: %s\r\nTo: rcpt@dest.example\r\nSubject: %s\r\nDate: %s\r\n"+
+		"Message-ID: <%d@client.test>\r\n\r\nHello,\r\n\r\n  numbers\tinside.\r\n",
+		headerFrom, subject, time.Now().Format(time.RFC1123Z), time.Now().UnixNano())
+	return w.Close()
+}
+
+// wantSMTPError checks a refusal's code class and text.
+func wantSMTPError(t *testing.T, err error, class int, text string) {
+	t.Helper()
+	se, ok := err.(*smtp.SMTPError)
+	if !ok || se.Code/100 != class || !strings.Contains(se.Error(), text) {
+		t.Errorf("got %v, want a %dxx reply containing %q", err, class, text)
+	}
+}
+
+// waitMessages waits until the sink holds n messages and returns them.
+func (g *gate) waitMessages(t *testing.T, n int) []relaytest.Received {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		msgs := g.sink.Messages()
+		if len(msgs) >= n {
+			if len(msgs) > n {
+				t.Fatalf("sink has %d messages, want %d", len(msgs), n)
+			}
+			return msgs
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("sink has %d messages after waiting, want %d", len(msgs), n)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// wantDelivered checks that a delivered message carries the subject, the
+// bounce envelope sender, and a signature for domain that go-msgauth and
+// dkimpy both verify against the zone servers over DNS.
+func (g *gate) wantDelivered(t *testing.T, m relaytest.Received, subject, domain, bounceSuffix string) {
+	t.Helper()
+	if !bytes.Contains(m.Data, []byte("Subject: "+subject+"\r\n")) {
+		t.Errorf("delivered message is not %q:\n%s", subject, m.Data)
+	}
+	if !strings.HasPrefix(m.From, "bounce+") || !strings.HasSuffix(m.From, bounceSuffix) {
+		t.Errorf("envelope sender %q, want bounce+ID...%s", m.From, bounceSuffix)
+	}
+	vs, err := msgauthVerify(m.Data, dnsLookup(g.servers))
+	if err != nil || len(vs) != 1 || vs[0].Err != nil || vs[0].Domain != domain {
+		t.Errorf("go-msgauth: %v %+v\n%s", err, vs, m.Data)
+	}
+	if got := dkimpy(t, m.Data, g.servers); got != "pass" {
+		t.Errorf("dkimpy says %q", got)
+	}
+}
+
+func TestPostfix(t *testing.T) {
+	g := startGate(t)
+	delivered := 0
+
+	t.Run("authorized From is signed with the bounce envelope sender", func(t *testing.T) {
+		c := g.dial(t)
+		must(t, send(c, "news@example.com", "News <news@example.com>", "authorized"))
+		must(t, send(c, "x@"+testSandbox, "x@"+testSandbox, "sandbox"))
+		delivered += 2
+		msgs := g.waitMessages(t, delivered)
+		g.wantDelivered(t, msgs[delivered-2], "authorized", "example.com", "@rp.example.com")
+		g.wantDelivered(t, msgs[delivered-1], "sandbox", testSandbox, ".bounce."+testZone)
+	})
+
+	t.Run("unauthorized From is refused with our 550", func(t *testing.T) {
+		err := send(g.dial(t), "news@example.com", "CEO <ceo@bank.example>", "spoof")
+		wantSMTPError(t, err, 5, "5.7.1 domain bank.example is not a sending domain of your organization")
+	})
+
+	t.Run("policy service refuses an unauthorized envelope sender", func(t *testing.T) {
+		err := send(g.dial(t), "ceo@bank.example", "news@example.com", "envelope")
+		wantSMTPError(t, err, 5, "5.7.1 <rcpt@dest.example>: Recipient address rejected: domain bank.example is not a sending domain")
+	})
+
+	t.Run("messages on one connection are decided each on its own", func(t *testing.T) {
+		c := g.dial(t)
+		steps := []struct {
+			envFrom, from, subject string
+			refusal                string
+		}{
+			{envFrom: "a@example.com", from: "a@example.com", subject: "one"},
+			{envFrom: "a@example.com", from: "a@restricted.example", subject: "two", refusal: "5.7.1 domain restricted.example is not granted"},
+			{envFrom: "a@example.com", from: "a@example.com", subject: "three"},
+			{envFrom: "a@pending.example", from: "a@example.com", subject: "four", refusal: "domain pending.example is not verified yet"},
+			{envFrom: "a@example.com", from: "b@example.com", subject: "five"},
+		}
+		var want []string
+		for _, s := range steps {
+			err := send(c, s.envFrom, s.from, s.subject)
+			if s.refusal != "" {
+				wantSMTPError(t, err, 5, s.refusal)
+				continue
+			}
+			must(t, err)
+			want = append(want, s.subject)
+		}
+		delivered += len(want)
+		msgs := g.waitMessages(t, delivered)
+		for i, subject := range want {
+			g.wantDelivered(t, msgs[delivered-len(want)+i], subject, "example.com", "@rp.example.com")
+		}
+	})
+
+	t.Run("the swaks line of docs/postfix.md", func(t *testing.T) {
+		swaks := needTool(t, "swaks")
+		out, err := exec.Command(swaks, "--server", g.pf.smtp, "--auth", "PLAIN",
+			"--auth-user", testUser, "--auth-password", saslPassword,
+			"--from", "news@example.com", "--to", "rcpt@dest.example",
+			"--header", "Subject: swaks test").CombinedOutput()
+		if err != nil || !bytes.Contains(out, []byte("<~  250 2.0.0 Ok: queued as")) {
+			t.Fatalf("swaks: %v\n%s", err, out)
+		}
+		delivered++
+		msgs := g.waitMessages(t, delivered)
+		g.wantDelivered(t, msgs[delivered-1], "swaks test", "example.com", "@rp.example.com")
+	})
+
+	t.Run("milter down: Postfix tempfails and accepts nothing", func(t *testing.T) {
+		g.milter.Close()
+		c := g.dial(t)
+		err := send(c, "news@example.com", "news@example.com", "unsigned")
+		wantSMTPError(t, err, 4, "4.")
+		if n := len(g.sink.Messages()); n != delivered {
+			t.Errorf("sink has %d messages, want %d", n, delivered)
+		}
+	})
+}

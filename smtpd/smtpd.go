@@ -1,0 +1,338 @@
+// Package smtpd is sendergate's message submission front end (RFC 6409) on
+// go-smtp: ESMTP (RFC 5321) with STARTTLS (RFC 3207) or implicit TLS
+// (RFC 8314), AUTH PLAIN (RFC 4954, RFC 4616) and LOGIN, SIZE (RFC 1870)
+// and enhanced status codes (RFC 3463).
+//
+// At the end of DATA each message is checked against the policy: its
+// RFC 5322 From and Sender mailboxes (3.6.2) must belong to domains the
+// authenticated sub-account may use. Accepted mail has its Return-Path
+// removed, Message-ID, Date and a Received trace field (RFC 5321 4.4)
+// added, is DKIM-signed (RFC 6376) as the From domain, gets the envelope
+// sender bounce+ID@<bounce domain>, and is handed to the relay before the
+// client gets any reply: the client's 250 is the upstream's 250, and any
+// other upstream verdict is passed on unchanged.
+//
+// Every reply a session method returns is a bare *smtp.SMTPError from a
+// named constructor (replies.go), because go-smtp recognises replies by
+// type assertion and answers anything else with a permanent 554.
+package smtpd
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/emersion/go-smtp"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sendergate/sendergate/policy"
+	"github.com/sendergate/sendergate/relay"
+)
+
+// Defaults for Config's zero fields.
+const (
+	DefaultMaxMessageBytes = 25 << 20 // submission.max_message_bytes
+	DefaultMaxRecipients   = 100      // submission.max_recipients
+	// DefaultReadTimeout is the server timeout of RFC 5321 4.5.3.2.7 for
+	// waiting on the next command. While a message is received it is a
+	// sliding deadline renewed on every read, so it bounds a stalled
+	// client (like the 3-minute data block timeout of 4.5.3.2.5), not the
+	// time to receive a large message.
+	DefaultReadTimeout = 5 * time.Minute
+	// DefaultWriteTimeout bounds writing one reply. RFC 5321 sets no
+	// server-side write timeout; a client that does not read a short reply
+	// within a minute is gone.
+	DefaultWriteTimeout = time.Minute
+)
+
+// Config configures a Server. Zero values take the defaults above.
+type Config struct {
+	// Hostname is the greeting name and the "by" of Received fields.
+	Hostname string
+	// Listen and ListenTLS are the STARTTLS and implicit-TLS addresses of
+	// ListenAndServe; ListenTLS may be empty (off).
+	Listen, ListenTLS string
+	// TLSConfig serves STARTTLS and implicit TLS; nil offers neither.
+	TLSConfig *tls.Config
+	// AllowInsecureAuth offers AUTH on plaintext connections from any
+	// address (submission.allow_insecure_auth).
+	AllowInsecureAuth bool
+	// TrustedNet reports whether plaintext AUTH is allowed from ip anyway;
+	// nil means loopback addresses only.
+	TrustedNet func(ip net.IP) bool
+	// MaxMessageBytes limits the message size (552 5.3.4 beyond it).
+	MaxMessageBytes int64
+	// MaxRecipients limits RCPT per transaction (452 4.5.3 beyond it).
+	MaxRecipients int
+	// ReadTimeout and WriteTimeout: see DefaultReadTimeout.
+	ReadTimeout, WriteTimeout time.Duration
+	// Logger receives one line per transaction; nil discards.
+	Logger *slog.Logger
+	// Registerer receives the sendergate_smtpd_* metrics; nil: none.
+	Registerer prometheus.Registerer
+	// Now is the clock (time.Now when nil).
+	Now func() time.Time
+}
+
+// Policy is what the server asks about accounts and authors;
+// *policy.Engine implements it.
+type Policy interface {
+	// Current returns the snapshot to authenticate against, or an error
+	// (policy.ErrNotReady) when none is loaded.
+	Current() (*policy.Snapshot, error)
+	// Admit decides whether account a may send as mailboxes.
+	Admit(ctx context.Context, a *policy.Account, mailboxes ...string) policy.Decision
+}
+
+var _ Policy = (*policy.Engine)(nil)
+
+// Server is the submission server. Create it with New.
+type Server struct {
+	cfg     Config
+	pol     Policy
+	out     relay.Sender
+	log     *slog.Logger
+	smtp    *smtp.Server
+	pipe    *pipeline
+	limiter *authLimiter
+	metrics *metrics
+	// ctx is passed to the policy and the relay; it is cancelled only when
+	// Shutdown gives up waiting.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	closing   atomic.Bool
+	mu        sync.Mutex
+	addr      net.Addr
+	tlsAddr   net.Addr
+	conns     map[*trackedConn]struct{}
+	listeners []net.Listener
+	bufs      sync.Pool // *bytes.Buffer for message content
+}
+
+// New returns a server relaying accepted mail to out.
+func New(cfg Config, pol Policy, out relay.Sender) (*Server, error) {
+	if pol == nil || out == nil {
+		return nil, errors.New("smtpd: a policy and a relay are required")
+	}
+	if cfg.ListenTLS != "" && cfg.TLSConfig == nil {
+		return nil, errors.New("smtpd: implicit TLS listener configured without a TLS configuration")
+	}
+	cfg = withDefaults(cfg)
+	m, err := newMetrics(cfg.Registerer, pol, cfg.Now)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg: cfg, pol: pol, out: out, log: cfg.Logger, metrics: m,
+		pipe:    &pipeline{hostname: cfg.Hostname, pol: pol, now: cfg.Now},
+		limiter: newAuthLimiter(cfg.Now),
+		conns:   make(map[*trackedConn]struct{}),
+	}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.smtp = newSMTPServer(cfg, s)
+	return s, nil
+}
+
+func withDefaults(cfg Config) Config {
+	if cfg.Hostname == "" {
+		cfg.Hostname = "localhost"
+	}
+	if cfg.MaxMessageBytes <= 0 {
+		cfg.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	if cfg.MaxRecipients <= 0 {
+		cfg.MaxRecipients = DefaultMaxRecipients
+	}
+	if cfg.ReadTimeout <= 0 {
+		cfg.ReadTimeout = DefaultReadTimeout
+	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = DefaultWriteTimeout
+	}
+	if cfg.TrustedNet == nil {
+		cfg.TrustedNet = net.IP.IsLoopback
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return cfg
+}
+
+func newSMTPServer(cfg Config, be smtp.Backend) *smtp.Server {
+	srv := smtp.NewServer(be)
+	srv.Domain = cfg.Hostname
+	srv.TLSConfig = cfg.TLSConfig
+	// go-smtp's switch is global; sessions decide per connection in
+	// AuthMechanisms and Auth (TLS, trusted address or configuration).
+	srv.AllowInsecureAuth = true
+	srv.MaxMessageBytes = cfg.MaxMessageBytes // 552 5.3.4 from go-smtp's reader
+	srv.MaxRecipients = cfg.MaxRecipients     // 452 4.5.3 from go-smtp itself
+	srv.ReadTimeout = cfg.ReadTimeout
+	srv.WriteTimeout = cfg.WriteTimeout
+	srv.ErrorLog = log.New(io.Discard, "", 0)
+	return srv
+}
+
+// Serve accepts STARTTLS submission connections on l until Shutdown.
+func (s *Server) Serve(l net.Listener) error {
+	s.mu.Lock()
+	s.addr = l.Addr()
+	s.mu.Unlock()
+	return s.serve(&trackingListener{Listener: l, s: s})
+}
+
+// ServeTLS accepts implicit-TLS connections (RFC 8314) on l, a plain TCP
+// listener that it wraps with Config.TLSConfig.
+func (s *Server) ServeTLS(l net.Listener) error {
+	if s.cfg.TLSConfig == nil {
+		return errors.New("smtpd: implicit TLS without a TLS configuration")
+	}
+	s.mu.Lock()
+	s.tlsAddr = l.Addr()
+	s.mu.Unlock()
+	return s.serve(tls.NewListener(&trackingListener{Listener: l, s: s}, s.cfg.TLSConfig))
+}
+
+func (s *Server) serve(l net.Listener) error {
+	s.mu.Lock()
+	if s.closing.Load() {
+		s.mu.Unlock()
+		l.Close()
+		return nil
+	}
+	s.listeners = append(s.listeners, l)
+	s.mu.Unlock()
+	if err := s.smtp.Serve(l); err != nil && !s.closing.Load() {
+		return fmt.Errorf("smtpd: serve %s: %w", l.Addr(), err)
+	}
+	return nil
+}
+
+// ListenAndServe listens on Config.Listen and, when set, Config.ListenTLS
+// and serves both until Shutdown. It returns the first serving error.
+func (s *Server) ListenAndServe() error {
+	l, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("smtpd: listen %s: %w", s.cfg.Listen, err)
+	}
+	if s.cfg.ListenTLS == "" {
+		return s.Serve(l)
+	}
+	lt, err := net.Listen("tcp", s.cfg.ListenTLS)
+	if err != nil {
+		l.Close()
+		return fmt.Errorf("smtpd: listen %s: %w", s.cfg.ListenTLS, err)
+	}
+	errc := make(chan error, 2)
+	go func() { errc <- s.Serve(l) }()
+	go func() { errc <- s.ServeTLS(lt) }()
+	if err := <-errc; err != nil {
+		return err
+	}
+	return <-errc
+}
+
+// Addr is the STARTTLS listener's address (nil before Serve).
+func (s *Server) Addr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.addr
+}
+
+// TLSAddr is the implicit-TLS listener's address (nil before ServeTLS).
+func (s *Server) TLSAddr() net.Addr {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.tlsAddr
+}
+
+// Shutdown stops accepting connections, closes idle ones, lets every
+// transaction in flight finish (its connection is closed after the reply)
+// and returns when all connections are gone. When ctx ends first, the
+// remaining connections are closed and ctx's error returned.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.closing.Store(true)
+	s.mu.Lock()
+	for _, l := range s.listeners {
+		l.Close()
+	}
+	s.mu.Unlock()
+	s.closeConns(false)
+	err := s.smtp.Shutdown(ctx)
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		// go-smtp's Close does nothing after Shutdown: close them here.
+		s.cancel()
+		s.closeConns(true)
+		return ctxErr
+	}
+	s.cancel()
+	if err != nil && !errors.Is(err, net.ErrClosed) && !errors.Is(err, smtp.ErrServerClosed) {
+		return fmt.Errorf("smtpd: shutdown: %w", err)
+	}
+	return nil
+}
+
+// closeConns closes every connection not inside a transaction, or every
+// connection with all.
+func (s *Server) closeConns(all bool) {
+	s.mu.Lock()
+	var list []*trackedConn
+	for c := range s.conns {
+		if all || !c.busy.Load() {
+			list = append(list, c)
+		}
+	}
+	s.mu.Unlock()
+	for _, c := range list {
+		c.Close()
+	}
+}
+
+// NewSession implements smtp.Backend.
+func (s *Server) NewSession(c *smtp.Conn) (smtp.Session, error) {
+	if s.closing.Load() {
+		return nil, errShuttingDown()
+	}
+	return newSession(s, c), nil
+}
+
+// maxPooledBuffer is the largest message buffer kept for reuse.
+const maxPooledBuffer = 4 << 20
+
+func (s *Server) getBuffer() *bytes.Buffer {
+	if b, ok := s.bufs.Get().(*bytes.Buffer); ok {
+		b.Reset()
+		return b
+	}
+	return new(bytes.Buffer)
+}
+
+// putBuffer returns b for reuse; the relay has finished with it (Send is
+// synchronous and keeps nothing).
+func (s *Server) putBuffer(b *bytes.Buffer) {
+	if b.Cap() <= maxPooledBuffer {
+		s.bufs.Put(b)
+	}
+}
+
+// newID returns 16 random hex characters.
+func newID() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails (Go 1.24)
+	return hex.EncodeToString(b[:])
+}
