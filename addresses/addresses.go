@@ -108,8 +108,9 @@ func Normalize(email string) (addr, domain string, err error) {
 	if perr != nil || a.Name != "" || strings.ContainsAny(email, "<>") {
 		return "", "", fe(fmt.Sprintf("%q is not a plain email address (local@domain)", email))
 	}
-	at := strings.LastIndexByte(a.Address, '@')
-	local, dom := a.Address[:at], a.Address[at+1:]
+	// The local part as given: mail.ParseAddress unquotes it ("a b"@x -> a b@x).
+	at := strings.LastIndexByte(email, '@')
+	local, dom := email[:at], email[at+1:]
 	if len(local) > 64 {
 		return "", "", fe("the local part is longer than 64 octets (RFC 5321 4.5.3.1.1)")
 	}

@@ -120,13 +120,15 @@ func (s *Service) check(ctx context.Context, d store.Domain, manual bool) (store
 	outcome := OutcomeOf(recs)
 	now := s.opts.Now()
 
+	var refused error
 	if outcome == AllOK && !CanSend(Status(d.Status)) {
 		taken, err := s.st.VerifiedElsewhere(ctx, d.Name, d.OrgID)
 		if err != nil {
 			return d, err
 		}
 		if taken {
-			return d, &StateError{Code: "conflict", Message: fmt.Sprintf("domain %s is verified by another organization", d.Name)}
+			refused = &StateError{Code: "conflict", Message: fmt.Sprintf("domain %s is verified by another organization", d.Name)}
+			outcome = Transient // the records are right, but the name is not this organization's to take: no state change
 		}
 	}
 	prev := d
@@ -141,7 +143,11 @@ func (s *Service) check(ctx context.Context, d store.Domain, manual bool) (store
 
 	var events []store.Event
 	if manual {
-		events = append(events, store.Event{OrgID: d.OrgID, Subject: subject(d.Name), Kind: "domain.checked", Detail: "manual verify: " + summary(recs), At: store.At(now)})
+		detail := "manual verify: " + summary(recs)
+		if refused != nil {
+			detail += "; refused: " + refused.Error()
+		}
+		events = append(events, store.Event{OrgID: d.OrgID, Subject: subject(d.Name), Kind: "domain.checked", Detail: detail, At: store.At(now)})
 	}
 	if prev.Status != d.Status {
 		events = append(events, store.Event{OrgID: d.OrgID, Subject: subject(d.Name), Kind: "domain." + d.Status,
@@ -151,7 +157,7 @@ func (s *Service) check(ctx context.Context, d store.Domain, manual bool) (store
 	if err := s.st.UpdateDomainCheck(ctx, prev, d, events); err != nil {
 		return d, err
 	}
-	return d, nil
+	return d, refused
 }
 
 // summary lists the records that are not ok, or says all are.
@@ -284,6 +290,13 @@ func (s *Service) SetAccess(ctx context.Context, org store.Org, name string, res
 // Delete removes the domain, its key and its grants; the sandbox domain
 // cannot be deleted.
 func (s *Service) Delete(ctx context.Context, org store.Org, name string) error {
+	d, err := s.st.DomainByName(ctx, org.ID, name)
+	if err != nil {
+		return err
+	}
+	if d.Sandbox {
+		return &StateError{Code: "sandbox_domain", Message: fmt.Sprintf("%s is the organization's sandbox domain; it cannot be deleted", name)}
+	}
 	ev := store.Event{OrgID: org.ID, Subject: subject(name), Kind: "domain.deleted", At: store.At(s.opts.Now())}
 	return s.st.DeleteDomain(ctx, org.ID, name, ev)
 }

@@ -50,6 +50,9 @@ CREATE TABLE domains (
     UNIQUE (org_id, name)
 );
 CREATE INDEX domains_name ON domains(name);
+-- One organization at a time may hold a name verified: the database, not
+-- only a check before the update, refuses a second.
+CREATE UNIQUE INDEX domains_verified_name ON domains(name) WHERE status IN ('verified', 'failing');
 
 CREATE TABLE domain_grants (
     domain_id  TEXT NOT NULL REFERENCES domains(id) ON DELETE CASCADE,

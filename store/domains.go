@@ -120,7 +120,7 @@ func (s *Store) UpdateDomainCheck(ctx context.Context, prev, d Domain, events []
 		err := affected(tx.ExecContext(ctx, tx.Rebind(`UPDATE domains SET status = ?, records = ?, history = ?, verified_at = ?,
 			last_checked_at = ?, first_miss_at = ? WHERE id = ? AND status = ? AND history = ?`),
 			d.Status, d.Records, d.History, d.VerifiedAt, d.LastCheckedAt, d.FirstMissAt, d.ID, prev.Status, prev.History))
-		if err == ErrNotFound {
+		if err == ErrNotFound || isUnique(err) {
 			return ErrConflict
 		}
 		if err != nil {

@@ -295,3 +295,165 @@ func TestEndToEnd(t *testing.T) {
 		t.Errorf("after removing the DKIM CNAME: status %s, want failing", dom.Status)
 	}
 }
+
+// addVerifiedDomain adds name with default options, publishes its records
+// at the customer DNS and verifies it.
+func addVerifiedDomain(t *testing.T, in *instance, key string, cust *customerDNS, org, name string) []struct{ Host, Value string } {
+	t.Helper()
+	var dom struct {
+		Status  string
+		Records []struct{ Host, Value string }
+	}
+	if code := in.call(t, key, "POST", "/v1/orgs/"+org+"/domains", `{"name":"`+name+`"}`, &dom); code != 201 {
+		t.Fatalf("add %s: %d", name, code)
+	}
+	for _, r := range dom.Records {
+		cust.publish(r.Host, r.Value)
+	}
+	in.call(t, key, "POST", "/v1/orgs/"+org+"/domains/"+name+"/verify", "", &dom)
+	if dom.Status != "verified" {
+		t.Fatalf("%s after verify: %s", name, dom.Status)
+	}
+	return dom.Records
+}
+
+// TestLifecycleThroughBinary removes a published record and watches the
+// background checks take the domain to failing, then revoked after grace,
+// and back to verified when the record returns.
+func TestLifecycleThroughBinary(t *testing.T) {
+	if testing.Short() {
+		t.Skip("takes about a minute of background checks")
+	}
+	t.Parallel()
+	up := relaytest.NewServer(t)
+	cust := newCustomerDNS(t)
+	in := startDaemon(t, daemonOpts{upstream: up.Addr, resolvers: []string{cust.addr}, grace: "15s"})
+	key := in.adminKey(t)
+	in.call(t, key, "POST", "/v1/orgs", `{"name":"life"}`, nil)
+	var acct map[string]string
+	in.call(t, key, "POST", "/v1/orgs/life/smtp-accounts", `{"name":"app"}`, &acct)
+	recs := addVerifiedDomain(t, in, key, cust, "life", "life.example")
+
+	waitStatus := func(want string, within time.Duration) {
+		t.Helper()
+		var dom struct{ Status string }
+		deadline := time.Now().Add(within)
+		for time.Now().Before(deadline) {
+			in.call(t, key, "GET", "/v1/orgs/life/domains/life.example", "", &dom)
+			if dom.Status == want {
+				return
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+		t.Fatalf("status %s after %s, want %s", dom.Status, within, want)
+	}
+	cust.remove(recs[0].Host)
+	waitStatus("failing", 40*time.Second)
+	if err := submit(t, in.smtp, acct["username"], acct["password"], "a@life.example", "x@example.org", "failing"); err != nil {
+		t.Errorf("a failing domain must still send: %v", err)
+	}
+	waitStatus("revoked", 40*time.Second)
+	err := submit(t, in.smtp, acct["username"], acct["password"], "a@life.example", "x@example.org", "revoked")
+	if code, text := smtpCode(err); code != 550 || !strings.Contains(text, "life.example") {
+		t.Errorf("revoked domain: %d %s", code, text)
+	}
+	cust.publish(recs[0].Host, recs[0].Value)
+	waitStatus("verified", 30*time.Second)
+
+	var evs struct{ Events []struct{ Kind string } }
+	in.call(t, key, "GET", "/v1/orgs/life/domains/life.example/events", "", &evs)
+	var kinds []string
+	for _, e := range evs.Events {
+		kinds = append(kinds, e.Kind)
+	}
+	got := strings.Join(kinds, ",")
+	for _, want := range []string{"domain.added", "domain.checked", "domain.verified", "domain.failing", "domain.revoked"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("events %s lack %s", got, want)
+		}
+	}
+	if !strings.HasSuffix(got, "domain.verified") {
+		t.Errorf("last event of %s is not domain.verified", got)
+	}
+}
+
+// TestSandboxLimitStrictModeAndRestart: the sandbox limit holds across two
+// concurrent connections and across a restart; strict mode refuses an
+// unconfirmed mailbox and accepts it once confirmed.
+func TestSandboxLimitStrictModeAndRestart(t *testing.T) {
+	t.Parallel()
+	up := relaytest.NewServer(t)
+	cust := newCustomerDNS(t)
+	opts := daemonOpts{upstream: up.Addr, resolvers: []string{cust.addr}, strict: true, extra: "[sandbox]\ndaily_limit = 3\n"}
+	in := startDaemon(t, opts)
+	key := in.adminKey(t)
+	in.call(t, key, "POST", "/v1/orgs", `{"name":"acme"}`, nil)
+	var acct map[string]string
+	in.call(t, key, "POST", "/v1/orgs/acme/smtp-accounts", `{"name":"app"}`, &acct)
+	user, pass := acct["username"], acct["password"]
+
+	var mu sync.Mutex
+	codes := map[string]int{}
+	var wg sync.WaitGroup
+	for c := 0; c < 2; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cl, err := smtp.DialStartTLS(in.smtp, &tls.Config{InsecureSkipVerify: true})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer cl.Close()
+			if err := cl.Auth(sasl.NewPlainClient("", user, pass)); err != nil {
+				t.Error(err)
+				return
+			}
+			for i := 0; i < 3; i++ {
+				err := cl.SendMail("s@acme.sandbox.sg.localhost", []string{"x@example.org"},
+					strings.NewReader("From: s@acme.sandbox.sg.localhost\r\nSubject: n\r\n\r\nhi\r\n"))
+				code, text := smtpCode(err)
+				mu.Lock()
+				codes[fmt.Sprintf("%d %s", code, text)]++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if codes["250 "] != 3 || codes["451 4.7.1 sandbox daily limit reached"] != 3 {
+		t.Errorf("6 sandbox messages over 2 connections with limit 3: %v", codes)
+	}
+
+	addVerifiedDomain(t, in, key, cust, "acme", "strict.example")
+	err := submit(t, in.smtp, user, pass, "contact@strict.example", "x@example.org", "strict")
+	if code, text := smtpCode(err); code != 550 || !strings.HasPrefix(text, "5.7.1") || !strings.Contains(text, "confirmed") {
+		t.Errorf("unconfirmed mailbox in strict mode: %d %s", code, text)
+	}
+	up.ClearMessages()
+	if code := in.call(t, key, "POST", "/v1/orgs/acme/addresses", `{"email":"contact@strict.example"}`, nil); code != 202 {
+		t.Fatalf("add address: %d", code)
+	}
+	msgs := up.Messages()
+	if len(msgs) != 1 {
+		t.Fatalf("confirmation mail: %d", len(msgs))
+	}
+	link := regexp.MustCompile(`http://[^\s"<>]+/confirm\?token=[A-Za-z0-9_-]+`).Find(msgs[0].Data)
+	if code, err := httpGet(string(link)); err != nil || code != 200 {
+		t.Fatalf("confirm: %d %v", code, err)
+	}
+	if code, err := httpGet(string(link)); err != nil || code != 409 {
+		t.Errorf("second use of the link: %d %v, want 409", code, err)
+	}
+	if err := submit(t, in.smtp, user, pass, "contact@strict.example", "x@example.org", "strict"); err != nil {
+		t.Errorf("confirmed mailbox in strict mode: %v", err)
+	}
+
+	// The count is stored: after a restart the limit still holds today.
+	in.stop()
+	opts.dataDir = in.dir
+	in2 := startDaemon(t, opts)
+	err = submit(t, in2.smtp, user, pass, "s@acme.sandbox.sg.localhost", "x@example.org", "after restart")
+	if code, text := smtpCode(err); code != 451 || text != "4.7.1 sandbox daily limit reached" {
+		t.Errorf("after restart: %d %s", code, text)
+	}
+}

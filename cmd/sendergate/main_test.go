@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -53,6 +54,22 @@ type instance struct {
 	dir, admin, smtp, smtps, dns string
 	cmd                          *exec.Cmd
 	log                          *bytes.Buffer
+	once                         sync.Once
+}
+
+// stop shuts the daemon down gracefully (SIGTERM), killing it after 20s.
+func (in *instance) stop() {
+	in.once.Do(func() {
+		_ = in.cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { _ = in.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(20 * time.Second):
+			_ = in.cmd.Process.Kill()
+			<-done
+		}
+	})
 }
 
 // daemonOpts adjust the generated config.
@@ -61,13 +78,22 @@ type daemonOpts struct {
 	resolvers []string // dns.resolvers
 	extra     string   // appended TOML sections ([sandbox], [confirm], ...)
 	env       []string
+	strict    bool   // submission.require_confirmed_address
+	grace     string // dns.grace (default "72h")
+	dataDir   string // reuse a data dir (a restart); default a new one
 }
 
 // startDaemon writes a config with free loopback ports and starts
 // `sendergate serve` in a temp dir, waiting for /healthz.
 func startDaemon(t *testing.T, o daemonOpts) *instance {
 	t.Helper()
-	dir := t.TempDir()
+	dir := o.dataDir
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	if o.grace == "" {
+		o.grace = "72h"
+	}
 	in := &instance{dir: dir, log: &bytes.Buffer{},
 		admin: fmt.Sprintf("127.0.0.1:%d", freePort(t)), smtp: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
 		smtps: fmt.Sprintf("127.0.0.1:%d", freePort(t)), dns: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
@@ -76,6 +102,7 @@ database = "sqlite:%s"
 [submission]
 listen = %q
 listen_tls = %q
+require_confirmed_address = %v
 [admin]
 listen = %q
 public_url = "http://%s"
@@ -84,13 +111,14 @@ upstream = %q
 [dns]
 listen = %q
 verify_interval = "10s"
+grace = %q
 resolvers = [%s]
 [milter]
 listen = ""
 [policyd]
 listen = ""
-%s`, filepath.Join(dir, "data"), filepath.Join(dir, "data", "sg.db"), in.smtp, in.smtps, in.admin, in.admin,
-		o.upstream, in.dns, quoteList(o.resolvers), o.extra)
+%s`, filepath.Join(dir, "data"), filepath.Join(dir, "data", "sg.db"), in.smtp, in.smtps, o.strict, in.admin, in.admin,
+		o.upstream, in.dns, o.grace, quoteList(o.resolvers), o.extra)
 	path := filepath.Join(dir, "sendergate.toml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
@@ -103,15 +131,7 @@ listen = ""
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		_ = in.cmd.Process.Signal(syscall.SIGTERM)
-		done := make(chan struct{})
-		go func() { _ = in.cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(20 * time.Second):
-			_ = in.cmd.Process.Kill()
-			<-done
-		}
+		in.stop()
 		if t.Failed() {
 			t.Logf("daemon log:\n%s", in.log.String())
 		}
