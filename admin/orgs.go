@@ -17,8 +17,9 @@ var (
 	// Organization names become a DNS label of the sandbox domain, so they
 	// are LDH: [a-z0-9-], 1-40, not starting or ending with '-'.
 	orgNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$`)
-	// Account names: [a-z0-9._-], 1-64.
-	accountNameRE = regexp.MustCompile(`^[a-z0-9._-]{1,64}$`)
+	// Account names: [a-z0-9._-], 1-64, starting with a letter or digit
+	// (so never "." or "..", which URL paths cannot carry).
+	accountNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
 )
 
 type orgJSON struct {
@@ -160,7 +161,7 @@ func (s *Server) createAccount(w http.ResponseWriter, r *http.Request, p princip
 		return
 	}
 	if !accountNameRE.MatchString(in.Name) {
-		invalid(w, "name", "name must be 1-64 of [a-z0-9._-]")
+		invalid(w, "name", "name must be 1-64 of [a-z0-9._-], starting with a letter or digit")
 		return
 	}
 	pw := newPassword()

@@ -22,9 +22,11 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"strings"
 	"time"
 
+	"github.com/sendergate/sendergate/domains"
 	"github.com/sendergate/sendergate/store"
 )
 
@@ -266,12 +268,17 @@ func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 		return true
 	}
 	var (
-		typeErr *json.UnmarshalTypeError
-		maxErr  *http.MaxBytesError
+		typeErr  *json.UnmarshalTypeError
+		maxErr   *http.MaxBytesError
+		fieldErr *domains.FieldError
 	)
 	switch {
+	case errors.As(err, &fieldErr):
+		invalid(w, fieldErr.Field, fieldErr.Message)
+	case errors.As(err, &typeErr) && typeErr.Field == "":
+		writeError(w, http.StatusBadRequest, "invalid_json", "", "request body must be a JSON object")
 	case errors.As(err, &typeErr):
-		invalid(w, typeErr.Field, fmt.Sprintf("%s must be a %s", typeErr.Field, typeErr.Type.String()))
+		invalid(w, typeErr.Field, fmt.Sprintf("%s must be %s", typeErr.Field, jsonType(typeErr.Type)))
 	case errors.As(err, &maxErr):
 		writeError(w, http.StatusRequestEntityTooLarge, "too_large", "", "request body larger than 1 MiB")
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
@@ -283,6 +290,26 @@ func decode(w http.ResponseWriter, r *http.Request, v any) bool {
 		writeError(w, http.StatusBadRequest, "invalid_json", "", "request body is not a valid JSON object: "+err.Error())
 	}
 	return false
+}
+
+// jsonType names t as JSON does, for error messages.
+func jsonType(t reflect.Type) string {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Bool:
+		return "a boolean"
+	case reflect.String:
+		return "a string"
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Float32, reflect.Float64:
+		return "a number"
+	case reflect.Slice, reflect.Array:
+		return "an array"
+	default:
+		return "an object"
+	}
 }
 
 type statusWriter struct {

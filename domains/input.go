@@ -1,6 +1,7 @@
 package domains
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/base32"
 	"encoding/json"
@@ -45,7 +46,13 @@ func (d *DMARC) UnmarshalJSON(b []byte) error {
 		RUA    string `json:"rua"`
 		Pct    *int   `json:"pct"`
 	}
-	if err := json.Unmarshal(b, &w); err != nil {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&w); err != nil {
+		if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+			name = strings.Trim(name, `"`)
+			return &FieldError{Field: "dmarc." + name, Message: fmt.Sprintf("unknown field %q", "dmarc."+name)}
+		}
 		return err
 	}
 	*d = DMARC{Policy: w.Policy, RUA: w.RUA}
