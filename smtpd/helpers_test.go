@@ -65,9 +65,8 @@ type fixture struct {
 type option func(*fixtureOptions)
 
 type fixtureOptions struct {
-	cfg       smtpd.Config
-	noReload  bool
-	upTimeout time.Duration
+	cfg      smtpd.Config
+	noReload bool
 }
 
 // withConfig changes the server configuration.
