@@ -279,7 +279,7 @@ func (c *Config) DatabaseDriver() (driver, dsn string, err error) {
 	case strings.HasPrefix(db, "sqlite:"):
 		path := strings.TrimPrefix(strings.TrimPrefix(db, "sqlite:"), "//")
 		if path == "" {
-			return "", "", fmt.Errorf("%q: a database file path must follow sqlite:", db)
+			return "", "", fmt.Errorf("%q: no database file path after the sqlite prefix", db)
 		}
 		return "sqlite", path, nil
 	case strings.HasPrefix(db, "postgres://"), strings.HasPrefix(db, "postgresql://"):

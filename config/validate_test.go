@@ -172,7 +172,7 @@ func TestDatabaseDriver(t *testing.T) {
 			wantDSN: "postgres:///db?host=/run/postgresql"},
 		{name: "postgres without host", database: "postgres:///db", wantErr: "no host"},
 		{name: "empty", database: "", wantErr: "must not be empty"},
-		{name: "sqlite without path", database: "sqlite://", wantErr: "a database file path must follow"},
+		{name: "sqlite without path", database: "sqlite://", wantErr: "no database file path"},
 		{name: "unknown scheme hides password", database: "mysql://u:hunter2@h/db", wantErr: "must start with"},
 		{name: "bad postgres URL hides password", database: "postgres://u:hunter2@h:port/db", wantErr: "bad PostgreSQL URL"},
 	}

@@ -1,15 +1,12 @@
 package milter_test
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"errors"
 	"net"
 	"testing"
 	"time"
-
-	msgauth "github.com/emersion/go-msgauth/dkim"
 
 	"github.com/sendergate/sendergate/dkim"
 	"github.com/sendergate/sendergate/milter"
@@ -126,9 +123,4 @@ func startPolicyd(t testing.TB, cfg milter.PolicydConfig, pol milter.Policy) str
 		}
 	})
 	return l.Addr().String()
-}
-
-// msgauthVerify verifies every DKIM signature of message with lookup.
-func msgauthVerify(message []byte, lookup func(string) ([]string, error)) ([]*msgauth.Verification, error) {
-	return msgauth.VerifyWithOptions(bytes.NewReader(message), &msgauth.VerifyOptions{LookupTXT: lookup})
 }

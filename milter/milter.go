@@ -23,6 +23,7 @@ import (
 	"net"
 	"net/textproto"
 	"strings"
+	"sync"
 	"time"
 
 	gomilter "github.com/emersion/go-milter"
@@ -79,7 +80,9 @@ type MilterServer struct {
 	log     *slog.Logger
 	metrics *milterMetrics
 	srv     *gomilter.Server
-	ln      *deadlineListener
+
+	mu sync.Mutex
+	ln *deadlineListener
 }
 
 // NewMilter returns a milter gate deciding with pol.
@@ -107,8 +110,11 @@ func NewMilter(cfg MilterConfig, pol Policy) *MilterServer {
 
 // Serve accepts MTA connections on l until Close; it returns nil after Close.
 func (s *MilterServer) Serve(l net.Listener) error {
-	s.ln = newDeadlineListener(l, s.cfg.IdleTimeout, s.cfg.WriteTimeout)
-	err := s.srv.Serve(s.ln)
+	dl := newDeadlineListener(l, s.cfg.IdleTimeout, s.cfg.WriteTimeout)
+	s.mu.Lock()
+	s.ln = dl
+	s.mu.Unlock()
+	err := s.srv.Serve(dl)
 	if errors.Is(err, gomilter.ErrServerClosed) || errors.Is(err, net.ErrClosed) {
 		return nil
 	}
@@ -118,10 +124,13 @@ func (s *MilterServer) Serve(l net.Listener) error {
 // Close stops accepting and closes every open MTA connection; Postfix then
 // applies milter_default_action (tempfail) to messages in flight.
 func (s *MilterServer) Close() error {
-	if s.ln == nil {
+	s.mu.Lock()
+	ln := s.ln
+	s.mu.Unlock()
+	if ln == nil {
 		return nil
 	}
-	return s.ln.closeAll()
+	return ln.closeAll()
 }
 
 // reply is an SMTP reply the MTA gives its client (SMFIR_REPLYCODE).

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/sendergate/sendergate/dkim"
 	"github.com/sendergate/sendergate/milter"
 )
@@ -214,4 +216,29 @@ func BenchmarkPolicyd(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
+}
+
+func TestPolicydMetrics(t *testing.T) {
+	f := newFixture(t, dkim.Ed25519)
+	reg := prometheus.NewRegistry()
+	c := dialPolicyd(t, startPolicyd(t, milter.PolicydConfig{Registerer: reg}, f.engine))
+	c.ask(t, policyRequest(testUser, "a@example.com"))
+	c.ask(t, policyRequest(testUser, "a@bank.example"))
+	c.ask(t, policyRequest(testUser, "b@example.com"))
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range families {
+		if mf.GetName() != "sendergate_policyd_requests_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			got[m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
+		}
+	}
+	if got["dunno"] != 2 || got["reject"] != 1 {
+		t.Errorf("requests_total = %v, want dunno 2, reject 1", got)
+	}
 }
