@@ -42,7 +42,7 @@ type backend struct{ n *counters }
 
 func (b backend) NewSession(*smtp.Conn) (smtp.Session, error) {
 	b.n.conns.Add(1)
-	return session{b.n}, nil
+	return session(b), nil
 }
 
 // session accepts any envelope and discards the message text.
