@@ -16,7 +16,7 @@ import (
 
 // Defaults for UpstreamConfig's zero fields.
 const (
-	DefaultMaxIdle     = 16
+	DefaultMaxIdle     = 64
 	DefaultIdleTimeout = 60 * time.Second
 	DefaultDialTimeout = 10 * time.Second
 	// DefaultCommandTimeout is shorter than the 5 minutes RFC 5321 4.5.3.2

@@ -136,7 +136,7 @@ func New(cfg Config, pol Policy, out relay.Sender) (*Server, error) {
 	}
 	s := &Server{
 		cfg: cfg, pol: pol, out: out, log: cfg.Logger, metrics: m,
-		pipe:    &pipeline{hostname: cfg.Hostname, pol: pol, now: cfg.Now},
+		pipe:    newPipeline(cfg.Hostname, pol, cfg.Now),
 		limiter: newAuthLimiter(cfg.Now),
 		conns:   make(map[*trackedConn]struct{}),
 	}

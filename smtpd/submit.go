@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"runtime"
 	"time"
 
 	"github.com/emersion/go-smtp"
@@ -52,6 +53,14 @@ type pipeline struct {
 	hostname string
 	pol      Policy
 	now      func() time.Time
+	// signing admits as many concurrent DKIM signatures as there are
+	// CPUs: RSA signing is CPU-bound, so more at once only slows every one
+	// of them down; waiting transactions are served in arrival order.
+	signing chan struct{}
+}
+
+func newPipeline(hostname string, pol Policy, now func() time.Time) *pipeline {
+	return &pipeline{hostname: hostname, pol: pol, now: now, signing: make(chan struct{}, runtime.GOMAXPROCS(0))}
 }
 
 // process runs the pipeline on sub. The returned Message shares sub.Data's
@@ -94,7 +103,14 @@ func (p *pipeline) process(ctx context.Context, sub *submission) outcome {
 	// *net.Buffers is an io.WriterTo: the signer gets both slices as they
 	// are, with no intermediate copy.
 	toSign := net.Buffers{header, body}
+	select {
+	case p.signing <- struct{}{}:
+	case <-ctx.Done():
+		out.Reply, out.Err = errInternal(sub.ID), ctx.Err()
+		return out
+	}
 	sig, err := dkim.Sign(&toSign, dec.Domain.Name, dec.Domain.Selector, dec.Domain.Key)
+	<-p.signing
 	out.Sign = time.Since(start)
 	if err != nil {
 		out.Reply, out.Err = errInternal(sub.ID), fmt.Errorf("smtpd: sign as %s: %w", dec.Domain.Name, err)

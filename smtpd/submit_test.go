@@ -35,10 +35,10 @@ func allowAs(key crypto.Signer) policy.Decision {
 	return policy.Decision{Allowed: true, Reason: policy.OK, Domain: d, DomainName: d.Name}
 }
 
-func newPipeline(dec policy.Decision) (*pipeline, *fixedPolicy) {
+func testPipeline(dec policy.Decision) (*pipeline, *fixedPolicy) {
 	pol := &fixedPolicy{dec: dec}
 	now := func() time.Time { return time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC) }
-	return &pipeline{hostname: "submit.test", pol: pol, now: now}, pol
+	return newPipeline("submit.test", pol, now), pol
 }
 
 func newSubmission(data string) *submission {
@@ -51,7 +51,7 @@ func TestPipelineAccepted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, pol := newPipeline(allowAs(key))
+	p, pol := testPipeline(allowAs(key))
 	data := "Return-Path: <x@evil.example>\nFrom: A <a@NEWS.example.com>, b@bücher.example\nSender: s@news.example.com\nSubject: hi\n\nline one\nline two\n"
 	sub := newSubmission(data)
 	out := p.process(context.Background(), sub)
@@ -98,7 +98,7 @@ func TestPipelineBodyNotCopied(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, _ := newPipeline(allowAs(key))
+	p, _ := testPipeline(allowAs(key))
 	sub := newSubmission("From: a@news.example.com\r\n\r\n" + strings.Repeat("body line\r\n", 1000))
 	out := p.process(context.Background(), sub)
 	if out.Message == nil {
@@ -144,7 +144,7 @@ func TestPipelineRefusals(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p, _ := newPipeline(tt.dec)
+			p, _ := testPipeline(tt.dec)
 			out := p.process(context.Background(), newSubmission(tt.data))
 			if out.Message != nil || out.Reply == nil {
 				t.Fatalf("not refused: %+v", out)
@@ -199,7 +199,7 @@ func BenchmarkPipeline(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	p, _ := newPipeline(allowAs(key))
+	p, _ := testPipeline(allowAs(key))
 	data := "From: a@news.example.com\r\nTo: r@example.net\r\nSubject: bench\r\n\r\n" + strings.Repeat(strings.Repeat("x", 78)+"\r\n", 128) // 10 KiB
 	b.SetBytes(int64(len(data)))
 	b.ReportAllocs()
