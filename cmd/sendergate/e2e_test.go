@@ -319,7 +319,9 @@ func addVerifiedDomain(t *testing.T, in *instance, key string, cust *customerDNS
 
 // TestLifecycleThroughBinary removes a published record and watches the
 // background checks take the domain to failing, then revoked after grace,
-// and back to verified when the record returns.
+// and back to verified when the record returns. With checks every 10s, the
+// second miss (failing) comes 10-15s after the first; grace 25s leaves a
+// failing window of at least 10s before revocation.
 func TestLifecycleThroughBinary(t *testing.T) {
 	if testing.Short() {
 		t.Skip("takes about a minute of background checks")
@@ -327,7 +329,7 @@ func TestLifecycleThroughBinary(t *testing.T) {
 	t.Parallel()
 	up := relaytest.NewServer(t)
 	cust := newCustomerDNS(t)
-	in := startDaemon(t, daemonOpts{upstream: up.Addr, resolvers: []string{cust.addr}, grace: "15s"})
+	in := startDaemon(t, daemonOpts{upstream: up.Addr, resolvers: []string{cust.addr}, grace: "25s"})
 	key := in.adminKey(t)
 	in.call(t, key, "POST", "/v1/orgs", `{"name":"life"}`, nil)
 	var acct map[string]string
@@ -352,7 +354,7 @@ func TestLifecycleThroughBinary(t *testing.T) {
 	if err := submit(t, in.smtp, acct["username"], acct["password"], "a@life.example", "x@example.org", "failing"); err != nil {
 		t.Errorf("a failing domain must still send: %v", err)
 	}
-	waitStatus("revoked", 40*time.Second)
+	waitStatus("revoked", 45*time.Second)
 	err := submit(t, in.smtp, acct["username"], acct["password"], "a@life.example", "x@example.org", "revoked")
 	if code, text := smtpCode(err); code != 550 || !strings.Contains(text, "life.example") {
 		t.Errorf("revoked domain: %d %s", code, text)
