@@ -23,6 +23,7 @@ import (
 	"github.com/sendergate/sendergate/addresses"
 	"github.com/sendergate/sendergate/dkim"
 	"github.com/sendergate/sendergate/domains"
+	"github.com/sendergate/sendergate/internal/clocktest"
 	"github.com/sendergate/sendergate/relay"
 	"github.com/sendergate/sendergate/relay/relaytest"
 	"github.com/sendergate/sendergate/store"
@@ -39,29 +40,12 @@ const (
 
 var t0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = t
-}
-
 // env is the address service on a real store, sending through a real
 // upstream client to a recording SMTP server.
 type env struct {
 	st     *store.Store
 	smtp   *relaytest.Server
-	clock  *fakeClock
+	clock  *clocktest.Clock
 	sysKey crypto.Signer
 	svc    *addresses.Service
 	org    store.Org
@@ -77,7 +61,7 @@ func newEnv(t *testing.T, st *store.Store) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := &env{st: st, smtp: relaytest.NewServer(t), clock: &fakeClock{now: t0}, sysKey: key}
+	e := &env{st: st, smtp: relaytest.NewServer(t), clock: clocktest.New(t0), sysKey: key}
 	up := relay.NewUpstream(relay.UpstreamConfig{Addr: e.smtp.Addr})
 	t.Cleanup(func() { _ = up.Close() })
 	e.svc = addresses.New(st, addresses.Options{

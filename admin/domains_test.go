@@ -48,7 +48,7 @@ func TestDomainRoutes(t *testing.T) {
 		if d.Status != "pending" || d.Records[0].Status != "missing" {
 			t.Errorf("verify before publishing: %+v", d)
 		}
-		e.dns.publish(d.Records)
+		e.publish(d.Records)
 		e.do("POST", "/v1/orgs/acme/domains/EXAMPLE.com/verify", o.key, nil).must(t, http.StatusOK, &d)
 		if d.Status != "verified" || d.VerifiedAt == nil {
 			t.Errorf("verify after publishing: %+v", d)
@@ -151,7 +151,7 @@ func TestDomainOwnedElsewhere(t *testing.T) {
 		a, b, c := e.createOrg("a"), e.createOrg("b"), e.createOrg("c")
 		var bd domainJSON
 		e.do("POST", "/v1/orgs/b/domains", b.key, map[string]any{"name": "example.com", "dkim_selector": "bsel"}).must(t, http.StatusCreated, &bd)
-		e.dns.publish(bd.Records)
+		e.publish(bd.Records)
 		e.verifiedDomain(a, map[string]any{"name": "example.com"})
 		e.do("POST", "/v1/orgs/b/domains/example.com/verify", b.key, nil).wantErr(t, http.StatusUnprocessableEntity, "conflict", "")
 		e.do("POST", "/v1/orgs/c/domains", c.key, map[string]any{"name": "example.com"}).wantErr(t, http.StatusConflict, "conflict", "name")

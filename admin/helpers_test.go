@@ -6,20 +6,19 @@ import (
 	"encoding/json"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/miekg/dns"
 
 	"github.com/sendergate/sendergate/addresses"
 	"github.com/sendergate/sendergate/admin"
 	"github.com/sendergate/sendergate/domains"
+	"github.com/sendergate/sendergate/internal/clocktest"
+	"github.com/sendergate/sendergate/internal/dnstest"
+	"github.com/sendergate/sendergate/internal/logtest"
 	"github.com/sendergate/sendergate/relay"
 	"github.com/sendergate/sendergate/relay/relaytest"
 	"github.com/sendergate/sendergate/store"
@@ -38,10 +37,10 @@ type env struct {
 	t        *testing.T
 	st       *store.Store
 	url      string
-	clock    *clock
-	dns      *customerDNS
+	clock    *clocktest.Clock
+	dns      *dnstest.Server
 	upstream *relaytest.Server
-	logs     *syncBuffer
+	logs     *logtest.Buffer
 }
 
 // envOption adjusts the admin options before the server starts.
@@ -55,10 +54,10 @@ func withReady(f func(context.Context) error) envOption {
 
 func newEnv(t *testing.T, st *store.Store, opts ...envOption) *env {
 	t.Helper()
-	e := &env{t: t, st: st, clock: &clock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)},
-		dns: newCustomerDNS(t), upstream: relaytest.NewServer(t), logs: &syncBuffer{}}
+	e := &env{t: t, st: st, clock: clocktest.New(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)),
+		dns: dnstest.NewServer(t), upstream: relaytest.NewServer(t), logs: &logtest.Buffer{}}
 	logger := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	res, err := domains.NewDNSResolver([]string{e.dns.addr}, 2*time.Second)
+	res, err := domains.NewDNSResolver([]string{e.dns.Addr()}, 2*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -239,12 +238,20 @@ func (e *env) verifiedDomain(o org, in map[string]any) domainJSON {
 	e.t.Helper()
 	var d domainJSON
 	e.do("POST", "/v1/orgs/"+o.name+"/domains", o.key, in).must(e.t, http.StatusCreated, &d)
-	e.dns.publish(d.Records)
+	e.publish(d.Records)
 	e.do("POST", "/v1/orgs/"+o.name+"/domains/"+d.Name+"/verify", o.key, nil).must(e.t, http.StatusOK, &d)
 	if d.Status != "verified" {
 		e.t.Fatalf("domain %s is %s after publishing its records: %+v", d.Name, d.Status, d.Records)
 	}
 	return d
+}
+
+// publish serves each record's host as a CNAME to its value at the
+// customer's DNS.
+func (e *env) publish(recs []recordJSON) {
+	for _, r := range recs {
+		e.dns.PublishCNAME(r.Host, r.Value)
+	}
 }
 
 var tokenRE = regexp.MustCompile(`/confirm\?token=([A-Za-z0-9_-]+)`)
@@ -262,103 +269,4 @@ func (e *env) lastToken(rcpt string) string {
 	}
 	e.t.Fatalf("no confirmation email with a token to %s among %d messages", rcpt, len(msgs))
 	return ""
-}
-
-// clock is a settable time source.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
-// syncBuffer collects log output from concurrent handlers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// customerDNS is a real DNS server on 127.0.0.1 (UDP and TCP) playing the
-// customer's resolver: it answers the CNAMEs a test published, NXDOMAIN
-// for anything else.
-type customerDNS struct {
-	addr  string
-	mu    sync.Mutex
-	cname map[string]string // lowercase FQDN -> target FQDN
-}
-
-func newCustomerDNS(t *testing.T) *customerDNS {
-	t.Helper()
-	z := &customerDNS{cname: map[string]string{}}
-	var pc net.PacketConn
-	var l net.Listener
-	for range 20 {
-		p, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if l, err = net.Listen("tcp", p.LocalAddr().String()); err == nil {
-			pc = p
-			break
-		}
-		_ = p.Close()
-	}
-	if pc == nil {
-		t.Fatal("no port free for both UDP and TCP")
-	}
-	z.addr = pc.LocalAddr().String()
-	for _, srv := range []*dns.Server{{PacketConn: pc, Handler: z}, {Listener: l, Handler: z}} {
-		started := make(chan struct{})
-		srv.NotifyStartedFunc = func() { close(started) }
-		go func() { _ = srv.ActivateAndServe() }()
-		<-started
-		t.Cleanup(func() { _ = srv.Shutdown() })
-	}
-	return z
-}
-
-// publish serves each record's host as a CNAME to its value.
-func (z *customerDNS) publish(recs []recordJSON) {
-	z.mu.Lock()
-	defer z.mu.Unlock()
-	for _, r := range recs {
-		z.cname[dns.Fqdn(strings.ToLower(r.Host))] = dns.Fqdn(r.Value)
-	}
-}
-
-func (z *customerDNS) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
-	z.mu.Lock()
-	defer z.mu.Unlock()
-	resp := new(dns.Msg)
-	resp.SetReply(req)
-	q := req.Question[0]
-	if target, ok := z.cname[strings.ToLower(q.Name)]; ok {
-		resp.Answer = append(resp.Answer, &dns.CNAME{
-			Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeCNAME, Class: dns.ClassINET, Ttl: 300}, Target: target})
-	} else {
-		resp.Rcode = dns.RcodeNameError
-	}
-	_ = w.WriteMsg(resp)
 }

@@ -4,113 +4,11 @@ import (
 	"context"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/miekg/dns"
+	"github.com/sendergate/sendergate/internal/dnstest"
 )
-
-// testDNS is a real DNS server on 127.0.0.1 (UDP and TCP on one port) that
-// plays the customer's recursive resolver: it answers from a record set the
-// test edits, never chasing CNAMEs.
-type testDNS struct {
-	addr string
-
-	mu       sync.Mutex
-	rrs      map[string][]dns.RR // by lowercase FQDN
-	servfail map[string]bool     // names answered SERVFAIL
-	truncate map[string]bool     // names answered truncated over UDP
-	sawEDNS  bool
-	sawTCP   bool
-}
-
-func newTestDNS(t *testing.T) *testDNS {
-	t.Helper()
-	z := &testDNS{}
-	z.reset(t, nil, nil, nil)
-	pc, l := listenUDPAndTCP(t)
-	z.addr = pc.LocalAddr().String()
-	for _, srv := range []*dns.Server{{PacketConn: pc, Handler: z}, {Listener: l, Handler: z}} {
-		started := make(chan struct{})
-		srv.NotifyStartedFunc = func() { close(started) }
-		go func() { _ = srv.ActivateAndServe() }()
-		<-started
-		t.Cleanup(func() { _ = srv.Shutdown() })
-	}
-	return z
-}
-
-func listenUDPAndTCP(t *testing.T) (net.PacketConn, net.Listener) {
-	t.Helper()
-	for range 20 {
-		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		l, err := net.Listen("tcp", pc.LocalAddr().String())
-		if err == nil {
-			return pc, l
-		}
-		_ = pc.Close()
-	}
-	t.Fatal("no port free for both UDP and TCP")
-	return nil, nil
-}
-
-// reset replaces the served data: rrs in zone file syntax, and names to
-// answer with SERVFAIL or truncated over UDP.
-func (z *testDNS) reset(t *testing.T, rrs, servfail, truncate []string) {
-	t.Helper()
-	z.mu.Lock()
-	defer z.mu.Unlock()
-	z.rrs, z.servfail, z.truncate = map[string][]dns.RR{}, map[string]bool{}, map[string]bool{}
-	for _, s := range rrs {
-		rr, err := dns.NewRR(s)
-		if err != nil {
-			t.Fatalf("bad test record %q: %v", s, err)
-		}
-		name := strings.ToLower(rr.Header().Name)
-		z.rrs[name] = append(z.rrs[name], rr)
-	}
-	for _, n := range servfail {
-		z.servfail[dns.Fqdn(n)] = true
-	}
-	for _, n := range truncate {
-		z.truncate[dns.Fqdn(n)] = true
-	}
-}
-
-func (z *testDNS) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
-	z.mu.Lock()
-	defer z.mu.Unlock()
-	resp := new(dns.Msg)
-	resp.SetReply(req)
-	if req.IsEdns0() != nil {
-		z.sawEDNS = true
-		resp.SetEdns0(1232, false)
-	}
-	_, udp := w.RemoteAddr().(*net.UDPAddr)
-	z.sawTCP = z.sawTCP || !udp
-	q := req.Question[0]
-	name := strings.ToLower(q.Name)
-	rrs, exists := z.rrs[name]
-	switch {
-	case z.servfail[name]:
-		resp.Rcode = dns.RcodeServerFailure
-	case z.truncate[name] && udp:
-		resp.Truncated = true
-	case !exists:
-		resp.Rcode = dns.RcodeNameError
-	default:
-		for _, rr := range rrs {
-			if rr.Header().Rrtype == q.Qtype || rr.Header().Rrtype == dns.TypeCNAME {
-				resp.Answer = append(resp.Answer, rr)
-			}
-		}
-	}
-	_ = w.WriteMsg(resp)
-}
 
 const checkToken = "tok0123456789abc"
 
@@ -138,10 +36,10 @@ func newTestResolver(t *testing.T, addr string) *DNSResolver {
 }
 
 func TestCheckAllOK(t *testing.T) {
-	z := newTestDNS(t)
+	z := dnstest.NewServer(t)
 	recs := Records(checkInput(), checkToken, testZone)
-	z.reset(t, okRRs(recs), nil, nil)
-	got := Check(context.Background(), newTestResolver(t, z.addr), recs)
+	z.Reset(t, okRRs(recs), nil, nil)
+	got := Check(context.Background(), newTestResolver(t, z.Addr()), recs)
 	if len(got) != 4 {
 		t.Fatalf("got %d records, want 4", len(got))
 	}
@@ -159,16 +57,14 @@ func TestCheckAllOK(t *testing.T) {
 	if OutcomeOf(got) != AllOK {
 		t.Errorf("OutcomeOf = %v, want all-ok", OutcomeOf(got))
 	}
-	z.mu.Lock()
-	defer z.mu.Unlock()
-	if !z.sawEDNS {
+	if !z.SawEDNS() {
 		t.Error("queries carried no EDNS0 OPT record")
 	}
 }
 
 func TestCheckRecord(t *testing.T) {
-	z := newTestDNS(t)
-	res := newTestResolver(t, z.addr)
+	z := dnstest.NewServer(t)
+	res := newTestResolver(t, z.Addr())
 	recs := Records(checkInput(), checkToken, testZone)
 	dkimValue := "sg1." + checkToken + ".dkim." + testZone
 	tests := []struct {
@@ -222,7 +118,7 @@ func TestCheckRecord(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			z.reset(t, tt.rrs, tt.servfail, tt.truncate)
+			z.Reset(t, tt.rrs, tt.servfail, tt.truncate)
 			got := recordFor(t, Check(context.Background(), res, recs), tt.purpose)
 			t.Logf("reason: %s", got.Reason)
 			if got.Status != tt.wantStatus || got.Found != tt.wantFound {
@@ -249,20 +145,18 @@ func recordFor(t *testing.T, recs []Record, p Purpose) Record {
 }
 
 func TestCheckTruncationUsesTCP(t *testing.T) {
-	z := newTestDNS(t)
+	z := dnstest.NewServer(t)
 	recs := Records(Input{Name: "example.com", DKIMSelector: "sg1"}, checkToken, testZone)
-	z.reset(t, okRRs(recs), nil, []string{recs[0].Host})
-	got := Check(context.Background(), newTestResolver(t, z.addr), recs)
-	z.mu.Lock()
-	defer z.mu.Unlock()
-	if got[0].Status != StatusOK || !z.sawTCP {
-		t.Fatalf("status %q, TCP used %v; want ok over TCP", got[0].Status, z.sawTCP)
+	z.Reset(t, okRRs(recs), nil, []string{recs[0].Host})
+	got := Check(context.Background(), newTestResolver(t, z.Addr()), recs)
+	if got[0].Status != StatusOK || !z.SawTCP() {
+		t.Fatalf("status %q, TCP used %v; want ok over TCP", got[0].Status, z.SawTCP())
 	}
 }
 
 func TestCheckOutcomes(t *testing.T) {
-	z := newTestDNS(t)
-	res := newTestResolver(t, z.addr)
+	z := dnstest.NewServer(t)
+	res := newTestResolver(t, z.Addr())
 	recs := Records(checkInput(), checkToken, testZone)
 	all := okRRs(recs)
 	tests := []struct {
@@ -278,7 +172,7 @@ func TestCheckOutcomes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			z.reset(t, tt.rrs, tt.servfail, nil)
+			z.Reset(t, tt.rrs, tt.servfail, nil)
 			got := Check(context.Background(), res, recs)
 			if o := OutcomeOf(got); o != tt.want {
 				t.Fatalf("OutcomeOf = %v, want %v (records %+v)", o, tt.want, got)

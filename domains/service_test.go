@@ -5,32 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/sendergate/sendergate/dkim"
+	"github.com/sendergate/sendergate/internal/clocktest"
+	"github.com/sendergate/sendergate/internal/dnstest"
 	"github.com/sendergate/sendergate/store"
 	"github.com/sendergate/sendergate/store/storetest"
 )
-
-// fakeClock is the controllable clock given to ServiceOptions.Now.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = t
-}
 
 var svcT0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 
@@ -40,19 +23,19 @@ const (
 )
 
 // svcEnv is a Service on a real store, verifying through a real DNS server
-// (testDNS, the customer's resolver) whose records the test edits.
+// (dnstest, the customer's resolver) whose records the test edits.
 type svcEnv struct {
 	st    *store.Store
-	dns   *testDNS
-	clock *fakeClock
+	dns   *dnstest.Server
+	clock *clocktest.Clock
 	svc   *Service
 }
 
 func newSvcEnv(t *testing.T, st *store.Store) *svcEnv {
 	t.Helper()
-	e := &svcEnv{st: st, dns: newTestDNS(t), clock: &fakeClock{now: svcT0}}
+	e := &svcEnv{st: st, dns: dnstest.NewServer(t), clock: clocktest.New(svcT0)}
 	e.svc = NewService(st, ServiceOptions{
-		Zone: testZone, Resolver: newTestResolver(t, e.dns.addr), Interval: svcInterval, Grace: svcGrace,
+		Zone: testZone, Resolver: newTestResolver(t, e.dns.Addr()), Interval: svcInterval, Grace: svcGrace,
 		CheckTimeout: 5 * time.Second, Now: e.clock.Now,
 	})
 	return e
@@ -117,7 +100,7 @@ func (e *svcEnv) publish(t *testing.T, recs []Record, omit ...Purpose) {
 			keep = append(keep, r)
 		}
 	}
-	e.dns.reset(t, okRRs(keep), nil, nil)
+	e.dns.Reset(t, okRRs(keep), nil, nil)
 }
 
 func eventKinds(t *testing.T, st *store.Store, org store.Org, subject string) []string {
@@ -397,7 +380,7 @@ func TestServiceServfailNeverDemotes(t *testing.T) {
 
 		// The customer's server answers SERVFAIL for every record, for
 		// longer than grace: no miss is counted, nothing changes.
-		e.dns.reset(t, okRRs(recs), hosts, nil)
+		e.dns.Reset(t, okRRs(recs), hosts, nil)
 		for i := 1; i <= 5; i++ {
 			e.clock.Set(svcT0.Add(time.Duration(i) * svcInterval))
 			if n, err := e.svc.CheckDue(ctx); err != nil || n != 1 {
@@ -427,7 +410,7 @@ func TestServiceServfailNeverDemotes(t *testing.T) {
 			}
 		}
 		wantStatus(t, e.domain(t, org, "example.com"), Failing)
-		e.dns.reset(t, okRRs(recs), hosts, nil)
+		e.dns.Reset(t, okRRs(recs), hosts, nil)
 		e.clock.Set(svcT0.Add(6*svcInterval + svcGrace + time.Minute))
 		if _, err := e.svc.CheckDue(ctx); err != nil {
 			t.Fatal(err)

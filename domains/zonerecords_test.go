@@ -16,6 +16,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/sendergate/sendergate/dkim"
+	"github.com/sendergate/sendergate/internal/dnstest"
 	"github.com/sendergate/sendergate/store"
 	"github.com/sendergate/sendergate/store/storetest"
 	"github.com/sendergate/sendergate/zone"
@@ -244,15 +245,15 @@ func TestZoneRecordsDeletedDomainLeavesZone(t *testing.T) {
 }
 
 // lookupVia resolves a TXT name like a recursive resolver would: the
-// customer's server (testDNS) answers the customer name with the CNAME the
+// customer's server (dnstest) answers the customer name with the CNAME the
 // customer published, the provider zone answers the target.
-func lookupVia(t *testing.T, customer *testDNS, e *zoneEnv) func(string) ([]string, error) {
+func lookupVia(t *testing.T, customer *dnstest.Server, e *zoneEnv) func(string) ([]string, error) {
 	return func(name string) ([]string, error) {
 		target := name
 		if !dns.IsSubDomain(testZone+".", dns.Fqdn(name)) {
 			m := new(dns.Msg)
 			m.SetQuestion(dns.Fqdn(name), dns.TypeTXT)
-			resp, err := dns.Exchange(m, customer.addr)
+			resp, err := dns.Exchange(m, customer.Addr())
 			if err != nil {
 				return nil, err
 			}
@@ -268,8 +269,8 @@ func lookupVia(t *testing.T, customer *testDNS, e *zoneEnv) func(string) ([]stri
 func TestZoneRecordsSignatureVerifiesThroughZone(t *testing.T) {
 	storetest.ForEach(t, func(t *testing.T, st *store.Store) {
 		e := newZoneEnv(t, st)
-		customer := newTestDNS(t)
-		customer.reset(t, okRRs(recordsOf(t, e.news)), nil, nil)
+		customer := dnstest.NewServer(t)
+		customer.Reset(t, okRRs(recordsOf(t, e.news)), nil, nil)
 		tests := []struct {
 			name     string
 			domain   store.Domain

@@ -3,11 +3,11 @@ package policy
 import (
 	"context"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/sendergate/sendergate/dkim"
+	"github.com/sendergate/sendergate/internal/clocktest"
 	"github.com/sendergate/sendergate/store"
 	"github.com/sendergate/sendergate/store/storetest"
 )
@@ -82,13 +82,6 @@ func newFixture(t testing.TB, st *store.Store) *fixture {
 	}
 	return f
 }
-
-type fixedClock struct{ t atomic.Pointer[time.Time] }
-
-func (c *fixedClock) now() time.Time      { return *c.t.Load() }
-func (c *fixedClock) set(t time.Time)     { c.t.Store(&t) }
-func newClock(t time.Time) *fixedClock    { c := &fixedClock{}; c.set(t); return c }
-func (c *fixedClock) add(d time.Duration) { c.set(c.now().Add(d)) }
 
 func TestDecide(t *testing.T) {
 	storetest.ForEach(t, func(t *testing.T, st *store.Store) {
@@ -215,8 +208,8 @@ func TestRequireConfirmed(t *testing.T) {
 func TestSandboxLimit(t *testing.T) {
 	storetest.ForEach(t, func(t *testing.T, st *store.Store) {
 		newFixture(t, st)
-		clock := newClock(time.Date(2026, 11, 25, 23, 59, 0, 0, time.UTC))
-		e := NewEngine(st, st, Options{Zone: "sg.localhost", SandboxLimit: 3, Now: clock.now})
+		clock := clocktest.New(time.Date(2026, 11, 25, 23, 59, 0, 0, time.UTC))
+		e := NewEngine(st, st, Options{Zone: "sg.localhost", SandboxLimit: 3, Now: clock.Now})
 		e.Reload(context.Background())
 		acct, _ := e.Lookup("app@acme")
 		ctx := context.Background()
@@ -233,12 +226,12 @@ func TestSandboxLimit(t *testing.T) {
 		if d := e.Admit(ctx, acct, "x@example.com"); !d.Allowed {
 			t.Errorf("verified domain refused past the sandbox limit: %+v", d)
 		}
-		clock.add(2 * time.Minute) // the next UTC day
+		clock.Add(2 * time.Minute) // the next UTC day
 		if d := e.Admit(ctx, acct, "x@acme.sandbox.sg.localhost"); !d.Allowed {
 			t.Errorf("new UTC day still refused: %+v", d)
 		}
 		// The count is stored: a new engine (a restart) sees it.
-		e2 := NewEngine(st, st, Options{Zone: "sg.localhost", SandboxLimit: 1, Now: clock.now})
+		e2 := NewEngine(st, st, Options{Zone: "sg.localhost", SandboxLimit: 1, Now: clock.Now})
 		e2.Reload(ctx)
 		if d := e2.Admit(ctx, acct, "x@acme.sandbox.sg.localhost"); d.Reason != SandboxLimit {
 			t.Errorf("after restart with limit 1 and one sent today: %+v", d)

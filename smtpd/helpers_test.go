@@ -1,7 +1,6 @@
 package smtpd_test
 
 import (
-	"bytes"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -23,6 +22,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/sendergate/sendergate/dkim"
+	"github.com/sendergate/sendergate/internal/logtest"
 	"github.com/sendergate/sendergate/policy"
 	"github.com/sendergate/sendergate/relay"
 	"github.com/sendergate/sendergate/relay/relaytest"
@@ -59,7 +59,7 @@ type fixture struct {
 	app       store.Account
 	other     store.Account
 	domains   map[string]store.Domain // acme's, by name
-	logs      *syncBuffer
+	logs      *logtest.Buffer
 }
 
 type option func(*fixtureOptions)
@@ -94,7 +94,7 @@ func testServer(t testing.TB, opts ...option) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{store: storetest.SQLite(t), key: key, domains: map[string]store.Domain{}, logs: &syncBuffer{}}
+	f := &fixture{store: storetest.SQLite(t), key: key, domains: map[string]store.Domain{}, logs: &logtest.Buffer{}}
 	f.populate(t)
 	f.engine = policy.NewEngine(f.store, f.store, policy.Options{Zone: "sg.localhost", SandboxLimit: 100})
 	if !o.noReload {
@@ -348,22 +348,4 @@ func selfSigned(t testing.TB) (tls.Certificate, *x509.CertPool) {
 	roots := x509.NewCertPool()
 	roots.AddCert(leaf)
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key, Leaf: leaf}, roots
-}
-
-// syncBuffer is a bytes.Buffer safe for the server's goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -4,13 +4,9 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"github.com/sendergate/sendergate/internal/clocktest"
 )
-
-// clock is a settable time source.
-type clock struct{ t time.Time }
-
-func (c *clock) now() time.Time          { return c.t }
-func (c *clock) advance(d time.Duration) { c.t = c.t.Add(d) }
 
 func TestAuthLimiter(t *testing.T) {
 	a := net.ParseIP("192.0.2.1")
@@ -20,51 +16,51 @@ func TestAuthLimiter(t *testing.T) {
 	v6c := net.ParseIP("2001:db8:1:3::1")      // another /64
 	tests := []struct {
 		name  string
-		steps func(l *authLimiter, c *clock)
+		steps func(l *authLimiter, c *clocktest.Clock)
 		ip    net.IP
 		want  bool
 	}{
-		{name: "four failures do not block", ip: a, want: false, steps: func(l *authLimiter, c *clock) {
+		{name: "four failures do not block", ip: a, want: false, steps: func(l *authLimiter, c *clocktest.Clock) {
 			fail(l, a, 4)
 		}},
-		{name: "five failures block", ip: a, want: true, steps: func(l *authLimiter, c *clock) {
+		{name: "five failures block", ip: a, want: true, steps: func(l *authLimiter, c *clocktest.Clock) {
 			fail(l, a, 5)
 		}},
-		{name: "other addresses are not blocked", ip: b, want: false, steps: func(l *authLimiter, c *clock) {
+		{name: "other addresses are not blocked", ip: b, want: false, steps: func(l *authLimiter, c *clocktest.Clock) {
 			fail(l, a, 5)
 		}},
-		{name: "the block lasts five minutes", ip: a, want: true, steps: func(l *authLimiter, c *clock) {
+		{name: "the block lasts five minutes", ip: a, want: true, steps: func(l *authLimiter, c *clocktest.Clock) {
 			fail(l, a, 5)
-			c.advance(authBlock - time.Second)
+			c.Add(authBlock - time.Second)
 		}},
-		{name: "the block ends after five minutes", ip: a, want: false, steps: func(l *authLimiter, c *clock) {
+		{name: "the block ends after five minutes", ip: a, want: false, steps: func(l *authLimiter, c *clocktest.Clock) {
 			fail(l, a, 5)
-			c.advance(authBlock)
+			c.Add(authBlock)
 		}},
-		{name: "failures older than the window do not count", ip: a, want: false, steps: func(l *authLimiter, c *clock) {
+		{name: "failures older than the window do not count", ip: a, want: false, steps: func(l *authLimiter, c *clocktest.Clock) {
 			fail(l, a, 3)
-			c.advance(authWindow)
+			c.Add(authWindow)
 			fail(l, a, 2)
 		}},
-		{name: "failures within the window add up", ip: a, want: true, steps: func(l *authLimiter, c *clock) {
+		{name: "failures within the window add up", ip: a, want: true, steps: func(l *authLimiter, c *clocktest.Clock) {
 			fail(l, a, 3)
-			c.advance(authWindow - time.Second)
+			c.Add(authWindow - time.Second)
 			fail(l, a, 2)
 		}},
-		{name: "IPv6 counts per /64", ip: v6b, want: true, steps: func(l *authLimiter, c *clock) {
+		{name: "IPv6 counts per /64", ip: v6b, want: true, steps: func(l *authLimiter, c *clocktest.Clock) {
 			fail(l, v6a, 5)
 		}},
-		{name: "another /64 is not blocked", ip: v6c, want: false, steps: func(l *authLimiter, c *clock) {
+		{name: "another /64 is not blocked", ip: v6c, want: false, steps: func(l *authLimiter, c *clocktest.Clock) {
 			fail(l, v6a, 5)
 		}},
-		{name: "IPv4-mapped IPv6 is the IPv4 address", ip: a, want: true, steps: func(l *authLimiter, c *clock) {
+		{name: "IPv4-mapped IPv6 is the IPv4 address", ip: a, want: true, steps: func(l *authLimiter, c *clocktest.Clock) {
 			fail(l, net.ParseIP("::ffff:192.0.2.1"), 5)
 		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-			l := newAuthLimiter(c.now)
+			c := clocktest.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+			l := newAuthLimiter(c.Now)
 			tt.steps(l, c)
 			if got := l.Blocked(tt.ip); got != tt.want {
 				t.Errorf("Blocked(%s) = %v, want %v", tt.ip, got, tt.want)
@@ -74,8 +70,8 @@ func TestAuthLimiter(t *testing.T) {
 }
 
 func TestAuthLimiterBoundedMemory(t *testing.T) {
-	c := &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
-	l := newAuthLimiter(c.now)
+	c := clocktest.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	l := newAuthLimiter(c.Now)
 	ip := make(net.IP, 4)
 	for i := range authMaxTracked + 10 {
 		ip[0], ip[1], ip[2], ip[3] = 10, byte(i>>16), byte(i>>8), byte(i)
@@ -85,7 +81,7 @@ func TestAuthLimiterBoundedMemory(t *testing.T) {
 		t.Fatalf("%d entries tracked, want at most %d", n, authMaxTracked)
 	}
 	// Once the failures have expired, new addresses are tracked again.
-	c.advance(authWindow)
+	c.Add(authWindow)
 	fresh := net.ParseIP("192.0.2.9")
 	fail(l, fresh, 5)
 	if !l.Blocked(fresh) {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/tls"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"regexp"
@@ -18,66 +17,18 @@ import (
 	"github.com/emersion/go-smtp"
 	"github.com/miekg/dns"
 
+	"github.com/sendergate/sendergate/internal/dnstest"
 	"github.com/sendergate/sendergate/relay/relaytest"
 )
 
-// customerDNS is the customers' DNS provider: an in-process server whose
-// records the test publishes, the one dns.resolvers points at.
-type customerDNS struct {
-	mu    sync.Mutex
-	cname map[string]string
-	addr  string
-}
-
-func newCustomerDNS(t *testing.T) *customerDNS {
-	c := &customerDNS{cname: map[string]string{}}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &dns.Server{PacketConn: pc, Handler: c}
-	go srv.ActivateAndServe()
-	t.Cleanup(func() { srv.Shutdown() })
-	c.addr = pc.LocalAddr().String()
-	return c
-}
-
-func (c *customerDNS) publish(host, target string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.cname[dns.Fqdn(strings.ToLower(host))] = dns.Fqdn(target)
-}
-
-func (c *customerDNS) remove(host string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	delete(c.cname, dns.Fqdn(strings.ToLower(host)))
-}
-
-func (c *customerDNS) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
-	m := new(dns.Msg)
-	m.SetReply(r)
-	m.Authoritative = true
-	q := r.Question[0]
-	c.mu.Lock()
-	target, ok := c.cname[strings.ToLower(q.Name)]
-	c.mu.Unlock()
-	if ok {
-		m.Answer = append(m.Answer, &dns.CNAME{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeCNAME, Class: dns.ClassINET, Ttl: 60}, Target: target})
-	} else {
-		m.Rcode = dns.RcodeNameError
-	}
-	w.WriteMsg(m)
-}
-
 // lookupTXT resolves a DKIM key record as a receiver would: the customer's
 // CNAME, then the TXT that sendergate's zone serves at its target.
-func lookupTXT(in *instance, cust *customerDNS) func(string) ([]string, error) {
+func lookupTXT(in *instance, cust *dnstest.Server) func(string) ([]string, error) {
 	return func(name string) ([]string, error) {
 		c := new(dns.Client)
 		q := new(dns.Msg)
 		q.SetQuestion(dns.Fqdn(name), dns.TypeCNAME)
-		if r, _, err := c.Exchange(q, cust.addr); err == nil {
+		if r, _, err := c.Exchange(q, cust.Addr()); err == nil {
 			for _, rr := range r.Answer {
 				if cn, ok := rr.(*dns.CNAME); ok {
 					name = cn.Target
@@ -174,8 +125,8 @@ sys.exit(0 if ok else 1)`
 
 func TestEndToEnd(t *testing.T) {
 	up := relaytest.NewServer(t)
-	cust := newCustomerDNS(t)
-	in := startDaemon(t, daemonOpts{upstream: up.Addr, resolvers: []string{cust.addr}})
+	cust := dnstest.NewServer(t)
+	in := startDaemon(t, daemonOpts{upstream: up.Addr, resolvers: []string{cust.Addr()}})
 	key := in.adminKey(t)
 	lookup := lookupTXT(in, cust)
 
@@ -212,7 +163,7 @@ func TestEndToEnd(t *testing.T) {
 		t.Errorf("pending domain: %d %s", code, text)
 	}
 	for _, r := range dom.Records {
-		cust.publish(r.Host, r.Value)
+		cust.PublishCNAME(r.Host, r.Value)
 	}
 	in.call(t, key, "POST", "/v1/orgs/acme/domains/newsletter.example.com/verify", "", &dom)
 	if dom.Status != "verified" {
@@ -282,7 +233,7 @@ func TestEndToEnd(t *testing.T) {
 	if testing.Short() {
 		return
 	}
-	cust.remove(dom.Records[0].Host)
+	cust.Remove(dom.Records[0].Host)
 	deadline := time.Now().Add(40 * time.Second)
 	for time.Now().Before(deadline) {
 		in.call(t, key, "GET", "/v1/orgs/acme/domains/newsletter.example.com", "", &dom)
@@ -298,7 +249,7 @@ func TestEndToEnd(t *testing.T) {
 
 // addVerifiedDomain adds name with default options, publishes its records
 // at the customer DNS and verifies it.
-func addVerifiedDomain(t *testing.T, in *instance, key string, cust *customerDNS, org, name string) []struct{ Host, Value string } {
+func addVerifiedDomain(t *testing.T, in *instance, key string, cust *dnstest.Server, org, name string) []struct{ Host, Value string } {
 	t.Helper()
 	var dom struct {
 		Status  string
@@ -308,7 +259,7 @@ func addVerifiedDomain(t *testing.T, in *instance, key string, cust *customerDNS
 		t.Fatalf("add %s: %d", name, code)
 	}
 	for _, r := range dom.Records {
-		cust.publish(r.Host, r.Value)
+		cust.PublishCNAME(r.Host, r.Value)
 	}
 	in.call(t, key, "POST", "/v1/orgs/"+org+"/domains/"+name+"/verify", "", &dom)
 	if dom.Status != "verified" {
@@ -328,8 +279,8 @@ func TestLifecycleThroughBinary(t *testing.T) {
 	}
 	t.Parallel()
 	up := relaytest.NewServer(t)
-	cust := newCustomerDNS(t)
-	in := startDaemon(t, daemonOpts{upstream: up.Addr, resolvers: []string{cust.addr}, grace: "25s"})
+	cust := dnstest.NewServer(t)
+	in := startDaemon(t, daemonOpts{upstream: up.Addr, resolvers: []string{cust.Addr()}, grace: "25s"})
 	key := in.adminKey(t)
 	in.call(t, key, "POST", "/v1/orgs", `{"name":"life"}`, nil)
 	var acct map[string]string
@@ -349,7 +300,7 @@ func TestLifecycleThroughBinary(t *testing.T) {
 		}
 		t.Fatalf("status %s after %s, want %s", dom.Status, within, want)
 	}
-	cust.remove(recs[0].Host)
+	cust.Remove(recs[0].Host)
 	waitStatus("failing", 40*time.Second)
 	if err := submit(t, in.smtp, acct["username"], acct["password"], "a@life.example", "x@example.org", "failing"); err != nil {
 		t.Errorf("a failing domain must still send: %v", err)
@@ -359,7 +310,7 @@ func TestLifecycleThroughBinary(t *testing.T) {
 	if code, text := smtpCode(err); code != 550 || !strings.Contains(text, "life.example") {
 		t.Errorf("revoked domain: %d %s", code, text)
 	}
-	cust.publish(recs[0].Host, recs[0].Value)
+	cust.PublishCNAME(recs[0].Host, recs[0].Value)
 	waitStatus("verified", 30*time.Second)
 
 	var evs struct{ Events []struct{ Kind string } }
@@ -385,8 +336,8 @@ func TestLifecycleThroughBinary(t *testing.T) {
 func TestSandboxLimitStrictModeAndRestart(t *testing.T) {
 	t.Parallel()
 	up := relaytest.NewServer(t)
-	cust := newCustomerDNS(t)
-	opts := daemonOpts{upstream: up.Addr, resolvers: []string{cust.addr}, strict: true, extra: "[sandbox]\ndaily_limit = 3\n"}
+	cust := dnstest.NewServer(t)
+	opts := daemonOpts{upstream: up.Addr, resolvers: []string{cust.Addr()}, strict: true, extra: "[sandbox]\ndaily_limit = 3\n"}
 	in := startDaemon(t, opts)
 	key := in.adminKey(t)
 	in.call(t, key, "POST", "/v1/orgs", `{"name":"acme"}`, nil)
