@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/sendergate/sendergate/addresses"
-	"github.com/sendergate/sendergate/domains"
 	"github.com/sendergate/sendergate/store"
 )
 
@@ -49,29 +48,9 @@ func addressOut(a store.Address, now time.Time) addressJSON {
 	return out
 }
 
-func (s *Server) addressError(w http.ResponseWriter, r *http.Request, email string, err error) {
-	var fe *domains.FieldError
-	var se *domains.StateError
-	var de *addresses.DeliveryError
-	switch {
-	case errors.As(err, &fe):
-		invalid(w, fe.Field, fe.Message)
-	case errors.As(err, &de):
-		s.opts.Logger.Warn("confirmation email failed", "err", err)
-		writeError(w, http.StatusServiceUnavailable, "delivery_failed", "", de.Error())
-	case errors.As(err, &se):
-		status := http.StatusUnprocessableEntity
-		if se.Code == "rate_limited" {
-			status = http.StatusTooManyRequests
-		}
-		writeError(w, status, se.Code, "", se.Message)
-	case errors.Is(err, store.ErrNotFound):
-		writeError(w, http.StatusNotFound, "not_found", "email", fmt.Sprintf("address %q not found", email))
-	case errors.Is(err, store.ErrConflict):
-		writeError(w, http.StatusConflict, "conflict", "email", fmt.Sprintf("address %q already exists", email))
-	default:
-		s.internal(w, r, err)
-	}
+// addressSubject is what address errors are about.
+func addressSubject(email string) subject {
+	return subject{field: "email", what: fmt.Sprintf("address %q", email)}
 }
 
 func (s *Server) addAddress(w http.ResponseWriter, r *http.Request, p principal, org store.Org) {
@@ -83,7 +62,7 @@ func (s *Server) addAddress(w http.ResponseWriter, r *http.Request, p principal,
 	}
 	a, err := s.opts.Addresses.Add(r.Context(), org, in.Email)
 	if err != nil {
-		s.addressError(w, r, in.Email, err)
+		s.fail(w, r, addressSubject(in.Email), err)
 		return
 	}
 	writeJSON(w, http.StatusAccepted, addressOut(a, s.opts.Now()))
@@ -111,7 +90,7 @@ func (s *Server) resendAddress(w http.ResponseWriter, r *http.Request, p princip
 	email := r.PathValue("email")
 	a, err := s.opts.Addresses.Resend(r.Context(), org, email)
 	if err != nil {
-		s.addressError(w, r, email, err)
+		s.fail(w, r, addressSubject(email), err)
 		return
 	}
 	writeJSON(w, http.StatusAccepted, addressOut(a, s.opts.Now()))
@@ -120,7 +99,7 @@ func (s *Server) resendAddress(w http.ResponseWriter, r *http.Request, p princip
 func (s *Server) deleteAddress(w http.ResponseWriter, r *http.Request, p principal, org store.Org) {
 	email := r.PathValue("email")
 	if err := s.opts.Addresses.Delete(r.Context(), org, email); err != nil {
-		s.addressError(w, r, email, err)
+		s.fail(w, r, addressSubject(email), err)
 		return
 	}
 	s.opts.Changed()

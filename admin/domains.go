@@ -3,12 +3,12 @@ package admin
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"time"
 
 	"github.com/sendergate/sendergate/domains"
+	"github.com/sendergate/sendergate/policy"
 	"github.com/sendergate/sendergate/store"
 )
 
@@ -61,10 +61,7 @@ func (s *Server) domainOut(ctx context.Context, d store.Domain) (domainJSON, err
 		CreatedAt: d.CreatedAt.Ptr(), VerifiedAt: d.VerifiedAt.Ptr(), LastCheckedAt: d.LastCheckedAt.Ptr(),
 		Access: accessJSON{Restricted: d.Restricted, Accounts: []string{}},
 	}
-	out.ReturnPathDomain = domains.BounceDomain(d.Token, s.opts.Zone)
-	if d.ReturnPath != "" {
-		out.ReturnPathDomain = d.ReturnPath + "." + d.Name
-	}
+	out.ReturnPathDomain = policy.BounceDomain(d, s.opts.Zone)
 	if d.Tracking != "" {
 		out.TrackingDomain = d.Tracking + "." + d.Name
 	}
@@ -84,22 +81,10 @@ func (s *Server) domainOut(ctx context.Context, d store.Domain) (domainJSON, err
 	return out, nil
 }
 
-// domainError maps the workflow's errors to responses.
-func (s *Server) domainError(w http.ResponseWriter, r *http.Request, name string, err error) {
-	var fe *domains.FieldError
-	var se *domains.StateError
-	switch {
-	case errors.As(err, &fe):
-		invalid(w, fe.Field, fe.Message)
-	case errors.As(err, &se):
-		writeError(w, http.StatusUnprocessableEntity, se.Code, "", se.Message)
-	case errors.Is(err, store.ErrNotFound):
-		writeError(w, http.StatusNotFound, "not_found", "domain", fmt.Sprintf("domain %q not found", name))
-	case errors.Is(err, store.ErrConflict):
-		writeError(w, http.StatusConflict, "conflict", "name", fmt.Sprintf("domain %q already exists in this organization or is verified by another one", name))
-	default:
-		s.internal(w, r, err)
-	}
+// domainSubject is what domain errors are about.
+func domainSubject(name string) subject {
+	return subject{field: "domain", what: fmt.Sprintf("domain %q", name), conflictField: "name",
+		conflict: "already exists in this organization or is verified by another one"}
 }
 
 func (s *Server) writeDomain(w http.ResponseWriter, r *http.Request, status int, d store.Domain) {
@@ -118,7 +103,7 @@ func (s *Server) createDomain(w http.ResponseWriter, r *http.Request, p principa
 	}
 	d, err := s.opts.Domains.Create(r.Context(), org, in)
 	if err != nil {
-		s.domainError(w, r, in.Name, err)
+		s.fail(w, r, domainSubject(in.Name), err)
 		return
 	}
 	s.opts.Changed()
@@ -157,7 +142,7 @@ func (s *Server) getDomain(w http.ResponseWriter, r *http.Request, p principal, 
 	name := domainName(r)
 	d, err := s.opts.Store.DomainByName(r.Context(), org.ID, name)
 	if err != nil {
-		s.domainError(w, r, name, err)
+		s.fail(w, r, domainSubject(name), err)
 		return
 	}
 	s.writeDomain(w, r, http.StatusOK, d)
@@ -166,7 +151,7 @@ func (s *Server) getDomain(w http.ResponseWriter, r *http.Request, p principal, 
 func (s *Server) deleteDomain(w http.ResponseWriter, r *http.Request, p principal, org store.Org) {
 	name := domainName(r)
 	if err := s.opts.Domains.Delete(r.Context(), org, name); err != nil {
-		s.domainError(w, r, name, err)
+		s.fail(w, r, domainSubject(name), err)
 		return
 	}
 	s.opts.Changed()
@@ -177,7 +162,7 @@ func (s *Server) verifyDomain(w http.ResponseWriter, r *http.Request, p principa
 	name := domainName(r)
 	d, err := s.opts.Domains.Verify(r.Context(), org, name)
 	if err != nil {
-		s.domainError(w, r, name, err)
+		s.fail(w, r, domainSubject(name), err)
 		return
 	}
 	s.opts.Changed()
@@ -199,7 +184,7 @@ func (s *Server) setAccess(w http.ResponseWriter, r *http.Request, p principal, 
 	}
 	d, err := s.opts.Domains.SetAccess(r.Context(), org, name, *in.Restricted, in.Accounts)
 	if err != nil {
-		s.domainError(w, r, name, err)
+		s.fail(w, r, domainSubject(name), err)
 		return
 	}
 	s.opts.Changed()
@@ -215,7 +200,7 @@ type eventJSON struct {
 func (s *Server) domainEvents(w http.ResponseWriter, r *http.Request, p principal, org store.Org) {
 	name := domainName(r)
 	if _, err := s.opts.Store.DomainByName(r.Context(), org.ID, name); err != nil {
-		s.domainError(w, r, name, err)
+		s.fail(w, r, domainSubject(name), err)
 		return
 	}
 	evs, err := s.opts.Store.Events(r.Context(), org.ID, "domain:"+name)

@@ -130,16 +130,16 @@ func (s *Server) createKey(w http.ResponseWriter, r *http.Request, p principal, 
 
 func (s *Server) deleteKey(w http.ResponseWriter, r *http.Request, p principal, org store.Org) {
 	id := r.PathValue("id")
-	err := s.opts.Store.DeleteAPIKey(r.Context(), org.ID, id)
-	if errors.Is(err, store.ErrNotFound) {
-		writeError(w, http.StatusNotFound, "not_found", "id", fmt.Sprintf("key %q not found", id))
-		return
-	}
-	if err != nil {
-		s.internal(w, r, err)
+	if err := s.opts.Store.DeleteAPIKey(r.Context(), org.ID, id); err != nil {
+		s.fail(w, r, subject{field: "id", what: fmt.Sprintf("key %q", id)}, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// accountSubject is what account errors are about.
+func accountSubject(name string) subject {
+	return subject{field: "name", what: fmt.Sprintf("account %q", name)}
 }
 
 type accountJSON struct {
@@ -168,13 +168,8 @@ func (s *Server) createAccount(w http.ResponseWriter, r *http.Request, p princip
 	now := store.At(s.opts.Now())
 	a := store.Account{ID: store.NewID(), OrgID: org.ID, Name: in.Name, Username: in.Name + "@" + org.Name,
 		PasswordHash: policy.HashPassword(pw), CreatedAt: now, UpdatedAt: now}
-	err := s.opts.Store.CreateAccount(r.Context(), a)
-	if errors.Is(err, store.ErrConflict) {
-		writeError(w, http.StatusConflict, "conflict", "name", fmt.Sprintf("account %q already exists", in.Name))
-		return
-	}
-	if err != nil {
-		s.internal(w, r, err)
+	if err := s.opts.Store.CreateAccount(r.Context(), a); err != nil {
+		s.fail(w, r, accountSubject(in.Name), err)
 		return
 	}
 	s.opts.Changed()
@@ -197,13 +192,8 @@ func (s *Server) listAccounts(w http.ResponseWriter, r *http.Request, p principa
 func (s *Server) rotatePassword(w http.ResponseWriter, r *http.Request, p principal, org store.Org) {
 	name := r.PathValue("name")
 	pw := newPassword()
-	err := s.opts.Store.SetAccountPassword(r.Context(), org.ID, name, policy.HashPassword(pw), store.At(s.opts.Now()))
-	if errors.Is(err, store.ErrNotFound) {
-		writeError(w, http.StatusNotFound, "not_found", "name", fmt.Sprintf("account %q not found", name))
-		return
-	}
-	if err != nil {
-		s.internal(w, r, err)
+	if err := s.opts.Store.SetAccountPassword(r.Context(), org.ID, name, policy.HashPassword(pw), store.At(s.opts.Now())); err != nil {
+		s.fail(w, r, accountSubject(name), err)
 		return
 	}
 	s.opts.Changed()
@@ -212,13 +202,8 @@ func (s *Server) rotatePassword(w http.ResponseWriter, r *http.Request, p princi
 
 func (s *Server) deleteAccount(w http.ResponseWriter, r *http.Request, p principal, org store.Org) {
 	name := r.PathValue("name")
-	err := s.opts.Store.DeleteAccount(r.Context(), org.ID, name)
-	if errors.Is(err, store.ErrNotFound) {
-		writeError(w, http.StatusNotFound, "not_found", "name", fmt.Sprintf("account %q not found", name))
-		return
-	}
-	if err != nil {
-		s.internal(w, r, err)
+	if err := s.opts.Store.DeleteAccount(r.Context(), org.ID, name); err != nil {
+		s.fail(w, r, accountSubject(name), err)
 		return
 	}
 	s.opts.Changed()

@@ -26,6 +26,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/sendergate/sendergate/addresses"
 	"github.com/sendergate/sendergate/domains"
 	"github.com/sendergate/sendergate/store"
 )
@@ -218,6 +219,53 @@ func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// subject names what a request was about, for error answers: the field
+// that names it (in the path, or in the body for a conflict on create), a
+// noun phrase for sentences, and what a conflict means.
+type subject struct {
+	field, what   string
+	conflictField string // default: field
+	conflict      string // default: "already exists"
+}
+
+// fail answers the error of a workflow call: a validation error (400
+// naming the field), a state refusal (422; 429 when rate limited), a mail
+// hand-off failure (503), not found (404), a conflict (409); anything else
+// is logged and answered 500.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, sub subject, err error) {
+	var (
+		fe *domains.FieldError
+		se *domains.StateError
+		de *addresses.DeliveryError
+	)
+	switch {
+	case errors.As(err, &fe):
+		invalid(w, fe.Field, fe.Message)
+	case errors.As(err, &de):
+		s.opts.Logger.Warn("confirmation email failed", "err", err)
+		writeError(w, http.StatusServiceUnavailable, "delivery_failed", "", de.Error())
+	case errors.As(err, &se):
+		status := http.StatusUnprocessableEntity
+		if se.Code == "rate_limited" {
+			status = http.StatusTooManyRequests
+		}
+		writeError(w, status, se.Code, "", se.Message)
+	case errors.Is(err, store.ErrNotFound):
+		writeError(w, http.StatusNotFound, "not_found", sub.field, sub.what+" not found")
+	case errors.Is(err, store.ErrConflict):
+		msg, field := sub.what+" already exists", sub.field
+		if sub.conflict != "" {
+			msg = sub.what + " " + sub.conflict
+		}
+		if sub.conflictField != "" {
+			field = sub.conflictField
+		}
+		writeError(w, http.StatusConflict, "conflict", field, msg)
+	default:
+		s.internal(w, r, err)
+	}
 }
 
 // apiError is the body of every error response.

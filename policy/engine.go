@@ -39,8 +39,10 @@ type Options struct {
 	Poll             time.Duration
 	Logger           *slog.Logger
 	Now              func() time.Time
-	// OnReload, when set, is called after each successful rebuild.
-	OnReload func(*Snapshot)
+	// OnReload, when set, is called after each successful rebuild with the
+	// snapshot and the domains it was built from (the DNS zone is built
+	// from the same rows, so it needs no second query).
+	OnReload func(*Snapshot, []store.Domain)
 }
 
 // Engine holds the current snapshot and keeps it fresh.
@@ -192,7 +194,7 @@ func (e *Engine) rebuild(ctx context.Context) error {
 	e.cur.Store(s)
 	e.opts.Logger.Debug("policy snapshot rebuilt", "version", v, "accounts", len(s.accounts), "domains", len(s.domains), "took", time.Since(start))
 	if e.opts.OnReload != nil {
-		e.opts.OnReload(s)
+		e.opts.OnReload(s, doms)
 	}
 	return nil
 }

@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -44,7 +43,6 @@ type daemon struct {
 	adminKey string
 	sysKey   crypto.Signer
 	closers  []func(context.Context) error
-	zoneMu   sync.Mutex
 	zoneOpts domains.ZoneOptions
 }
 
@@ -223,17 +221,8 @@ func (d *daemon) setupZone() error {
 }
 
 // refreshZone rebuilds the served zone after each policy snapshot rebuild,
-// reusing the snapshot's parsed keys.
-func (d *daemon) refreshZone(s *policy.Snapshot) {
-	d.zoneMu.Lock()
-	defer d.zoneMu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	ds, err := d.st.AllDomains(ctx)
-	if err != nil {
-		d.log.Error("zone refresh failed; serving the previous records", "err", err)
-		return
-	}
+// from the same domain rows and reusing the snapshot's parsed keys.
+func (d *daemon) refreshZone(s *policy.Snapshot, ds []store.Domain) {
 	pub := func(id string) crypto.PublicKey {
 		if dom, ok := s.DomainByID(id); ok && dom.Key != nil {
 			return dom.Key.Public()
