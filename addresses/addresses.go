@@ -151,17 +151,8 @@ func (s *Service) Add(ctx context.Context, org store.Org, email string) (store.A
 	if err != nil {
 		return store.Address{}, err
 	}
-	d, err := s.st.DomainByName(ctx, org.ID, dom)
-	if errors.Is(err, store.ErrNotFound) {
-		return store.Address{}, &domains.StateError{Code: "domain_not_verified",
-			Message: fmt.Sprintf("domain %s is not a domain of this organization; add and verify it first", dom)}
-	}
-	if err != nil {
+	if err := s.domainVerified(ctx, org, dom); err != nil {
 		return store.Address{}, err
-	}
-	if !domains.CanSend(domains.Status(d.Status)) {
-		return store.Address{}, &domains.StateError{Code: "domain_not_verified",
-			Message: fmt.Sprintf("domain %s is %s, not verified; verify it before adding its addresses", dom, d.Status)}
 	}
 	token, hash := newToken()
 	now := s.opts.Now()
@@ -177,6 +168,24 @@ func (s *Service) Add(ctx context.Context, org store.Org, email string) (store.A
 	return a, nil
 }
 
+// domainVerified returns a state error unless dom is verified (or failing)
+// in org: only then may its mailboxes be authorized.
+func (s *Service) domainVerified(ctx context.Context, org store.Org, dom string) error {
+	d, err := s.st.DomainByName(ctx, org.ID, dom)
+	if errors.Is(err, store.ErrNotFound) {
+		return &domains.StateError{Code: "domain_not_verified",
+			Message: fmt.Sprintf("domain %s is not a domain of this organization; add and verify it first", dom)}
+	}
+	if err != nil {
+		return err
+	}
+	if !domains.CanSend(domains.Status(d.Status)) {
+		return &domains.StateError{Code: "domain_not_verified",
+			Message: fmt.Sprintf("domain %s is %s, not verified; verify it before adding its addresses", dom, d.Status)}
+	}
+	return nil
+}
+
 // Resend issues a new token (the old one stops working) and sends it again,
 // at most ResendLimit times per address per hour.
 func (s *Service) Resend(ctx context.Context, org store.Org, email string) (store.Address, error) {
@@ -190,6 +199,9 @@ func (s *Service) Resend(ctx context.Context, org store.Org, email string) (stor
 	}
 	if prev.Status == Confirmed {
 		return prev, &domains.StateError{Code: "already_confirmed", Message: fmt.Sprintf("%s is already confirmed", addr)}
+	}
+	if err := s.domainVerified(ctx, org, prev.Domain); err != nil {
+		return prev, err
 	}
 	now := s.opts.Now()
 	a := prev

@@ -379,6 +379,42 @@ func TestResend(t *testing.T) {
 	})
 }
 
+// TestResendAndDeleteFollowTheDomain: a revoked domain's pending address
+// gets no new confirmation mail, and deleting the domain removes its
+// addresses, so re-adding it does not bring confirmations back.
+func TestResendAndDeleteFollowTheDomain(t *testing.T) {
+	storetest.ForEach(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		e := newEnv(t, st)
+		e.addDomain(t, e.org, "gone.example", domains.Verified)
+		if _, err := e.svc.Add(ctx, e.org, "a@gone.example"); err != nil {
+			t.Fatal(err)
+		}
+		d, err := st.DomainByName(ctx, e.org.ID, "gone.example")
+		if err != nil {
+			t.Fatal(err)
+		}
+		revoked := d
+		revoked.Status = string(domains.Revoked)
+		if err := st.UpdateDomainCheck(ctx, d, revoked, nil); err != nil {
+			t.Fatal(err)
+		}
+		before := len(e.smtp.Messages())
+		_, err = e.svc.Resend(ctx, e.org, "a@gone.example")
+		wantStateError(t, "Resend on a revoked domain", err, "domain_not_verified")
+		if len(e.smtp.Messages()) != before {
+			t.Error("a confirmation mail was sent for a revoked domain")
+		}
+		ev := store.Event{OrgID: e.org.ID, Subject: "domain:gone.example", Kind: "domain.deleted", At: store.At(time.Now())}
+		if err := st.DeleteDomain(ctx, e.org.ID, "gone.example", ev); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := st.AddressByEmail(ctx, e.org.ID, "a@gone.example"); !errors.Is(err, store.ErrNotFound) {
+			t.Errorf("address survived its domain: %v", err)
+		}
+	})
+}
+
 func TestAddNeedsVerifiedDomain(t *testing.T) {
 	storetest.ForEach(t, func(t *testing.T, st *store.Store) {
 		ctx := context.Background()

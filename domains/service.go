@@ -257,6 +257,9 @@ func (s *Service) SetAccess(ctx context.Context, org store.Org, name string, res
 	if err != nil {
 		return store.Domain{}, err
 	}
+	if d.Sandbox {
+		return d, &StateError{Code: "sandbox_domain", Message: fmt.Sprintf("%s is the organization's sandbox domain: every account may use it", name)}
+	}
 	if !restricted && len(accounts) > 0 {
 		return d, &FieldError{Field: "accounts", Message: "accounts can only be listed when restricted is true"}
 	}

@@ -561,6 +561,14 @@ func TestServiceAccessAndDelete(t *testing.T) {
 			t.Errorf("Delete sandbox: %v, want *StateError", err)
 		}
 		wantStatus(t, e.domain(t, org, org.SandboxDomain), Verified)
+		// Every account may use the sandbox: it cannot be restricted.
+		_, err = e.svc.SetAccess(ctx, org, org.SandboxDomain, true, nil)
+		if !errors.As(err, &se) || se.Code != "sandbox_domain" {
+			t.Errorf("SetAccess on the sandbox: %v, want a sandbox_domain state error", err)
+		}
+		if e.domain(t, org, org.SandboxDomain).Restricted {
+			t.Error("sandbox domain became restricted")
+		}
 	})
 }
 

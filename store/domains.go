@@ -180,7 +180,8 @@ func (s *Store) AllGrants(ctx context.Context) ([]Grant, error) {
 	return gs, nil
 }
 
-// DeleteDomain removes the organization's domain, its grants and its key.
+// DeleteDomain removes the organization's domain, its grants, its key and
+// its authorized addresses.
 func (s *Store) DeleteDomain(ctx context.Context, orgID, name string, ev Event) error {
 	return s.inTx(ctx, func(tx *sqlx.Tx) error {
 		_, err := tx.ExecContext(ctx, tx.Rebind(`DELETE FROM domain_grants WHERE domain_id IN (SELECT id FROM domains WHERE org_id = ? AND name = ? AND sandbox = ?)`), orgID, name, false)
@@ -189,6 +190,11 @@ func (s *Store) DeleteDomain(ctx context.Context, orgID, name string, ev Event) 
 		}
 		if err := affected(tx.ExecContext(ctx, tx.Rebind(`DELETE FROM domains WHERE org_id = ? AND name = ? AND sandbox = ?`), orgID, name, false)); err != nil {
 			return fmt.Errorf("store: delete domain %q: %w", name, err)
+		}
+		// Its authorized mailboxes go with it: re-adding the domain later
+		// must not bring old confirmations back.
+		if _, err := tx.ExecContext(ctx, tx.Rebind(`DELETE FROM addresses WHERE org_id = ? AND domain = ?`), orgID, name); err != nil {
+			return fmt.Errorf("store: delete addresses of %q: %w", name, err)
 		}
 		if err := addEvent(ctx, tx, ev); err != nil {
 			return err
