@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -16,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/sendergate/sendergate/internal/logtest"
 )
 
 // binary is built once per test run by TestMain.
@@ -53,7 +54,7 @@ func freePort(t *testing.T) int {
 type instance struct {
 	dir, admin, smtp, smtps, dns string
 	cmd                          *exec.Cmd
-	log                          *bytes.Buffer
+	log                          *logtest.Buffer // written by the process's output copier
 	once                         sync.Once
 }
 
@@ -94,7 +95,7 @@ func startDaemon(t *testing.T, o daemonOpts) *instance {
 	if o.grace == "" {
 		o.grace = "72h"
 	}
-	in := &instance{dir: dir, log: &bytes.Buffer{},
+	in := &instance{dir: dir, log: &logtest.Buffer{},
 		admin: fmt.Sprintf("127.0.0.1:%d", freePort(t)), smtp: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
 		smtps: fmt.Sprintf("127.0.0.1:%d", freePort(t)), dns: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
 	cfg := fmt.Sprintf(`data_dir = %q
