@@ -31,6 +31,8 @@ import (
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
+
+	"github.com/sendergate/sendergate/bench/internal/loopback"
 )
 
 // options are the command-line flags.
@@ -79,26 +81,7 @@ func parseFlags(args []string) (options, error) {
 	if o.format != "text" && o.format != "row" {
 		return o, fmt.Errorf("loadgen: -format %q: want text or row", o.format)
 	}
-	return o, checkLoopback(o.addr)
-}
-
-// checkLoopback refuses any target that is not a loopback address: this is
-// a benchmark tool, not a way to flood someone's server.
-func checkLoopback(addr string) error {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return fmt.Errorf("loadgen: -addr %q: %w", addr, err)
-	}
-	ips, err := net.LookupIP(host)
-	if err != nil {
-		return fmt.Errorf("loadgen: -addr %q: %w", addr, err)
-	}
-	for _, ip := range ips {
-		if !ip.IsLoopback() {
-			return fmt.Errorf("loadgen: -addr %q resolves to %s: loopback only", addr, ip)
-		}
-	}
-	return nil
+	return o, loopback.Check(o.addr)
 }
 
 // stats is what one worker measured; merged at the end.

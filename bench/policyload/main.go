@@ -21,6 +21,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/sendergate/sendergate/bench/internal/loopback"
 )
 
 // options are the command-line flags.
@@ -44,7 +46,7 @@ func main() {
 	flag.StringVar(&o.label, "label", "policyd", "scenario name for -format row")
 	flag.StringVar(&o.format, "format", "text", "text | row (one markdown table row)")
 	flag.Parse()
-	if err := checkLoopback(o.addr); err != nil {
+	if err := loopback.Check(o.addr); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
@@ -52,24 +54,6 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-}
-
-// checkLoopback refuses targets that are not loopback addresses.
-func checkLoopback(addr string) error {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return fmt.Errorf("policyload: -addr %q: %w", addr, err)
-	}
-	ips, err := net.LookupIP(host)
-	if err != nil {
-		return fmt.Errorf("policyload: -addr %q: %w", addr, err)
-	}
-	for _, ip := range ips {
-		if !ip.IsLoopback() {
-			return fmt.Errorf("policyload: -addr %q resolves to %s: loopback only", addr, ip)
-		}
-	}
-	return nil
 }
 
 // request is a smtpd_access_policy request as Postfix 3.x sends it at RCPT.
