@@ -120,6 +120,11 @@ func TestMailBeforeAuth(t *testing.T) {
 	f := testServer(t)
 	c := f.dial(t)
 	wantReply(t, asSMTPError(t, c.Mail("a@news.example.com", nil)), 530, smtp.EnhancedCode{5, 7, 0})
+	// A transaction that ends at MAIL still gets its log line.
+	if logs := f.logs.String(); !strings.Contains(logs, "msg=transaction") || !strings.Contains(logs, "code=530") ||
+		!strings.Contains(logs, "mail_from=a@news.example.com") {
+		t.Errorf("no transaction line for the refused MAIL:\n%s", logs)
+	}
 }
 
 func TestPolicyNotLoaded(t *testing.T) {

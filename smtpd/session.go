@@ -145,16 +145,16 @@ func (se *session) Mail(from string, opts *smtp.MailOptions) error {
 		return errShuttingDown()
 	}
 	if se.acct == nil {
-		return errAuthRequired()
+		return se.mailRefused(from, errAuthRequired())
 	}
 	snap, err := se.srv.pol.Current()
 	if err != nil {
-		return errNotReady()
+		return se.mailRefused(from, errNotReady())
 	}
 	// Use this snapshot's account: a deleted account stops here.
 	acct, ok := snap.Account(se.acct.Username)
 	if !ok || acct.ID != se.acct.ID {
-		return errAccountGone()
+		return se.mailRefused(from, errAccountGone())
 	}
 	se.acct = acct
 	se.tx = transaction{id: newID(), mailFrom: from, start: se.srv.cfg.Now()}
@@ -165,6 +165,20 @@ func (se *session) Mail(from string, opts *smtp.MailOptions) error {
 		se.tc.busy.Store(true)
 	}
 	return nil
+}
+
+// mailRefused logs a transaction that ends at MAIL (it never reaches the
+// per-transaction line of DATA), counts it, and returns reply.
+func (se *session) mailRefused(from string, reply *smtp.SMTPError) error {
+	result := classify(reply, nil)
+	se.srv.metrics.transactions.WithLabelValues(result).Inc()
+	account := ""
+	if se.acct != nil {
+		account = se.acct.Username
+	}
+	se.log.Info("transaction", slog.String("account", account), slog.String("mail_from", from),
+		slog.String("result", result), slog.Int("code", reply.Code), slog.String("reply", replyText(reply)))
+	return reply
 }
 
 // Rcpt implements smtp.Session; go-smtp enforces MaxRecipients.
