@@ -83,14 +83,24 @@ func newFixture(t testing.TB, st *store.Store) *fixture {
 	return f
 }
 
+// loaded returns an engine on st with its first snapshot loaded.
+func loaded(t testing.TB, st *store.Store, opts Options) (*Engine, *Snapshot) {
+	t.Helper()
+	e := NewEngine(st, st, opts)
+	if err := e.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	s, err := e.Current()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return e, s
+}
+
 func TestDecide(t *testing.T) {
 	storetest.ForEach(t, func(t *testing.T, st *store.Store) {
 		newFixture(t, st)
-		e := NewEngine(st, st, Options{Zone: "sg.localhost", SandboxLimit: 10})
-		if err := e.Reload(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		s, _ := e.Current()
+		_, s := loaded(t, st, Options{Zone: "sg.localhost", SandboxLimit: 10})
 		app, _ := s.Account("app@acme")
 		billing, _ := s.Account("billing@acme")
 		tests := []struct {
@@ -143,11 +153,7 @@ func TestDecide(t *testing.T) {
 func TestAuthenticate(t *testing.T) {
 	st := storetest.SQLite(t)
 	newFixture(t, st)
-	e := NewEngine(st, st, Options{Zone: "sg.localhost"})
-	if err := e.Reload(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	s, _ := e.Current()
+	_, s := loaded(t, st, Options{Zone: "sg.localhost"})
 	if a, err := s.Authenticate("app@acme", "app-password-0123456789"); err != nil || a.Name != "app" || a.Org != "acme" {
 		t.Errorf("good credentials: %+v %v", a, err)
 	}
@@ -292,11 +298,7 @@ func TestSecondProcessSeesChange(t *testing.T) {
 func BenchmarkDecide(b *testing.B) {
 	st := storetest.SQLite(b)
 	newFixture(b, st)
-	e := NewEngine(st, st, Options{Zone: "sg.localhost"})
-	if err := e.Reload(context.Background()); err != nil {
-		b.Fatal(err)
-	}
-	s, _ := e.Current()
+	_, s := loaded(b, st, Options{Zone: "sg.localhost"})
 	acct, _ := s.Account("billing@acme")
 	b.ReportAllocs()
 	for b.Loop() {
@@ -309,11 +311,7 @@ func BenchmarkDecide(b *testing.B) {
 func BenchmarkAuthenticate(b *testing.B) {
 	st := storetest.SQLite(b)
 	newFixture(b, st)
-	e := NewEngine(st, st, Options{Zone: "sg.localhost"})
-	if err := e.Reload(context.Background()); err != nil {
-		b.Fatal(err)
-	}
-	s, _ := e.Current()
+	_, s := loaded(b, st, Options{Zone: "sg.localhost"})
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := s.Authenticate("app@acme", "app-password-0123456789"); err != nil {
