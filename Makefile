@@ -39,5 +39,15 @@ lint:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./policy/ ./dkim/ ./smtpd/ ./milter/ ./relay/
 
+## fuzz: every fuzz target, each for FUZZTIME (default 10s): make fuzz FUZZTIME=1m
+FUZZTIME ?= 10s
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "fuzz $$pkg $$t ($(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$t$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
+
 clean:
 	rm -rf bin

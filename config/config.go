@@ -87,6 +87,16 @@ type Submission struct {
 	MaxMessageBytes         int64  `toml:"max_message_bytes"`
 	MaxRecipients           int    `toml:"max_recipients"`
 	RequireConfirmedAddress bool   `toml:"require_confirmed_address"`
+	// MaxConnections and MaxConnectionsPerIP bound open connections; past
+	// either the client gets 421 4.7.0 and is closed.
+	MaxConnections      int `toml:"max_connections"`
+	MaxConnectionsPerIP int `toml:"max_connections_per_ip"`
+	// MaxBufferedBytes bounds the bytes held in transactions daemon-wide;
+	// past it DATA gets 451 4.3.1.
+	MaxBufferedBytes int64 `toml:"max_buffered_bytes"`
+	// ProxyFrom lists the IPs or CIDRs trusted to send the PROXY protocol
+	// (v1 or v2) header; empty = off.
+	ProxyFrom []string `toml:"proxy_from"`
 }
 
 // Relay configures the hand-off to the upstream MTA.
@@ -114,26 +124,46 @@ type DNS struct {
 	SPF             string   `toml:"spf"`
 	AllowTransfer   []string `toml:"allow_transfer"`   // IPs or CIDRs allowed AXFR
 	TrackingAddress string   `toml:"tracking_address"` // empty = none
-	VerifyInterval  Duration `toml:"verify_interval"`
-	Grace           Duration `toml:"grace"`
+	// Notify lists host:port secondaries sent NOTIFY (RFC 1996) after
+	// each zone change.
+	Notify []string `toml:"notify"`
+	// NameserverAddresses is glue: A/AAAA records for in-zone NS names.
+	NameserverAddresses map[string][]string `toml:"nameserver_addresses"`
+	// BounceMXAddresses are A/AAAA records for an in-zone bounce_mx.
+	BounceMXAddresses []string `toml:"bounce_mx_addresses"`
+	// SOA timers (RFC 1035 3.3.13) of the provider zone.
+	SOARefresh     Duration `toml:"soa_refresh"`
+	SOARetry       Duration `toml:"soa_retry"`
+	SOAExpire      Duration `toml:"soa_expire"`
+	SOAMinimum     Duration `toml:"soa_minimum"` // negative caching TTL (RFC 2308)
+	VerifyInterval Duration `toml:"verify_interval"`
+	// CheckQPS is the ceiling on background verification queries per
+	// second, per instance.
+	CheckQPS int      `toml:"check_qps"`
+	Grace    Duration `toml:"grace"`
 }
 
-// Milter configures the milter gate.
+// Milter configures the milter gate. Its peer is trusted with the
+// {auth_authen} it claims, so the listener is a trust boundary.
 type Milter struct {
-	Listen          string `toml:"listen"`          // empty = off
-	Unauthenticated string `toml:"unauthenticated"` // accept | reject
+	Listen          string   `toml:"listen"`          // empty = off; "host:port" or "unix:/path"
+	Peers           []string `toml:"peers"`           // TCP peers admitted (IPs or CIDRs)
+	SocketGroup     string   `toml:"socket_group"`    // group of a unix socket (mode 0660); empty = the daemon's
+	Unauthenticated string   `toml:"unauthenticated"` // accept | reject
 }
 
 // Policyd configures the Postfix policy delegation service.
 type Policyd struct {
-	Listen          string `toml:"listen"`          // empty = off
-	Unauthenticated string `toml:"unauthenticated"` // dunno | reject
+	Listen          string   `toml:"listen"`          // empty = off; "host:port" or "unix:/path"
+	Peers           []string `toml:"peers"`           // TCP peers admitted (IPs or CIDRs)
+	SocketGroup     string   `toml:"socket_group"`    // group of a unix socket (mode 0660); empty = the daemon's
+	Unauthenticated string   `toml:"unauthenticated"` // dunno | reject
 }
 
 // Sandbox configures every organization's pre-verified sandbox domain.
 type Sandbox struct {
 	Zone string `toml:"zone"` // inside dns.zone
-	// DailyLimit is messages per organization per UTC day; 0 disables
+	// DailyLimit is recipients per organization per UTC day; 0 disables
 	// sending from sandbox domains.
 	DailyLimit int `toml:"daily_limit"`
 }
@@ -153,9 +183,13 @@ func Default() Config {
 		Database: "sqlite:./data/sendergate.db",
 		Hostname: "localhost",
 		Submission: Submission{
-			Listen:          "127.0.0.1:1587",
-			MaxMessageBytes: 26214400,
-			MaxRecipients:   100,
+			Listen:              "127.0.0.1:1587",
+			MaxMessageBytes:     26214400,
+			MaxRecipients:       100,
+			MaxConnections:      1000,
+			MaxConnectionsPerIP: 50,
+			MaxBufferedBytes:    268435456,
+			ProxyFrom:           []string{},
 		},
 		Relay: Relay{UpstreamTLS: "none"},
 		Admin: Admin{
@@ -163,18 +197,26 @@ func Default() Config {
 			PublicURL: "http://127.0.0.1:8025",
 		},
 		DNS: DNS{
-			Zone:           "sg.localhost",
-			Listen:         "127.0.0.1:5353",
-			Nameservers:    []string{"ns1.sg.localhost"},
-			Resolvers:      []string{},
-			BounceMX:       "mx.sg.localhost",
-			SPF:            "v=spf1 ip4:127.0.0.1 -all",
-			AllowTransfer:  []string{"127.0.0.1"},
-			VerifyInterval: Duration{time.Hour},
-			Grace:          Duration{72 * time.Hour},
+			Zone:                "sg.localhost",
+			Listen:              "127.0.0.1:5353",
+			Nameservers:         []string{"ns1.sg.localhost"},
+			Resolvers:           []string{},
+			BounceMX:            "mx.sg.localhost",
+			SPF:                 "v=spf1 ip4:127.0.0.1 -all",
+			AllowTransfer:       []string{"127.0.0.1"},
+			Notify:              []string{},
+			NameserverAddresses: map[string][]string{},
+			BounceMXAddresses:   []string{},
+			SOARefresh:          Duration{time.Hour},
+			SOARetry:            Duration{10 * time.Minute},
+			SOAExpire:           Duration{14 * 24 * time.Hour},
+			SOAMinimum:          Duration{5 * time.Minute},
+			VerifyInterval:      Duration{time.Hour},
+			CheckQPS:            50,
+			Grace:               Duration{72 * time.Hour},
 		},
-		Milter:  Milter{Listen: "127.0.0.1:8891", Unauthenticated: "accept"},
-		Policyd: Policyd{Listen: "127.0.0.1:10040", Unauthenticated: "dunno"},
+		Milter:  Milter{Listen: "", Peers: []string{"127.0.0.1", "::1"}, Unauthenticated: "accept"},
+		Policyd: Policyd{Listen: "", Peers: []string{"127.0.0.1", "::1"}, Unauthenticated: "dunno"},
 		Sandbox: Sandbox{Zone: "sandbox.sg.localhost", DailyLimit: 100},
 		Confirm: Confirm{From: "no-reply@sg.localhost", TTL: Duration{24 * time.Hour}},
 	}

@@ -69,9 +69,11 @@ func (c *Config) Validate() error {
 	c.Relay.validate(&v)
 	c.Admin.validate(&v)
 	c.DNS.validate(&v)
-	v.check("milter.listen", checkListen(c.Milter.Listen, true))
+	v.check("milter.listen", checkGateListen(c.Milter.Listen))
+	checkPrefixes(&v, "milter.peers", c.Milter.Peers)
 	v.check("milter.unauthenticated", oneOf(c.Milter.Unauthenticated, "accept", "reject"))
-	v.check("policyd.listen", checkListen(c.Policyd.Listen, true))
+	v.check("policyd.listen", checkGateListen(c.Policyd.Listen))
+	checkPrefixes(&v, "policyd.peers", c.Policyd.Peers)
 	v.check("policyd.unauthenticated", oneOf(c.Policyd.Unauthenticated, "dunno", "reject"))
 	v.check("sandbox.zone", checkHostname(c.Sandbox.Zone))
 	if checkHostname(c.Sandbox.Zone) == nil && checkHostname(c.DNS.Zone) == nil &&
@@ -107,6 +109,18 @@ func (s *Submission) validate(v *checker) {
 	if s.MaxRecipients < 1 {
 		v.add("submission.max_recipients", "must be at least 1")
 	}
+	if s.MaxConnections < 1 {
+		v.add("submission.max_connections", "must be at least 1")
+	}
+	if s.MaxConnectionsPerIP < 1 {
+		v.add("submission.max_connections_per_ip", "must be at least 1")
+	} else if s.MaxConnections >= 1 && s.MaxConnectionsPerIP > s.MaxConnections {
+		v.add("submission.max_connections_per_ip", "%d must not exceed submission.max_connections (%d)", s.MaxConnectionsPerIP, s.MaxConnections)
+	}
+	if s.MaxBufferedBytes < s.MaxMessageBytes {
+		v.add("submission.max_buffered_bytes", "%d must be at least submission.max_message_bytes (%d)", s.MaxBufferedBytes, s.MaxMessageBytes)
+	}
+	checkPrefixes(v, "submission.proxy_from", s.ProxyFrom)
 }
 
 func (r *Relay) validate(v *checker) {
@@ -154,12 +168,28 @@ func (d *DNS) validate(v *checker) {
 	if d.SPF != "v=spf1" && !strings.HasPrefix(d.SPF, "v=spf1 ") { // RFC 7208 4.5
 		v.add("dns.spf", "%q must start with \"v=spf1 \"", d.SPF)
 	}
-	for i, a := range d.AllowTransfer {
-		if _, err := netip.ParseAddr(a); err != nil {
-			if _, err := netip.ParsePrefix(a); err != nil {
-				v.add(fmt.Sprintf("dns.allow_transfer[%d]", i), "%q must be an IP address or CIDR prefix", a)
-			}
+	checkPrefixes(v, "dns.allow_transfer", d.AllowTransfer)
+	for i, n := range d.Notify {
+		if _, err := netip.ParseAddrPort(n); err != nil {
+			v.add(fmt.Sprintf("dns.notify[%d]", i), "%q must be ip:port (IPv6 as [ip]:port)", n)
 		}
+	}
+	for name, ips := range d.NameserverAddresses {
+		key := fmt.Sprintf("dns.nameserver_addresses.%q", name)
+		if !containsName(d.Nameservers, name) {
+			v.add(key, "%q is not one of dns.nameservers", name)
+		}
+		checkAddrs(v, key, ips)
+	}
+	checkAddrs(v, "dns.bounce_mx_addresses", d.BounceMXAddresses)
+	for key, t := range map[string]Duration{"dns.soa_refresh": d.SOARefresh, "dns.soa_retry": d.SOARetry,
+		"dns.soa_expire": d.SOAExpire, "dns.soa_minimum": d.SOAMinimum} {
+		if t.Duration < time.Second || t.Duration > 1<<31*time.Second {
+			v.add(key, "must be between 1s and 68 years")
+		}
+	}
+	if d.CheckQPS < 1 {
+		v.add("dns.check_qps", "must be at least 1")
 	}
 	if d.TrackingAddress != "" {
 		if _, err := netip.ParseAddr(d.TrackingAddress); err != nil {
@@ -172,6 +202,47 @@ func (d *DNS) validate(v *checker) {
 	if d.Grace.Duration <= 0 {
 		v.add("dns.grace", "must be positive")
 	}
+}
+
+// checkPrefixes checks a list of IP addresses or CIDR prefixes.
+func checkPrefixes(v *checker, key string, list []string) {
+	for i, a := range list {
+		if _, err := netip.ParseAddr(a); err != nil {
+			if _, err := netip.ParsePrefix(a); err != nil {
+				v.add(fmt.Sprintf("%s[%d]", key, i), "%q must be an IP address or CIDR prefix", a)
+			}
+		}
+	}
+}
+
+// checkAddrs checks a list of IP addresses.
+func checkAddrs(v *checker, key string, list []string) {
+	for i, a := range list {
+		if _, err := netip.ParseAddr(a); err != nil {
+			v.add(fmt.Sprintf("%s[%d]", key, i), "%q must be an IP address", a)
+		}
+	}
+}
+
+func containsName(list []string, name string) bool {
+	for _, n := range list {
+		if n == name {
+			return true
+		}
+	}
+	return false
+}
+
+// checkGateListen checks the listen address of the milter or the policy
+// service: empty (off), "host:port", or "unix:/absolute/path".
+func checkGateListen(addr string) error {
+	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
+		if !strings.HasPrefix(path, "/") {
+			return fmt.Errorf("%q: a unix socket path must be absolute (unix:/run/sendergate/milter.sock)", addr)
+		}
+		return nil
+	}
+	return checkListen(addr, true)
 }
 
 // checkListen checks a listen address "host:port" (host may be empty for
