@@ -87,7 +87,7 @@ func (e *zoneEnv) reload(t *testing.T) {
 		}
 		keys[d.ID] = k.Public()
 	}
-	e.srv.Update(ZoneRecords(ds, func(id string) crypto.PublicKey { return keys[id] }, ZoneOptions{
+	e.srv.Update(e.srv.Serial()+1, ZoneRecords(ds, func(id string) crypto.PublicKey { return keys[id] }, ZoneOptions{
 		Zone: testZone, BounceMX: zrBounceMX, SPF: zrSPF, TrackingAddress: zrTrack, SystemKey: e.sysKey.Public(),
 	}))
 }

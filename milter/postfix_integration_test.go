@@ -323,7 +323,7 @@ func startZones(t *testing.T, f *fixture) map[string]string {
 	} {
 		s, err := zone.New(zone.Config{Zone: z.zone, Nameservers: []string{"ns1." + z.zone}})
 		must(t, err)
-		s.Update([]dns.RR{zone.TXT(z.name, 60, f.txt)})
+		s.Update(1, []dns.RR{zone.TXT(z.name, 60, f.txt)})
 		must(t, s.Start("127.0.0.1:0"))
 		t.Cleanup(func() { s.Shutdown(context.Background()) })
 		servers[z.zone] = s.UDPAddr().String()

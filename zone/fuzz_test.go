@@ -52,7 +52,7 @@ func FuzzServeDNS(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	s.Update(append(testRecords(), bigRRset("big.sg.localhost.", 10)...))
+	s.Update(1, append(testRecords(), bigRRset("big.sg.localhost.", 10)...))
 	f.Fuzz(func(t *testing.T, packet []byte, tcp bool) {
 		r := new(dns.Msg)
 		if err := r.Unpack(packet); err != nil {

@@ -15,8 +15,9 @@ import (
 const bindAttempts = 10
 
 // Start listens on UDP and TCP at addr (same port on both; "127.0.0.1:0"
-// picks a free one) and returns once both listeners are serving. It fails
-// when the server is already started.
+// picks a free one) and returns once both listeners are serving; it also
+// starts sending NOTIFY to Config.Notify, for the changes made so far too.
+// It fails when the server is already started.
 func (s *Server) Start(addr string) error {
 	s.listenMu.Lock()
 	defer s.listenMu.Unlock()
@@ -35,6 +36,7 @@ func (s *Server) Start(addr string) error {
 		return fmt.Errorf("zone: serve on %s: %w", addr, err)
 	}
 	s.udp, s.tcp = udp, tcp
+	s.startNotify()
 	s.log.Info("dns: serving zone", "zone", s.origin, "udp", pc.LocalAddr().String(), "tcp", ln.Addr().String())
 	return nil
 }
@@ -113,8 +115,8 @@ func (s *Server) TCPAddr() net.Addr {
 	return s.tcp.Listener.Addr()
 }
 
-// Shutdown stops both listeners and waits, until ctx is done, for TCP
-// connections (zone transfers) in flight. It is a no-op when the server was
+// Shutdown stops the NOTIFY sender and both listeners and waits, until ctx
+// is done, for TCP connections (zone transfers) in flight. It is a no-op when the server was
 // not started; afterwards Start may be called again.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.listenMu.Lock()
@@ -122,6 +124,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.udp == nil {
 		return nil
 	}
+	s.endNotify()
 	err := errors.Join(s.udp.ShutdownContext(ctx), s.tcp.ShutdownContext(ctx))
 	s.udp, s.tcp = nil, nil
 	if err != nil {

@@ -12,10 +12,6 @@ import (
 // answers get TC and the client retries over TCP.
 const maxUDPSize = 1232
 
-// axfrChunk is the approximate uncompressed size at which an AXFR response
-// is split into another message (RFC 5936 2.2: several messages allowed).
-const axfrChunk = 16 * 1024
-
 var _ dns.Handler = (*Server)(nil)
 
 // ServeDNS answers one query. It is the dns.Handler used by Start and may be
@@ -38,7 +34,7 @@ func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	default:
 		q := r.Question[0]
 		if q.Qtype == dns.TypeAXFR || q.Qtype == dns.TypeIXFR {
-			if s.transferOut(w, r, m) {
+			if s.transferOut(w, r, m, opt) {
 				return
 			}
 			break
@@ -147,86 +143,26 @@ func (d *zoneData) glue(rrs []dns.RR) []dns.RR {
 // Truncate sets TC when records had to be dropped (RFC 1035 4.2.1, RFC 6891
 // 7), so the client retries over TCP.
 func (s *Server) write(w dns.ResponseWriter, m *dns.Msg, opt *dns.OPT) {
-	size := dns.MaxMsgSize
-	if !isTCP(w) {
-		size = dns.MinMsgSize
-		if opt != nil {
-			size = max(dns.MinMsgSize, min(int(opt.UDPSize()), maxUDPSize))
-		}
-	}
-	m.Truncate(size)
+	m.Truncate(replySize(w, opt))
 	if err := w.WriteMsg(m); err != nil {
 		s.log.Debug("dns: write reply", "remote", w.RemoteAddr(), "error", err)
+	}
+}
+
+// replySize is the largest reply the client can receive: over UDP the
+// EDNS(0) payload size (at least 512, at most maxUDPSize), over TCP 64 KiB.
+func replySize(w dns.ResponseWriter, opt *dns.OPT) int {
+	switch {
+	case isTCP(w):
+		return dns.MaxMsgSize
+	case opt != nil:
+		return max(dns.MinMsgSize, min(int(opt.UDPSize()), maxUDPSize))
+	default:
+		return dns.MinMsgSize
 	}
 }
 
 func isTCP(w dns.ResponseWriter) bool {
 	_, ok := w.RemoteAddr().(*net.TCPAddr)
 	return ok
-}
-
-// transferOut answers an AXFR or IXFR request. IXFR gets the full zone in
-// AXFR form, which RFC 1995 4 allows. It returns true when it wrote the
-// response itself; otherwise m holds the refusal to send.
-func (s *Server) transferOut(w dns.ResponseWriter, r, m *dns.Msg) bool {
-	q := r.Question[0]
-	name := strings.ToLower(q.Name)
-	switch {
-	case !dns.IsSubDomain(s.origin, name):
-		m.Rcode = dns.RcodeRefused
-		return false
-	case name != s.origin:
-		m.Rcode = dns.RcodeNotAuth // not a zone apex we serve
-		return false
-	case !isTCP(w) && q.Qtype == dns.TypeIXFR:
-		// RFC 1995 2: over UDP, answer the SOA alone; the client sees the
-		// serial and retries over TCP when it needs the data.
-		m.Authoritative = true
-		m.Answer = []dns.RR{s.data.Load().soa}
-		return false
-	case !isTCP(w) || !s.mayTransfer(w.RemoteAddr()):
-		// RFC 5936 4.2: no AXFR over UDP; and only to listed secondaries.
-		s.log.Warn("dns: zone transfer refused", "zone", s.origin, "remote", w.RemoteAddr(), "tcp", isTCP(w))
-		m.Rcode = dns.RcodeRefused
-		return false
-	}
-	d := s.data.Load()
-	s.log.Info("dns: zone transfer", "zone", s.origin, "remote", w.RemoteAddr(), "serial", d.soa.Serial)
-	for _, msg := range transferMessages(r, m, d) {
-		if err := w.WriteMsg(msg); err != nil {
-			s.log.Warn("dns: zone transfer aborted", "zone", s.origin, "remote", w.RemoteAddr(), "error", err)
-			return true
-		}
-	}
-	return true
-}
-
-// transferMessages splits the zone into AXFR response messages: SOA first
-// and last (RFC 5936 2.2), each message well under the 64 KiB TCP limit.
-// Every message repeats the question and the reply's OPT (RFC 5936 2.2.1).
-func transferMessages(r, reply *dns.Msg, d *zoneData) []*dns.Msg {
-	next := func() *dns.Msg {
-		m := new(dns.Msg)
-		m.SetReply(r)
-		m.Authoritative = true
-		m.Compress = true
-		m.Extra = reply.Extra // the OPT record, if any
-		return m
-	}
-	msgs := []*dns.Msg{next()}
-	cur, size := msgs[0], 0
-	push := func(rr dns.RR) {
-		if n := dns.Len(rr); size > 0 && size+n > axfrChunk {
-			cur, size = next(), 0
-			msgs = append(msgs, cur)
-		}
-		cur.Answer = append(cur.Answer, rr)
-		size += dns.Len(rr)
-	}
-	push(d.soa)
-	for _, rr := range d.ordered {
-		push(rr)
-	}
-	push(d.soa)
-	return msgs
 }

@@ -23,7 +23,7 @@ func bigRRset(name string, n int) []dns.RR {
 func TestTruncation(t *testing.T) {
 	s := newTestServer(t, Config{})
 	const big = "big.sg.localhost."
-	s.Update(append(testRecords(), bigRRset(big, 20)...))
+	s.Update(s.Serial()+1, append(testRecords(), bigRRset(big, 20)...))
 	tests := []struct {
 		name      string
 		network   string
@@ -116,7 +116,7 @@ func transferIn(t *testing.T, s *Server, zone string) ([]dns.RR, error) {
 func TestAXFRAllowed(t *testing.T) {
 	s := newTestServer(t, Config{AllowTransfer: []string{"10.0.0.0/8", "127.0.0.1"}})
 	// Enough data for several AXFR messages (about 84 KB).
-	s.Update(append(testRecords(), bigRRset("big.sg.localhost.", 200)...))
+	s.Update(s.Serial()+1, append(testRecords(), bigRRset("big.sg.localhost.", 200)...))
 	rrs, err := transferIn(t, s, "sg.localhost.")
 	if err != nil {
 		t.Fatalf("AXFR: %v", err)
@@ -198,7 +198,7 @@ func TestUpdate(t *testing.T) {
 	}
 	before := serialOf()
 	const fresh = "sg2.klmnopqrst.dkim.sg.localhost."
-	s.Update([]dns.RR{
+	s.Update(s.Serial()+1, []dns.RR{
 		TXT(fresh, 0, "v=DKIM1; k=ed25519; p=abc"),
 		TXT("outside.example.com.", 60, "ignored"),
 		&dns.SOA{Hdr: dns.RR_Header{Name: "sg.localhost.", Rrtype: dns.TypeSOA, Class: dns.ClassINET}, Serial: 1},
@@ -232,7 +232,7 @@ func TestUpdate(t *testing.T) {
 	if r := exchange(t, s, "udp", query("sg.localhost.", dns.TypeSOA)); r.Answer[0].(*dns.SOA).Serial == 1 {
 		t.Error("SOA from Update replaced the generated one")
 	}
-	s.Update(nil)
+	s.Update(s.Serial()+1, nil)
 	if again := serialOf(); again <= after {
 		t.Errorf("serial %d after second update, want > %d", again, after)
 	}

@@ -4,16 +4,25 @@
 //
 // It serves one zone over UDP and TCP with miekg/dns: the DNS protocol of
 // RFC 1034 and RFC 1035, negative answers as RFC 2308 describes them, empty
-// non-terminals as RFC 8020 requires, EDNS(0) per RFC 6891, and full zone
-// transfers (AXFR, RFC 5936) to configured secondaries. Records are replaced
-// wholesale by Update, which bumps the SOA serial; queries read an immutable
-// snapshot, so serving never waits for an update.
+// non-terminals as RFC 8020 requires, EDNS(0) per RFC 6891, full zone
+// transfers (AXFR, RFC 5936) and incremental ones (IXFR, RFC 1995) to
+// configured secondaries, which it tells about every change with NOTIFY
+// (RFC 1996).
+//
+// The SOA serial is a content version: Update takes the serial from the
+// caller (derived from the data, so every instance serving the same data
+// serves the same serial), keeps the current one when the records did not
+// change, and journals each change so secondaries can catch up
+// incrementally. Queries read an immutable snapshot, so serving never waits
+// for an update.
 package zone
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/netip"
 	"strings"
@@ -22,18 +31,23 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
-// DefaultTTL is the TTL of the generated SOA and NS records and of records
-// given to Update with a TTL of zero, when Config.TTL is zero.
+// DefaultTTL is the TTL of the generated SOA, NS and address records and of
+// records given to Update with a TTL of zero, when Config.TTL is zero.
 const DefaultTTL = 300
 
-// SOA timers (RFC 1035 3.3.13), in seconds: conventional values for a zone
-// whose secondaries also receive transfers on demand.
+// DefaultJournalSize is the number of changes kept for IXFR when
+// Config.JournalSize is zero.
+const DefaultJournalSize = 64
+
+// Default SOA timers (RFC 1035 3.3.13), used for zero Config fields:
+// conventional values for a zone whose secondaries are sent NOTIFY.
 const (
-	soaRefresh = 3600
-	soaRetry   = 600
-	soaExpire  = 1209600
+	DefaultRefresh = time.Hour
+	DefaultRetry   = 10 * time.Minute
+	DefaultExpire  = 14 * 24 * time.Hour
 )
 
 // Config describes the served zone.
@@ -44,47 +58,68 @@ type Config struct {
 	// Nameservers are the NS targets published at the apex; the first one is
 	// the SOA MNAME. At least one is required.
 	Nameservers []string
-	// AllowTransfer lists the IP addresses or CIDR prefixes allowed to AXFR
-	// the zone. Empty refuses every transfer.
+	// NameserverAddresses are the A/AAAA records (glue) served for in-zone
+	// name servers, keyed by a name of Nameservers. A secondary refuses a
+	// zone whose in-zone NS names have no address.
+	NameserverAddresses map[string][]string
+	// BounceMX is the MX target of bounce domains. When it is inside the
+	// zone, BounceMXAddresses are served as its A/AAAA records.
+	BounceMX          string
+	BounceMXAddresses []string
+	// AllowTransfer lists the IP addresses or CIDR prefixes allowed to
+	// AXFR and IXFR the zone. Empty refuses every transfer.
 	AllowTransfer []string
-	// TTL of the SOA and NS records, the negative-caching TTL (SOA MINIMUM,
-	// RFC 2308) and the TTL of records given to Update with none. Zero means
-	// DefaultTTL.
+	// Notify lists the secondaries ("ip:port") sent a NOTIFY (RFC 1996)
+	// after each change of the zone, once Start has been called.
+	Notify []string
+	// TTL of the SOA, NS and address records and of records given to Update
+	// with none. Zero means DefaultTTL.
 	TTL uint32
-	// Logger receives refused transfers and listener errors; nil discards.
+	// SOA timers, whole seconds; zero means DefaultRefresh, DefaultRetry,
+	// DefaultExpire and, for Minimum (the negative-caching TTL, RFC 2308),
+	// TTL.
+	Refresh, Retry, Expire, Minimum time.Duration
+	// JournalSize bounds the changes kept for IXFR; zero means
+	// DefaultJournalSize. The journal is also never larger than the zone.
+	JournalSize int
+	// Logger receives transfers, refused transfers, NOTIFY failures and
+	// listener errors; nil discards.
 	Logger *slog.Logger
+	// Registerer receives the sendergate_zone_* metrics; nil: none.
+	Registerer prometheus.Registerer
 }
 
 // Server answers queries for one zone. Create it with New; it is ready to
-// answer through ServeDNS at once, and Start adds listeners.
+// answer through ServeDNS at once, and Start adds listeners and the NOTIFY
+// sender.
 type Server struct {
 	origin      string // lowercase FQDN of the apex
 	nameservers []string
+	generated   []dns.RR // address records from the config, served with the apex
 	transfer    []netip.Prefix
 	ttl         uint32
+	timers      [4]uint32 // refresh, retry, expire, minimum
+	journalSize int
 	log         *slog.Logger
+	metrics     metrics
 
 	data atomic.Pointer[zoneData] // the snapshot queries read
 
-	updateMu sync.Mutex // serializes Update's serial bump and swap
+	updateMu sync.Mutex // serializes Update's compare, serial choice and swap
 
-	listenMu sync.Mutex
-	udp, tcp *dns.Server
+	notify        []notifyTarget
+	notifyTimeout time.Duration // per attempt
+	notifyBackoff time.Duration // before the second attempt, doubled after
+	notifyTries   int
+
+	listenMu   sync.Mutex
+	udp, tcp   *dns.Server
+	stopNotify context.CancelFunc
+	notifyDone sync.WaitGroup
 }
 
-// zoneData is an immutable snapshot of the zone.
-type zoneData struct {
-	soa *dns.SOA
-	// nodes maps every name that exists in the zone (lowercase FQDN) to its
-	// RRsets by type. Empty non-terminals are present with an empty map, so
-	// they answer NODATA rather than NXDOMAIN (RFC 8020).
-	nodes map[string]map[uint16][]dns.RR
-	// ordered holds every record except the SOA, apex NS first, for AXFR.
-	ordered []dns.RR
-}
-
-// New validates cfg and returns a server for an empty zone (SOA and NS at
-// the apex only).
+// New validates cfg and returns a server for an empty zone: SOA (serial 0),
+// NS and the configured address records only, until the first Update.
 func New(cfg Config) (*Server, error) {
 	origin, err := normalizeName(cfg.Zone)
 	if err != nil || origin == "." {
@@ -93,19 +128,28 @@ func New(cfg Config) (*Server, error) {
 	if len(cfg.Nameservers) == 0 {
 		return nil, errors.New("zone: at least one nameserver is required")
 	}
-	s := &Server{origin: origin, ttl: cfg.TTL, log: cfg.Logger}
+	s := &Server{origin: origin, ttl: cfg.TTL, log: cfg.Logger, journalSize: cfg.JournalSize,
+		notifyTimeout: 2 * time.Second, notifyBackoff: time.Second, notifyTries: 5}
 	if s.ttl == 0 {
 		s.ttl = DefaultTTL
+	}
+	if s.journalSize <= 0 {
+		s.journalSize = DefaultJournalSize
 	}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
+	s.timers = [4]uint32{seconds(cfg.Refresh, DefaultRefresh), seconds(cfg.Retry, DefaultRetry),
+		seconds(cfg.Expire, DefaultExpire), seconds(cfg.Minimum, time.Duration(s.ttl)*time.Second)}
 	for _, ns := range cfg.Nameservers {
 		name, err := normalizeName(ns)
 		if err != nil || name == "." {
 			return nil, fmt.Errorf("zone: invalid nameserver %q", ns)
 		}
 		s.nameservers = append(s.nameservers, name)
+	}
+	if err := s.addressRecords(cfg); err != nil {
+		return nil, err
 	}
 	for _, a := range cfg.AllowTransfer {
 		p, err := parsePrefix(a)
@@ -114,8 +158,103 @@ func New(cfg Config) (*Server, error) {
 		}
 		s.transfer = append(s.transfer, p)
 	}
-	s.data.Store(s.build(nil, initialSerial(0)))
+	for _, n := range cfg.Notify {
+		ap, err := netip.ParseAddrPort(strings.TrimSpace(n))
+		if err != nil {
+			return nil, fmt.Errorf("zone: notify: %q must be ip:port: %w", n, err)
+		}
+		s.notify = append(s.notify, notifyTarget{addr: ap, kick: make(chan struct{}, 1)})
+	}
+	if err := s.metrics.register(cfg.Registerer, s); err != nil {
+		return nil, err
+	}
+	s.data.Store(s.build(nil).withSerial(s, 0))
 	return s, nil
+}
+
+// addressRecords validates the glue and bounce MX addresses of cfg and
+// keeps them as generated records. It warns about in-zone names left
+// without an address, which secondaries (named-checkzone) reject.
+func (s *Server) addressRecords(cfg Config) error {
+	glue := make(map[string][]string)
+	for name, ips := range cfg.NameserverAddresses {
+		n, err := normalizeName(name)
+		switch {
+		case err != nil:
+			return fmt.Errorf("zone: nameserver_addresses: %w", err)
+		case !containsName(s.nameservers, n):
+			return fmt.Errorf("zone: nameserver_addresses: %q is not one of the nameservers", name)
+		case !dns.IsSubDomain(s.origin, n):
+			return fmt.Errorf("zone: nameserver_addresses: %q is outside zone %s: publish its addresses in its own zone", name, s.origin)
+		}
+		glue[n] = append(glue[n], ips...)
+	}
+	level := slog.LevelInfo
+	if len(cfg.Notify) > 0 {
+		level = slog.LevelWarn // secondaries are configured: they will refuse the zone
+	}
+	for _, ns := range s.nameservers {
+		if !dns.IsSubDomain(s.origin, ns) {
+			continue
+		}
+		if len(glue[ns]) == 0 {
+			s.log.Log(context.Background(), level, "zone: in-zone name server has no address; secondaries and the parent's delegation need one (dns.nameserver_addresses)", "zone", s.origin, "nameserver", ns)
+			continue
+		}
+		if err := s.addAddresses(ns, glue[ns]); err != nil {
+			return fmt.Errorf("zone: nameserver_addresses %q: %w", ns, err)
+		}
+	}
+	if cfg.BounceMX == "" {
+		if len(cfg.BounceMXAddresses) > 0 {
+			return errors.New("zone: bounce_mx_addresses set without bounce_mx")
+		}
+		return nil
+	}
+	mx, err := normalizeName(cfg.BounceMX)
+	if err != nil {
+		return fmt.Errorf("zone: bounce_mx: %w", err)
+	}
+	switch inZone := dns.IsSubDomain(s.origin, mx); {
+	case !inZone && len(cfg.BounceMXAddresses) > 0:
+		return fmt.Errorf("zone: bounce_mx_addresses: bounce_mx %q is outside zone %s: publish its addresses in its own zone", cfg.BounceMX, s.origin)
+	case inZone && len(cfg.BounceMXAddresses) == 0:
+		s.log.Log(context.Background(), level, "zone: in-zone bounce_mx has no address; mail to bounce domains cannot be delivered and secondaries (named-checkzone) refuse the zone (dns.bounce_mx_addresses)", "zone", s.origin, "bounce_mx", mx)
+	}
+	if err := s.addAddresses(mx, cfg.BounceMXAddresses); err != nil {
+		return fmt.Errorf("zone: bounce_mx_addresses: %w", err)
+	}
+	return nil
+}
+
+// addAddresses appends A/AAAA records for name to the generated records.
+func (s *Server) addAddresses(name string, ips []string) error {
+	for _, ip := range ips {
+		a, err := netip.ParseAddr(strings.TrimSpace(ip))
+		if err != nil {
+			return fmt.Errorf("invalid address %q: %w", ip, err)
+		}
+		s.generated = append(s.generated, A(name, s.ttl, net.IP(a.Unmap().AsSlice())))
+	}
+	return nil
+}
+
+func containsName(names []string, name string) bool {
+	for _, n := range names {
+		if n == name {
+			return true
+		}
+	}
+	return false
+}
+
+// seconds converts a timer to whole seconds, def when zero, clamped to the
+// SOA field's range.
+func seconds(d, def time.Duration) uint32 {
+	if d <= 0 {
+		d = def
+	}
+	return uint32(min(max(d/time.Second, 1), math.MaxUint32))
 }
 
 // normalizeName returns name as a lowercase FQDN, or an error when it is not
@@ -149,17 +288,6 @@ func parsePrefix(s string) (netip.Prefix, error) {
 	return netip.PrefixFrom(a, a.BitLen()), nil
 }
 
-// initialSerial returns the serial following prev: the current Unix time
-// when that is larger, so serials keep growing across restarts and
-// secondaries notice the new content, else prev+1.
-func initialSerial(prev uint32) uint32 {
-	now := uint32(time.Now().Unix())
-	if now > prev {
-		return now
-	}
-	return prev + 1
-}
-
 // Serial returns the current SOA serial.
 func (s *Server) Serial() uint32 {
 	return s.data.Load().soa.Serial
@@ -168,105 +296,6 @@ func (s *Server) Serial() uint32 {
 // Origin returns the apex as a lowercase FQDN, e.g. "sg.localhost.".
 func (s *Server) Origin() string {
 	return s.origin
-}
-
-// Update atomically replaces every record of the zone except the apex SOA
-// and NS, which are generated, and bumps the SOA serial. Names are fully
-// qualified, with or without the trailing dot, in any case. Records outside
-// the zone, SOA and NS records, and nil entries are skipped (and logged); a
-// record with TTL zero gets the zone TTL. The records are copied: the caller
-// may reuse rrs. Safe to call concurrently with serving.
-func (s *Server) Update(rrs []dns.RR) {
-	s.updateMu.Lock()
-	defer s.updateMu.Unlock()
-	next := s.build(rrs, initialSerial(s.Serial()))
-	s.data.Store(next)
-	s.log.Debug("zone updated", "zone", s.origin, "serial", next.soa.Serial, "records", len(next.ordered))
-}
-
-// build makes a snapshot holding the generated apex records and rrs.
-func (s *Server) build(rrs []dns.RR, serial uint32) *zoneData {
-	d := &zoneData{nodes: make(map[string]map[uint16][]dns.RR)}
-	d.soa = &dns.SOA{
-		Hdr:     dns.RR_Header{Name: s.origin, Rrtype: dns.TypeSOA, Class: dns.ClassINET, Ttl: s.ttl},
-		Ns:      s.nameservers[0],
-		Mbox:    "hostmaster." + s.origin,
-		Serial:  serial,
-		Refresh: soaRefresh,
-		Retry:   soaRetry,
-		Expire:  soaExpire,
-		Minttl:  s.ttl,
-	}
-	d.add(s.origin, d.soa)
-	for _, ns := range s.nameservers {
-		rr := &dns.NS{Hdr: dns.RR_Header{Name: s.origin, Rrtype: dns.TypeNS, Class: dns.ClassINET, Ttl: s.ttl}, Ns: ns}
-		d.add(s.origin, rr)
-		d.ordered = append(d.ordered, rr)
-	}
-	for _, rr := range rrs {
-		if rr := s.accept(rr); rr != nil {
-			d.add(rr.Header().Name, rr)
-			d.ordered = append(d.ordered, rr)
-			d.addAncestors(rr.Header().Name, s.origin)
-		}
-	}
-	return d
-}
-
-// accept returns a normalized copy of rr, or nil when rr does not belong in
-// the zone's data.
-func (s *Server) accept(rr dns.RR) dns.RR {
-	if rr == nil {
-		return nil
-	}
-	h := rr.Header()
-	name, err := normalizeName(h.Name)
-	switch {
-	case err != nil:
-		s.log.Warn("zone update: skipping record with invalid name", "record", rr.String(), "error", err)
-		return nil
-	case !dns.IsSubDomain(s.origin, name):
-		s.log.Warn("zone update: skipping record outside the zone", "zone", s.origin, "record", rr.String())
-		return nil
-	case h.Rrtype == dns.TypeSOA || h.Rrtype == dns.TypeNS:
-		s.log.Warn("zone update: skipping generated type (SOA/NS)", "record", rr.String())
-		return nil
-	}
-	rr = dns.Copy(rr)
-	h = rr.Header()
-	h.Name = name
-	if h.Class == 0 {
-		h.Class = dns.ClassINET
-	}
-	if h.Ttl == 0 {
-		h.Ttl = s.ttl
-	}
-	return rr
-}
-
-func (d *zoneData) add(name string, rr dns.RR) {
-	sets := d.nodes[name]
-	if sets == nil {
-		sets = make(map[uint16][]dns.RR)
-		d.nodes[name] = sets
-	}
-	t := rr.Header().Rrtype
-	sets[t] = append(sets[t], rr)
-}
-
-// addAncestors records every name between name and the apex as existing
-// (RFC 8020: an empty non-terminal exists and answers NODATA).
-func (d *zoneData) addAncestors(name, origin string) {
-	for off, end := dns.NextLabel(name, 0); !end; off, end = dns.NextLabel(name, off) {
-		parent := name[off:]
-		if len(parent) < len(origin) {
-			return
-		}
-		if _, ok := d.nodes[parent]; ok {
-			return // its ancestors were added with it
-		}
-		d.nodes[parent] = map[uint16][]dns.RR{}
-	}
 }
 
 // mayTransfer reports whether addr is listed in AllowTransfer.

@@ -47,7 +47,7 @@ func newTestServer(t *testing.T, cfg Config) *Server {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	s.Update(testRecords())
+	s.Update(1, testRecords())
 	if err := s.Start("127.0.0.1:0"); err != nil {
 		t.Fatalf("Start: %v", err)
 	}
@@ -308,7 +308,7 @@ func TestConcurrentUpdates(t *testing.T) {
 			}
 			rrs := testRecords()
 			rrs = append(rrs, TXT("n.sg.localhost", 60, strings.Repeat("x", i%300)))
-			s.Update(rrs)
+			s.Update(uint32(i+2), rrs)
 		}
 	})
 	for range 50 {

@@ -204,7 +204,12 @@ func (d *daemon) setupZone() error {
 	cfg := d.cfg
 	d.zoneOpts = domains.ZoneOptions{Zone: cfg.DNS.Zone, BounceMX: cfg.DNS.BounceMX, SPF: cfg.DNS.SPF,
 		TrackingAddress: cfg.DNS.TrackingAddress, SystemKey: d.sysKey.Public()}
-	z, err := zone.New(zone.Config{Zone: cfg.DNS.Zone, Nameservers: cfg.DNS.Nameservers, AllowTransfer: cfg.DNS.AllowTransfer, Logger: d.log})
+	z, err := zone.New(zone.Config{Zone: cfg.DNS.Zone, Nameservers: cfg.DNS.Nameservers,
+		NameserverAddresses: cfg.DNS.NameserverAddresses, BounceMX: cfg.DNS.BounceMX, BounceMXAddresses: cfg.DNS.BounceMXAddresses,
+		AllowTransfer: cfg.DNS.AllowTransfer, Notify: cfg.DNS.Notify,
+		Refresh: cfg.DNS.SOARefresh.Duration, Retry: cfg.DNS.SOARetry.Duration,
+		Expire: cfg.DNS.SOAExpire.Duration, Minimum: cfg.DNS.SOAMinimum.Duration,
+		Logger: d.log, Registerer: d.reg})
 	if err != nil {
 		return fmt.Errorf("dns: %w", err)
 	}
@@ -229,7 +234,10 @@ func (d *daemon) refreshZone(s *policy.Snapshot, ds []store.Domain) {
 		}
 		return nil
 	}
-	d.zone.Update(domains.ZoneRecords(ds, pub, d.zoneOpts))
+	// The serial is the content version: until it is derived from the
+	// database's state, the snapshot's state version stands in (the same on
+	// every instance that has loaded the same state).
+	d.zone.Update(uint32(s.Version()), domains.ZoneRecords(ds, pub, d.zoneOpts))
 }
 
 func (d *daemon) setupAdmin() error {
