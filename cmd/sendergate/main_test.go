@@ -114,10 +114,6 @@ listen = %q
 verify_interval = "10s"
 grace = %q
 resolvers = [%s]
-[milter]
-listen = ""
-[policyd]
-listen = ""
 %s`, filepath.Join(dir, "data"), filepath.Join(dir, "data", "sg.db"), in.smtp, in.smtps, o.strict, in.admin, in.admin,
 		o.upstream, in.dns, o.grace, quoteList(o.resolvers), o.extra)
 	path := filepath.Join(dir, "sendergate.toml")

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,6 +22,7 @@ import (
 	"github.com/sendergate/sendergate/config"
 	"github.com/sendergate/sendergate/dkim"
 	"github.com/sendergate/sendergate/domains"
+	"github.com/sendergate/sendergate/internal/gatelisten"
 	"github.com/sendergate/sendergate/milter"
 	"github.com/sendergate/sendergate/policy"
 	"github.com/sendergate/sendergate/relay"
@@ -302,14 +304,14 @@ func (d *daemon) setupMail(bg context.Context) error {
 	if cfg.Milter.Listen != "" {
 		m := milter.NewMilter(milter.MilterConfig{Unauthenticated: cfg.Milter.Unauthenticated,
 			MaxMessageBytes: cfg.Submission.MaxMessageBytes, Logger: d.log, Registerer: d.reg}, d.engine)
-		if err := d.listen("milter.listen", cfg.Milter.Listen, m.Serve); err != nil {
+		if err := d.listenGate("milter", cfg.Milter.Listen, cfg.Milter.Peers, cfg.Milter.SocketGroup, m.Serve); err != nil {
 			return err
 		}
 		d.onClose(func(context.Context) error { return m.Close() })
 	}
 	if cfg.Policyd.Listen != "" {
 		p := milter.NewPolicyd(milter.PolicydConfig{Unauthenticated: cfg.Policyd.Unauthenticated, Logger: d.log, Registerer: d.reg}, d.engine)
-		if err := d.listen("policyd.listen", cfg.Policyd.Listen, p.Serve); err != nil {
+		if err := d.listenGate("policyd", cfg.Policyd.Listen, cfg.Policyd.Peers, cfg.Policyd.SocketGroup, p.Serve); err != nil {
 			return err
 		}
 		d.onClose(func(context.Context) error { return p.Close() })
@@ -317,7 +319,8 @@ func (d *daemon) setupMail(bg context.Context) error {
 	return nil
 }
 
-// listen binds addr (nothing when empty) and serves it in the background.
+// listen binds the TCP address addr (nothing when empty) and serves it in
+// the background.
 func (d *daemon) listen(key, addr string, serve func(net.Listener) error) error {
 	if addr == "" {
 		return nil
@@ -327,10 +330,42 @@ func (d *daemon) listen(key, addr string, serve func(net.Listener) error) error 
 		return fmt.Errorf("%s %s: %w", key, addr, err)
 	}
 	d.log.Info("listening", "listener", key, "addr", l.Addr().String())
+	d.serveOn(key, l, serve)
+	return nil
+}
+
+// listenGate binds the listener of the milter (name "milter") or the
+// policy service ("policyd") and serves it in the background. Their peer
+// claims any SMTP account, so the listener is the trust boundary: over TCP
+// it admits only peers (sendergate_<name>_peer_refused_total counts the
+// others), a unix socket is mode 0660 owned by group.
+func (d *daemon) listenGate(name, addr string, peers []string, group string, serve func(net.Listener) error) error {
+	key := name + ".listen"
+	prefixes, err := gatelisten.ParsePeers(peers)
+	if err != nil {
+		return fmt.Errorf("%s.peers: %w", name, err)
+	}
+	l, err := gatelisten.Listen(addr, gatelisten.Options{Name: name, Peers: prefixes, Group: group, Logger: d.log, Registerer: d.reg})
+	if err != nil {
+		return fmt.Errorf("%s %s: %w", key, addr, err)
+	}
+	if strings.HasPrefix(addr, "unix:") {
+		if group == "" {
+			group = "(the daemon's)"
+		}
+		d.log.Info("listening", "listener", key, "addr", "unix:"+l.Addr().String(), "mode", "0660", "group", group)
+	} else {
+		d.log.Info("listening", "listener", key, "addr", l.Addr().String(), "peers", strings.Join(peers, ","))
+	}
+	d.serveOn(key, l, serve)
+	return nil
+}
+
+// serveOn runs serve(l) in the background, logging why it stopped.
+func (d *daemon) serveOn(key string, l net.Listener, serve func(net.Listener) error) {
 	go func() {
 		if err := serve(l); err != nil {
 			d.log.Error("listener stopped", "listener", key, "err", err)
 		}
 	}()
-	return nil
 }
