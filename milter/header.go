@@ -11,6 +11,10 @@ import (
 // maxHeaderFields bounds how many header fields one message may carry.
 const maxHeaderFields = 1000
 
+// maxRecipients bounds the recipients kept per message (for the sandbox
+// count); Postfix's smtpd_recipient_limit is 1000 by default.
+const maxRecipients = 1000
+
 // fieldFromMilter rebuilds the raw header field "Name: value\r\n" from a
 // milter SMFIC_HEADER packet. Postfix sends the value without the one
 // leading space after the colon (SMFIP_HDR_LEADSPC is not negotiated) and

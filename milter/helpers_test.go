@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sendergate/sendergate/dkim"
+	"github.com/sendergate/sendergate/gate"
 	"github.com/sendergate/sendergate/milter"
 	"github.com/sendergate/sendergate/policy"
 	"github.com/sendergate/sendergate/store"
@@ -26,7 +27,7 @@ const (
 )
 
 type fixture struct {
-	engine *policy.Engine
+	engine *gate.Gate // the message stage on a loaded policy engine
 	key    crypto.Signer
 	txt    string // the DKIM key record value of every test domain
 }
@@ -75,26 +76,27 @@ func newFixture(t testing.TB, alg dkim.Algorithm) *fixture {
 	if err := st.SetAccess(ctx, restricted.ID, true, nil, store.Event{OrgID: org.ID, Subject: "domain:restricted.example", Kind: "domain.access", At: now}); err != nil {
 		t.Fatal(err)
 	}
-	eng := policy.NewEngine(st, st, policy.Options{Zone: testZone, SandboxLimit: 100})
+	eng := policy.NewEngine(st, policy.Options{Zone: testZone})
 	if err := eng.Reload(ctx); err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{engine: eng, key: key, txt: txt}
+	return &fixture{engine: gate.New(eng, st, gate.Options{SandboxLimit: 100}), key: key, txt: txt}
 }
 
-// notLoaded is an engine that has never loaded a snapshot.
-func notLoaded(t testing.TB) *policy.Engine {
-	return policy.NewEngine(storetest.SQLite(t), nil, policy.Options{Zone: testZone})
+// notLoaded is a gate on an engine that has never loaded a snapshot.
+func notLoaded(t testing.TB) *gate.Gate {
+	st := storetest.SQLite(t)
+	return gate.New(policy.NewEngine(st, policy.Options{Zone: testZone}), st, gate.Options{SandboxLimit: 100})
 }
 
 // startMilter serves a milter gate on 127.0.0.1:0 until the test ends.
-func startMilter(t testing.TB, cfg milter.MilterConfig, pol milter.Policy) string {
+func startMilter(t testing.TB, cfg milter.MilterConfig, stage milter.Stage) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := milter.NewMilter(cfg, pol)
+	s := milter.NewMilter(cfg, stage)
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(l) }()
 	t.Cleanup(func() {
@@ -107,13 +109,13 @@ func startMilter(t testing.TB, cfg milter.MilterConfig, pol milter.Policy) strin
 }
 
 // startPolicyd serves a policy server on 127.0.0.1:0 until the test ends.
-func startPolicyd(t testing.TB, cfg milter.PolicydConfig, pol milter.Policy) string {
+func startPolicyd(t testing.TB, cfg milter.PolicydConfig, stage milter.Stage) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := milter.NewPolicyd(cfg, pol)
+	s := milter.NewPolicyd(cfg, stage)
 	done := make(chan error, 1)
 	go func() { done <- s.Serve(l) }()
 	t.Cleanup(func() {

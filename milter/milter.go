@@ -13,37 +13,33 @@
 package milter
 
 import (
-	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/textproto"
-	"strings"
 	"sync"
 	"time"
 
 	gomilter "github.com/emersion/go-milter"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/sendergate/sendergate/dkim"
+	"github.com/sendergate/sendergate/gate"
 	"github.com/sendergate/sendergate/msg"
 	"github.com/sendergate/sendergate/policy"
 )
 
-// Policy is the authorization both gates ask; *policy.Engine satisfies it.
-type Policy interface {
-	// Current returns the snapshot decisions come from, or
-	// policy.ErrNotReady before the first load.
-	Current() (*policy.Snapshot, error)
-	// Admit is the per-message decision (it counts sandbox mail).
-	Admit(ctx context.Context, a *policy.Account, mailboxes ...string) policy.Decision
+// Stage is the message stage both gates ask; *gate.Gate implements it.
+type Stage interface {
+	// Relay decides on a message the MTA relays and, when it may go,
+	// signs it and names its new envelope sender.
+	Relay(ctx context.Context, env *gate.Envelope, h *msg.Header, body []byte) (*gate.Result, *gate.Refusal)
+	// Sender decides an envelope sender alone (the policy service).
+	Sender(username, sender string) (*policy.Decision, *gate.Refusal)
 }
 
-var _ Policy = (*policy.Engine)(nil)
+var _ Stage = (*gate.Gate)(nil)
 
 // Defaults of MilterConfig and PolicydConfig.
 const (
@@ -76,7 +72,7 @@ type MilterConfig struct {
 // MilterServer is the milter gate. Create it with NewMilter.
 type MilterServer struct {
 	cfg     MilterConfig
-	pol     Policy
+	stage   Stage
 	log     *slog.Logger
 	metrics *milterMetrics
 	srv     *gomilter.Server
@@ -85,8 +81,8 @@ type MilterServer struct {
 	ln *deadlineListener
 }
 
-// NewMilter returns a milter gate deciding with pol.
-func NewMilter(cfg MilterConfig, pol Policy) *MilterServer {
+// NewMilter returns a milter gate deciding with stage.
+func NewMilter(cfg MilterConfig, stage Stage) *MilterServer {
 	if cfg.MaxMessageBytes <= 0 {
 		cfg.MaxMessageBytes = DefaultMaxMessageBytes
 	}
@@ -96,14 +92,14 @@ func NewMilter(cfg MilterConfig, pol Policy) *MilterServer {
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = DefaultWriteTimeout
 	}
-	s := &MilterServer{cfg: cfg, pol: pol, log: cfg.Logger, metrics: newMilterMetrics(cfg.Registerer)}
+	s := &MilterServer{cfg: cfg, stage: stage, log: cfg.Logger, metrics: newMilterMetrics(cfg.Registerer)}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
 	s.srv = &gomilter.Server{
 		NewMilter: func() gomilter.Milter { return &filter{s: s} },
 		Actions:   gomilter.OptAddHeader | gomilter.OptChangeHeader | gomilter.OptChangeFrom,
-		Protocol:  gomilter.OptNoConnect | gomilter.OptNoHelo | gomilter.OptNoRcptTo,
+		Protocol:  gomilter.OptNoConnect | gomilter.OptNoHelo,
 	}
 	return s
 }
@@ -146,6 +142,7 @@ type filter struct {
 	user    string // {auth_authen}, taken at MAIL: later macro packets replace the map
 	queueID string
 	from    string
+	rcpts   []string // each counts against the sandbox limit
 	fields  []msg.Field
 	size    int64
 	body    []byte
@@ -179,14 +176,19 @@ func (f *filter) MailFrom(from string, m *gomilter.Modifier) (gomilter.Response,
 		return gomilter.RespContinue, nil
 	}
 	if f.s.cfg.Unauthenticated == "accept" || f.s.cfg.Unauthenticated == "" {
-		f.s.done(f, "unauthenticated", "accepted untouched", nil)
+		f.s.done(f, "unauthenticated", "accepted untouched", "", "")
 		return gomilter.RespAccept, nil
 	}
-	f.s.done(f, "rejected", "authentication required", nil)
+	f.s.done(f, "rejected", "authentication required", "", "")
 	return reply(550, "5.7.1", "authentication required"), nil
 }
 
-func (f *filter) RcptTo(string, *gomilter.Modifier) (gomilter.Response, error) {
+// RcptTo keeps the recipients, up to maxRecipients (Postfix enforces its
+// own smtpd_recipient_limit; this only bounds the memory).
+func (f *filter) RcptTo(rcpt string, _ *gomilter.Modifier) (gomilter.Response, error) {
+	if len(f.rcpts) < maxRecipients {
+		f.rcpts = append(f.rcpts, rcpt)
+	}
 	return gomilter.RespContinue, nil
 }
 
@@ -196,13 +198,13 @@ func (f *filter) Header(name, value string, _ *gomilter.Modifier) (gomilter.Resp
 		return gomilter.RespContinue, nil
 	}
 	if len(f.fields) >= maxHeaderFields {
-		f.s.done(f, "rejected", "too many header fields", nil)
+		f.s.done(f, "rejected", "too many header fields", "header", "")
 		f.refuse = reply(550, "5.6.0", fmt.Sprintf("message has more than %d header fields", maxHeaderFields))
 		return gomilter.RespContinue, nil
 	}
 	field, err := fieldFromMilter(name, value)
 	if err != nil {
-		f.s.done(f, "rejected", err.Error(), nil)
+		f.s.done(f, "rejected", err.Error(), "header", "")
 		f.refuse = replyFor(err)
 		return gomilter.RespContinue, nil
 	}
@@ -231,7 +233,7 @@ func (f *filter) grow(n int) gomilter.Response {
 	if f.size <= f.s.cfg.MaxMessageBytes {
 		return gomilter.RespContinue
 	}
-	f.s.done(f, "rejected", "message too large", nil)
+	f.s.done(f, "rejected", "message too large", "size", "")
 	f.body, f.fields = nil, nil
 	f.refuse = reply(552, "5.3.4", fmt.Sprintf("message exceeds %d octets", f.s.cfg.MaxMessageBytes))
 	return f.refuse
@@ -256,131 +258,55 @@ func (f *filter) Abort(*gomilter.Modifier) error {
 	return nil
 }
 
-// decide runs the policy on the collected message and answers the MTA.
+// decide runs the gate on the collected message and answers the MTA.
 func (s *MilterServer) decide(f *filter, m *gomilter.Modifier) (gomilter.Response, error) {
-	h := &msg.Header{Fields: f.fields}
-	mailboxes, err := authors(h)
-	if err != nil {
-		s.done(f, "rejected", err.Error(), nil)
-		return replyFor(err), nil
+	env := &gate.Envelope{Username: f.user, Rcpts: f.rcpts}
+	res, ref := s.stage.Relay(context.Background(), env, &msg.Header{Fields: f.fields}, f.body)
+	if ref != nil {
+		if ref.Err != nil {
+			s.log.Error("milter: internal error", "queue_id", f.queueID, "err", ref.Err)
+		}
+		s.done(f, result(ref), ref.Text, ref.Reason, ref.FromDomain)
+		return reply(ref.Code, enhanced(ref.Enhanced), ref.Text), nil
 	}
-	snap, err := s.pol.Current()
-	if err != nil {
-		s.done(f, "tempfailed", "policy not loaded", nil)
-		return reply(451, "4.3.0", policy.Decision{Reason: policy.NotReady}.Message()), nil
-	}
-	acct, ok := snap.Account(f.user)
-	if !ok {
-		s.done(f, "rejected", "unknown account", nil)
-		return reply(550, "5.7.1", fmt.Sprintf("SMTP account %q is not known to sendergate", f.user)), nil
-	}
-	d := s.pol.Admit(context.Background(), acct, mailboxes...)
-	if !d.Allowed {
-		s.done(f, decisionResult(d), d.Message(), &d)
-		return decisionReply(d), nil
-	}
-	id := newID()
-	sig, err := s.sign(h, f.body, d.Domain)
-	if err != nil {
-		s.log.Error("milter: signing failed", "queue_id", f.queueID, "domain", d.DomainName, "err", err)
-		s.done(f, "tempfailed", "signing failed", &d)
-		return reply(451, "4.3.0", "internal error while signing, try again later"), nil
-	}
-	if err := m.InsertHeader(0, "DKIM-Signature", sig); err != nil {
+	if err := m.InsertHeader(0, "DKIM-Signature", res.SignatureValue()); err != nil {
 		return nil, fmt.Errorf("milter: insert DKIM-Signature: %w", err)
 	}
 	// RFC 5321 4.1.1.2: the new reverse-path, in angle brackets as
 	// Sendmail's smfi_chgfrom takes it.
-	if err := m.ChangeFrom("<bounce+" + id + "@" + d.Domain.BounceDomain + ">"); err != nil {
+	if err := m.ChangeFrom("<" + res.EnvelopeFrom + ">"); err != nil {
 		return nil, fmt.Errorf("milter: change envelope sender: %w", err)
 	}
-	s.done(f, "accepted", "signed as "+d.DomainName+", id "+id, &d)
+	s.done(f, "accepted", "signed as "+res.FromDomain+", id "+res.ID, string(res.Decision.Reason), res.FromDomain)
 	return gomilter.RespAccept, nil
-}
-
-// authors returns the normalized From mailboxes followed by the Sender
-// mailbox, so that the decision's domain (the first one) is the From
-// domain the signature's d= must name.
-func authors(h *msg.Header) ([]string, error) {
-	from, sender, err := msg.Authors(h)
-	if err != nil {
-		return nil, err
-	}
-	if sender != "" {
-		from = append(from, sender)
-	}
-	out := make([]string, 0, len(from))
-	for _, a := range from {
-		n, _, err := msg.NormalizeAddress(a)
-		if err != nil {
-			return nil, &msg.Error{Code: 550, Enhanced: [3]int{5, 7, 1},
-				Message: fmt.Sprintf("author address %q cannot be authorized: it has no valid domain", a)}
-		}
-		out = append(out, n)
-	}
-	return out, nil
-}
-
-// sign returns the DKIM-Signature value (without the name, the colon and
-// the final CRLF) over the header fields and body as the MTA will send them.
-func (s *MilterServer) sign(h *msg.Header, body []byte, d *policy.Domain) (string, error) {
-	var buf bytes.Buffer
-	buf.Grow(len(body) + 4096)
-	if _, err := h.WriteTo(&buf); err != nil {
-		return "", err
-	}
-	b := appendCRLF(buf.Bytes(), body)
-	field, err := dkim.Sign(bytes.NewReader(b), d.Name, d.Selector, d.Key)
-	if err != nil {
-		return "", err
-	}
-	_, value, _ := strings.Cut(field, ":")
-	return strings.TrimSuffix(strings.TrimLeft(value, " "), "\r\n"), nil
 }
 
 // replyFor turns a *msg.Error into its SMTP reply; anything else is 451.
 func replyFor(err error) gomilter.Response {
 	var me *msg.Error
 	if errors.As(err, &me) {
-		return reply(me.Code, fmt.Sprintf("%d.%d.%d", me.Enhanced[0], me.Enhanced[1], me.Enhanced[2]), me.Message)
+		return reply(me.Code, enhanced(me.Enhanced), me.Message)
 	}
 	return reply(451, "4.3.0", "internal error, try again later")
 }
 
-// decisionReply maps a refusal to its reply: 451 4.7.1 for the sandbox
-// limit, 451 4.3.0 for other temporary refusals, 550 5.7.1 otherwise.
-func decisionReply(d policy.Decision) gomilter.Response {
-	switch {
-	case d.Reason == policy.SandboxLimit:
-		return reply(451, "4.7.1", d.Message())
-	case d.Temporary:
-		return reply(451, "4.3.0", d.Message())
-	default:
-		return reply(550, "5.7.1", d.Message())
-	}
-}
+func enhanced(e [3]int) string { return fmt.Sprintf("%d.%d.%d", e[0], e[1], e[2]) }
 
-func decisionResult(d policy.Decision) string {
-	if d.Temporary {
+// result is the log and metric label of a refusal.
+func result(r *gate.Refusal) string {
+	if r.Temporary() {
 		return "tempfailed"
 	}
 	return "rejected"
 }
 
-// newID identifies one accepted message in the bounce address and the logs.
-func newID() string {
-	var b [8]byte
-	rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
-
 // done logs the outcome of one message and counts it.
-func (s *MilterServer) done(f *filter, result, detail string, d *policy.Decision) {
+func (s *MilterServer) done(f *filter, result, detail, reason, domain string) {
 	s.metrics.messages.WithLabelValues(result).Inc()
 	attrs := []any{"queue_id", f.queueID, "account", f.user, "envelope_from", f.from,
 		"result", result, "detail", detail, "took", time.Since(f.start)}
-	if d != nil {
-		attrs = append(attrs, "domain", d.DomainName, "reason", string(d.Reason))
+	if reason != "" {
+		attrs = append(attrs, "domain", domain, "reason", reason)
 	}
 	s.log.Info("milter message", attrs...)
 }

@@ -222,7 +222,7 @@ func TestMilterRefusals(t *testing.T) {
 	tests := []struct {
 		name string
 		cfg  milter.MilterConfig
-		pol  milter.Policy
+		pol  milter.Stage
 		msg  testMessage
 		code int
 		text string

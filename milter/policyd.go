@@ -13,8 +13,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/sendergate/sendergate/msg"
-	"github.com/sendergate/sendergate/policy"
 )
 
 // Defaults of PolicydConfig's request bounds.
@@ -48,7 +46,7 @@ type PolicydConfig struct {
 type PolicyServer struct {
 	cfg     PolicydConfig
 	lim     limits
-	pol     Policy
+	stage   Stage
 	log     *slog.Logger
 	metrics *policydMetrics
 
@@ -57,8 +55,8 @@ type PolicyServer struct {
 	wg sync.WaitGroup
 }
 
-// NewPolicyd returns a policy delegation server deciding with pol.
-func NewPolicyd(cfg PolicydConfig, pol Policy) *PolicyServer {
+// NewPolicyd returns a policy delegation server deciding with stage.
+func NewPolicyd(cfg PolicydConfig, stage Stage) *PolicyServer {
 	lim := limits{maxLine: cfg.MaxLineBytes, maxAttrs: cfg.MaxAttributes, maxBytes: cfg.MaxRequestBytes}
 	if lim.maxLine <= 0 {
 		lim.maxLine = DefaultMaxLineBytes
@@ -75,7 +73,7 @@ func NewPolicyd(cfg PolicydConfig, pol Policy) *PolicyServer {
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = DefaultWriteTimeout
 	}
-	s := &PolicyServer{cfg: cfg, lim: lim, pol: pol, log: cfg.Logger, metrics: newPolicydMetrics(cfg.Registerer)}
+	s := &PolicyServer{cfg: cfg, lim: lim, stage: stage, log: cfg.Logger, metrics: newPolicydMetrics(cfg.Registerer)}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -186,32 +184,13 @@ func (s *PolicyServer) action(req request) (action, kind string) {
 		}
 		return reject("authentication required")
 	}
-	snap, err := s.pol.Current()
-	if err != nil {
-		return deferIt(policy.Decision{Reason: policy.NotReady}.Message())
+	if _, ref := s.stage.Sender(req.saslUsername, req.sender); ref != nil {
+		if ref.Temporary() {
+			return deferIt(ref.Text)
+		}
+		return reject(ref.Text)
 	}
-	acct, ok := snap.Account(req.saslUsername)
-	if !ok {
-		return reject(fmt.Sprintf("SMTP account %q is not known to sendergate", req.saslUsername))
-	}
-	if req.sender == "" {
-		// The null sender names no domain to authorize; refusing it keeps
-		// the gate closed (docs/postfix.md).
-		return reject("the null sender <> is not allowed for authenticated mail; use an address of your domain")
-	}
-	sender, _, err := msg.NormalizeAddress(req.sender)
-	if err != nil {
-		return reject(fmt.Sprintf("sender address %q cannot be authorized: it has no valid domain", req.sender))
-	}
-	d := snap.Decide(acct, sender)
-	switch {
-	case d.Allowed:
-		return dunno, "dunno"
-	case d.Temporary:
-		return deferIt(d.Message())
-	default:
-		return reject(d.Message())
-	}
+	return dunno, "dunno"
 }
 
 // sanitize keeps a reply text on one line.

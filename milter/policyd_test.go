@@ -89,7 +89,7 @@ func TestPolicydDecisions(t *testing.T) {
 		{name: "not granted", user: testUser, sender: "a@restricted.example", want: "REJECT 5.7.1 domain restricted.example is not granted to this SMTP account; grant it in the domain's access settings"},
 		{name: "null sender", user: testUser, sender: "", want: "REJECT 5.7.1 the null sender <> is not allowed for authenticated mail; use an address of your domain"},
 		{name: "no domain", user: testUser, sender: "postmaster", want: `REJECT 5.7.1 sender address "postmaster" cannot be authorized: it has no valid domain`},
-		{name: "unknown user", user: "app", sender: "news@example.com", want: `REJECT 5.7.1 SMTP account "app" is not known to sendergate`},
+		{name: "unknown user", user: "app", sender: "news@example.com", want: `REJECT 5.7.1 SMTP account "app" is not known to sendergate (removed, or never created)`},
 		{name: "unauthenticated dunno", unauthenticated: "dunno", sender: "ceo@bank.example", want: "DUNNO"},
 		{name: "unauthenticated reject", unauthenticated: "reject", sender: "news@example.com", want: "REJECT 5.7.1 authentication required"},
 	}

@@ -26,16 +26,10 @@ type Source interface {
 	ConfirmedAddresses(ctx context.Context) ([]store.Address, error)
 }
 
-// Counter counts sandbox messages atomically (the store).
-type Counter interface {
-	IncrSandbox(ctx context.Context, orgID, day string, limit int) (bool, error)
-}
-
 // Options configure an Engine.
 type Options struct {
 	Zone             string // provider zone, for T.bounce.ZONE
 	RequireConfirmed bool   // submission.require_confirmed_address
-	SandboxLimit     int    // sandbox.daily_limit; 0 = sandbox sending off
 	Poll             time.Duration
 	Logger           *slog.Logger
 	Now              func() time.Time
@@ -48,7 +42,6 @@ type Options struct {
 // Engine holds the current snapshot and keeps it fresh.
 type Engine struct {
 	src     Source
-	counter Counter
 	opts    Options
 	cur     atomic.Pointer[Snapshot]
 	mu      sync.Mutex // serializes rebuilds
@@ -56,7 +49,7 @@ type Engine struct {
 }
 
 // NewEngine returns an engine with no snapshot: call Reload or Run.
-func NewEngine(src Source, counter Counter, opts Options) *Engine {
+func NewEngine(src Source, opts Options) *Engine {
 	if opts.Poll <= 0 {
 		opts.Poll = time.Second
 	}
@@ -66,7 +59,7 @@ func NewEngine(src Source, counter Counter, opts Options) *Engine {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Engine{src: src, counter: counter, opts: opts, keys: map[string]crypto.Signer{}}
+	return &Engine{src: src, opts: opts, keys: map[string]crypto.Signer{}}
 }
 
 // Current returns the current snapshot, or ErrNotReady.
@@ -206,31 +199,6 @@ func BounceDomain(d store.Domain, zone string) string {
 		return d.ReturnPath + "." + d.Name
 	}
 	return d.Token + ".bounce." + zone
-}
-
-// Admit is the full per-message decision: Decide on the current snapshot,
-// then, for mail from a sandbox domain, count it against the daily limit
-// (one atomic increment, the only storage access per message). Adapters call
-// Admit once per message, after every other check has passed.
-func (e *Engine) Admit(ctx context.Context, a *Account, mailboxes ...string) Decision {
-	s, err := e.Current()
-	if err != nil {
-		return Decision{Temporary: true, Reason: NotReady}
-	}
-	d := s.Decide(a, mailboxes...)
-	if !d.Allowed || !d.Domain.Sandbox {
-		return d
-	}
-	day := e.opts.Now().UTC().Format("2006-01-02")
-	ok, err := e.counter.IncrSandbox(ctx, a.OrgID, day, e.opts.SandboxLimit)
-	if err != nil {
-		e.opts.Logger.Error("sandbox counter failed; refusing temporarily", "org", a.Org, "err", err)
-		return Decision{Temporary: true, Reason: Internal, Domain: d.Domain, DomainName: d.DomainName}
-	}
-	if !ok {
-		return Decision{Temporary: true, Reason: SandboxLimit, Domain: d.Domain, DomainName: d.DomainName}
-	}
-	return d
 }
 
 // Lookup returns the account for a username on the current snapshot, for

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/sendergate/sendergate/dkim"
-	"github.com/sendergate/sendergate/internal/clocktest"
 	"github.com/sendergate/sendergate/store"
 	"github.com/sendergate/sendergate/store/storetest"
 )
@@ -86,7 +85,7 @@ func newFixture(t testing.TB, st *store.Store) *fixture {
 // loaded returns an engine on st with its first snapshot loaded.
 func loaded(t testing.TB, st *store.Store, opts Options) (*Engine, *Snapshot) {
 	t.Helper()
-	e := NewEngine(st, st, opts)
+	e := NewEngine(st, opts)
 	if err := e.Reload(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +99,7 @@ func loaded(t testing.TB, st *store.Store, opts Options) (*Engine, *Snapshot) {
 func TestDecide(t *testing.T) {
 	storetest.ForEach(t, func(t *testing.T, st *store.Store) {
 		newFixture(t, st)
-		_, s := loaded(t, st, Options{Zone: "sg.localhost", SandboxLimit: 10})
+		_, s := loaded(t, st, Options{Zone: "sg.localhost"})
 		app, _ := s.Account("app@acme")
 		billing, _ := s.Account("billing@acme")
 		tests := []struct {
@@ -166,13 +165,12 @@ func TestAuthenticate(t *testing.T) {
 
 func TestNotReadyFailsClosed(t *testing.T) {
 	st := storetest.SQLite(t)
-	e := NewEngine(st, st, Options{})
+	e := NewEngine(st, Options{})
 	if _, err := e.Current(); err != ErrNotReady {
 		t.Fatalf("Current before load = %v", err)
 	}
-	d := e.Admit(context.Background(), &Account{}, "a@example.com")
-	if d.Allowed || !d.Temporary || d.Reason != NotReady {
-		t.Errorf("Admit before load = %+v, want a temporary NotReady refusal", d)
+	if _, err := e.Lookup("app@acme"); err != ErrNotReady {
+		t.Errorf("Lookup before load = %v, want ErrNotReady", err)
 	}
 }
 
@@ -184,7 +182,7 @@ func TestRequireConfirmed(t *testing.T) {
 	if err := st.CreateAddress(context.Background(), a, store.Event{OrgID: f.acme.ID, Subject: "x", Kind: "x", At: now}); err != nil {
 		t.Fatal(err)
 	}
-	e := NewEngine(st, st, Options{Zone: "sg.localhost", RequireConfirmed: true})
+	e := NewEngine(st, Options{Zone: "sg.localhost", RequireConfirmed: true})
 	e.Reload(context.Background())
 	s, _ := e.Current()
 	app, _ := s.Account("app@acme")
@@ -211,40 +209,6 @@ func TestRequireConfirmed(t *testing.T) {
 	}
 }
 
-func TestSandboxLimit(t *testing.T) {
-	storetest.ForEach(t, func(t *testing.T, st *store.Store) {
-		newFixture(t, st)
-		clock := clocktest.New(time.Date(2026, 11, 25, 23, 59, 0, 0, time.UTC))
-		e := NewEngine(st, st, Options{Zone: "sg.localhost", SandboxLimit: 3, Now: clock.Now})
-		e.Reload(context.Background())
-		acct, _ := e.Lookup("app@acme")
-		ctx := context.Background()
-		for i := 1; i <= 3; i++ {
-			if d := e.Admit(ctx, acct, "x@acme.sandbox.sg.localhost"); !d.Allowed {
-				t.Fatalf("message %d refused: %+v", i, d)
-			}
-		}
-		d := e.Admit(ctx, acct, "x@acme.sandbox.sg.localhost")
-		if d.Allowed || !d.Temporary || d.Reason != SandboxLimit || d.Message() != "sandbox daily limit reached" {
-			t.Fatalf("message 4 = %+v", d)
-		}
-		// Verified domains do not count against the sandbox limit.
-		if d := e.Admit(ctx, acct, "x@example.com"); !d.Allowed {
-			t.Errorf("verified domain refused past the sandbox limit: %+v", d)
-		}
-		clock.Add(2 * time.Minute) // the next UTC day
-		if d := e.Admit(ctx, acct, "x@acme.sandbox.sg.localhost"); !d.Allowed {
-			t.Errorf("new UTC day still refused: %+v", d)
-		}
-		// The count is stored: a new engine (a restart) sees it.
-		e2 := NewEngine(st, st, Options{Zone: "sg.localhost", SandboxLimit: 1, Now: clock.Now})
-		e2.Reload(ctx)
-		if d := e2.Admit(ctx, acct, "x@acme.sandbox.sg.localhost"); d.Reason != SandboxLimit {
-			t.Errorf("after restart with limit 1 and one sent today: %+v", d)
-		}
-	})
-}
-
 // TestSecondProcessSeesChange runs two engines on two connections to one
 // PostgreSQL database, as two sendergate processes would: a grant revoked
 // through one store handle is enforced by the other engine's Run loop.
@@ -265,7 +229,7 @@ func TestSecondProcessSeesChange(t *testing.T) {
 	}
 	defer b.Close()
 	f := newFixture(t, a)
-	e := NewEngine(b, b, Options{Zone: "sg.localhost", Poll: 100 * time.Millisecond})
+	e := NewEngine(b, Options{Zone: "sg.localhost", Poll: 100 * time.Millisecond})
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go e.Run(rctx)

@@ -23,6 +23,7 @@ import (
 
 	"github.com/sendergate/sendergate/dkim"
 	"github.com/sendergate/sendergate/internal/logtest"
+	"github.com/sendergate/sendergate/gate"
 	"github.com/sendergate/sendergate/policy"
 	"github.com/sendergate/sendergate/relay"
 	"github.com/sendergate/sendergate/relay/relaytest"
@@ -96,7 +97,7 @@ func testServer(t testing.TB, opts ...option) *fixture {
 	}
 	f := &fixture{store: storetest.SQLite(t), key: key, domains: map[string]store.Domain{}, logs: &logtest.Buffer{}}
 	f.populate(t)
-	f.engine = policy.NewEngine(f.store, f.store, policy.Options{Zone: "sg.localhost", SandboxLimit: 100})
+	f.engine = policy.NewEngine(f.store, policy.Options{Zone: "sg.localhost"})
 	if !o.noReload {
 		f.reload(t)
 	}
@@ -112,6 +113,7 @@ func testServer(t testing.TB, opts ...option) *fixture {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(f.logs, nil))
 	}
+	cfg.Gate = gate.New(f.engine, f.store, gate.Options{Hostname: cfg.Hostname, SandboxLimit: 100, Now: cfg.Now})
 	f.srv, err = smtpd.New(cfg, f.engine, up)
 	if err != nil {
 		t.Fatalf("smtpd.New: %v", err)

@@ -83,6 +83,9 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// Now is the clock (time.Now when nil).
 	Now func() time.Time
+	// Gate is the message stage every received message goes through
+	// (required): it decides, prepares, signs and names the bounce address.
+	Gate Stage
 }
 
 // Policy is what the server asks about accounts and authors;
@@ -91,8 +94,6 @@ type Policy interface {
 	// Current returns the snapshot to authenticate against, or an error
 	// (policy.ErrNotReady) when none is loaded.
 	Current() (*policy.Snapshot, error)
-	// Admit decides whether account a may send as mailboxes.
-	Admit(ctx context.Context, a *policy.Account, mailboxes ...string) policy.Decision
 }
 
 var _ Policy = (*policy.Engine)(nil)
@@ -123,8 +124,8 @@ type Server struct {
 
 // New returns a server relaying accepted mail to out.
 func New(cfg Config, pol Policy, out relay.Sender) (*Server, error) {
-	if pol == nil || out == nil {
-		return nil, errors.New("smtpd: a policy and a relay are required")
+	if pol == nil || out == nil || cfg.Gate == nil {
+		return nil, errors.New("smtpd: a policy, a message stage (Config.Gate) and a relay are required")
 	}
 	if cfg.ListenTLS != "" && cfg.TLSConfig == nil {
 		return nil, errors.New("smtpd: implicit TLS listener configured without a TLS configuration")
@@ -136,7 +137,7 @@ func New(cfg Config, pol Policy, out relay.Sender) (*Server, error) {
 	}
 	s := &Server{
 		cfg: cfg, pol: pol, out: out, log: cfg.Logger, metrics: m,
-		pipe:    newPipeline(cfg.Hostname, pol, cfg.Now),
+		pipe:    &pipeline{stage: cfg.Gate},
 		limiter: newAuthLimiter(cfg.Now),
 		conns:   make(map[*trackedConn]struct{}),
 	}

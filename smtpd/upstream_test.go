@@ -12,6 +12,7 @@ import (
 	"github.com/emersion/go-smtp"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sendergate/sendergate/gate"
 	"github.com/sendergate/sendergate/relay"
 	"github.com/sendergate/sendergate/smtpd"
 )
@@ -221,7 +222,7 @@ func TestShutdownDeadlineClosesEverything(t *testing.T) {
 
 func TestListenAndServe(t *testing.T) {
 	f := testServer(t)
-	cfg := smtpd.Config{Listen: "127.0.0.1:0", ListenTLS: "127.0.0.1:0", TLSConfig: f.serverTLS}
+	cfg := smtpd.Config{Listen: "127.0.0.1:0", ListenTLS: "127.0.0.1:0", TLSConfig: f.serverTLS, Gate: gate.New(f.engine, f.store, gate.Options{})}
 	srv, err := smtpd.New(cfg, f.engine, relay.NewUpstream(relay.UpstreamConfig{Addr: f.upstream.Addr}))
 	if err != nil {
 		t.Fatal(err)

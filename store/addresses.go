@@ -117,17 +117,19 @@ func (s *Store) DeleteAddress(ctx context.Context, orgID, email string, ev Event
 	})
 }
 
-// IncrSandbox counts one sandbox message for orgID on day (YYYY-MM-DD,
-// UTC) if fewer than limit were counted; it reports whether the message
-// may go. It is one atomic statement, safe across instances.
-func (s *Store) IncrSandbox(ctx context.Context, orgID, day string, limit int) (bool, error) {
-	if limit <= 0 {
+// IncrSandbox counts n sandbox recipients for orgID on day (YYYY-MM-DD,
+// UTC) if the day's count plus n stays within limit; it reports whether
+// they were counted (and so may be sent). It is one atomic statement, safe
+// across instances: a message is admitted whole or not at all.
+func (s *Store) IncrSandbox(ctx context.Context, orgID, day string, n, limit int) (bool, error) {
+	if limit <= 0 || n <= 0 || n > limit {
 		return false, nil
 	}
-	var n int64
-	err := s.db.GetContext(ctx, &n, s.db.Rebind(`INSERT INTO sandbox_counts (org_id, day, count) VALUES (?, ?, 1)
-		ON CONFLICT (org_id, day) DO UPDATE SET count = sandbox_counts.count + 1 WHERE sandbox_counts.count < ?
-		RETURNING count`), orgID, day, limit)
+	var c int64
+	err := s.db.GetContext(ctx, &c, s.db.Rebind(`INSERT INTO sandbox_counts (org_id, day, count) VALUES (?, ?, ?)
+		ON CONFLICT (org_id, day) DO UPDATE SET count = sandbox_counts.count + excluded.count
+		WHERE sandbox_counts.count + excluded.count <= ?
+		RETURNING count`), orgID, day, n, limit)
 	if err != nil {
 		if notFound(err) == ErrNotFound {
 			return false, nil
@@ -137,7 +139,7 @@ func (s *Store) IncrSandbox(ctx context.Context, orgID, day string, limit int) (
 	return true, nil
 }
 
-// SandboxCount returns how many sandbox messages orgID sent on day.
+// SandboxCount returns how many sandbox recipients orgID sent to on day.
 func (s *Store) SandboxCount(ctx context.Context, orgID, day string) (int64, error) {
 	var n int64
 	err := s.db.GetContext(ctx, &n, s.db.Rebind(`SELECT count FROM sandbox_counts WHERE org_id = ? AND day = ?`), orgID, day)

@@ -233,7 +233,7 @@ func TestSandboxCounterConcurrent(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				ok, err := s.IncrSandbox(ctx, acme.ID, "2026-11-25", limit)
+				ok, err := s.IncrSandbox(ctx, acme.ID, "2026-11-25", 1, limit)
 				if err != nil {
 					t.Error(err)
 					return
@@ -252,7 +252,7 @@ func TestSandboxCounterConcurrent(t *testing.T) {
 		if n, _ := s.SandboxCount(ctx, acme.ID, "2026-11-25"); n != limit {
 			t.Errorf("count = %d", n)
 		}
-		if ok, _ := s.IncrSandbox(ctx, acme.ID, "2026-11-26", limit); !ok {
+		if ok, _ := s.IncrSandbox(ctx, acme.ID, "2026-11-26", 1, limit); !ok {
 			t.Error("next day refused")
 		}
 	})
