@@ -37,6 +37,13 @@ type Record struct {
 	Status  string  `json:"status"`
 	Found   string  `json:"found,omitempty"`
 	Reason  string  `json:"reason,omitempty"`
+	// Note warns about a record that verifies but should be changed, such
+	// as a flattened CNAME (see Check).
+	Note string `json:"note,omitempty"`
+	// Want is the data sendergate serves at Value, which receivers reach
+	// through the CNAME; the caller sets it before Check (see ExpectServed).
+	// Empty checks the CNAME alone. Never stored or shown.
+	Want []Served `json:"-"`
 }
 
 // Records returns the CNAMEs for a normalized input, registration token and

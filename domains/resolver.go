@@ -11,10 +11,24 @@ import (
 	"github.com/miekg/dns"
 )
 
-// Resolver looks up what is published at a customer's host name. It is the
-// one seam over miekg/dns.
+// Resolver looks up what is published at a customer's host name and at the
+// provider-zone name its CNAME points to. It is the one seam over miekg/dns.
 type Resolver interface {
 	LookupCNAME(ctx context.Context, host string) (Answer, error)
+	// Lookup asks for the records of type typ ("TXT", "MX", "A" or "AAAA")
+	// at name, as a receiver would: with recursion desired, so a resolver
+	// that follows a CNAME answers with the data at its end.
+	Lookup(ctx context.Context, name, typ string) (Data, error)
+}
+
+// Data is the answer to Lookup. Rcode is dns.RcodeSuccess or
+// dns.RcodeNameError; Values holds the records of the asked type in
+// answer order, each as Served.Value writes it (TXT strings joined, MX
+// "PREF HOST" with a canonical host, addresses as text). No Values with
+// RcodeSuccess is "no data" (RFC 2308 2.2).
+type Data struct {
+	Rcode  int
+	Values []string
 }
 
 // Answer is what a resolver found at a name. Rcode is the DNS response code
@@ -104,6 +118,48 @@ func (r *DNSResolver) LookupCNAME(ctx context.Context, host string) (Answer, err
 		}
 	}
 	return ans, nil
+}
+
+// lookupTypes maps the record types Lookup serves to their DNS codes.
+var lookupTypes = map[string]uint16{"TXT": dns.TypeTXT, "MX": dns.TypeMX, "A": dns.TypeA, "AAAA": dns.TypeAAAA}
+
+// Lookup asks for the records of type typ at name. It keeps every answer
+// record of that type whatever its owner, since a recursive resolver
+// answers a name that is a CNAME with the chain and the data at its end
+// (RFC 1034 3.6.2). Errors wrap ErrTransient, except an unknown typ.
+func (r *DNSResolver) Lookup(ctx context.Context, name, typ string) (Data, error) {
+	qtype, ok := lookupTypes[typ]
+	if !ok {
+		return Data{}, fmt.Errorf("dns lookup: unsupported record type %q", typ)
+	}
+	resp, err := r.query(ctx, name, qtype)
+	if err != nil {
+		return Data{}, err
+	}
+	d := Data{Rcode: resp.Rcode}
+	for _, rr := range resp.Answer {
+		if rr.Header().Rrtype == qtype {
+			d.Values = append(d.Values, servedValue(rr))
+		}
+	}
+	return d, nil
+}
+
+// servedValue writes the data of a TXT, MX, A or AAAA record as Served.Value
+// holds it: a TXT record's strings are joined without a separator, as
+// DKIM (RFC 6376 3.6.2.2) and SPF (RFC 7208 3.3) read them.
+func servedValue(rr dns.RR) string {
+	switch v := rr.(type) {
+	case *dns.TXT:
+		return strings.Join(v.Txt, "")
+	case *dns.MX:
+		return fmt.Sprintf("%d %s", v.Preference, canonical(v.Mx))
+	case *dns.A:
+		return v.A.String()
+	case *dns.AAAA:
+		return v.AAAA.String()
+	}
+	return strings.TrimPrefix(rr.String(), rr.Header().String())
 }
 
 // query sends one question to each server in turn until one answers
