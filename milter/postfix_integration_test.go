@@ -23,6 +23,7 @@ import (
 	"github.com/miekg/dns"
 
 	"github.com/sendergate/sendergate/dkim"
+	"github.com/sendergate/sendergate/internal/gatelisten"
 	"github.com/sendergate/sendergate/milter"
 	"github.com/sendergate/sendergate/relay/relaytest"
 	"github.com/sendergate/sendergate/zone"
@@ -102,8 +103,10 @@ smtpd_sasl_type = cyrus
 smtpd_sasl_path = smtpd
 smtpd_sasl_security_options = noanonymous
 # docs/postfix.md: the milter signs and rewrites, the policy service checks
-# the envelope sender before any permit_* restriction.
-smtpd_milters = inet:127.0.0.1:{{milter}}
+# the envelope sender before any permit_* restriction. The milter is a unix
+# socket of group postfix (smtpd runs as postfix, not chrooted); the policy
+# service is TCP, admitted by policyd.peers.
+smtpd_milters = unix:{{milter}}
 non_smtpd_milters = $smtpd_milters
 milter_default_action = tempfail
 milter_protocol = 6
@@ -135,13 +138,11 @@ postlog   unix-dgram n - n - 1 postlogd
 `
 
 // startPostfix writes the instance's files, creates the SASL account and
-// runs master in the foreground until the test ends.
-func startPostfix(t *testing.T, sinkAddr, milterAddr, policydAddr string) *postfix {
+// runs master in the foreground until the test ends. milterSocket is the
+// path of the milter's unix socket.
+func startPostfix(t *testing.T, sinkAddr, milterSocket, policydAddr string) *postfix {
 	t.Helper()
-	master := "/usr/lib/postfix/sbin/master"
-	if _, err := os.Stat(master); err != nil {
-		skipOrFail(t, "Postfix is not installed: "+err.Error())
-	}
+	needPostfix(t)
 	needTool(t, "postconf")
 	saslpasswd := needTool(t, "saslpasswd2")
 	pfUser, err := user.Lookup("postfix")
@@ -159,7 +160,7 @@ func startPostfix(t *testing.T, sinkAddr, milterAddr, policydAddr string) *postf
 	must(t, os.Chmod(dir, 0o755))
 	p := &postfix{dir: dir, smtp: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
 	port := func(addr string) string { _, pt, _ := net.SplitHostPort(addr); return pt }
-	r := strings.NewReplacer("{{dir}}", dir, "{{sink}}", port(sinkAddr), "{{milter}}", port(milterAddr),
+	r := strings.NewReplacer("{{dir}}", dir, "{{sink}}", port(sinkAddr), "{{milter}}", milterSocket,
 		"{{policyd}}", port(policydAddr), "{{smtp}}", port(p.smtp))
 	must(t, os.WriteFile(filepath.Join(dir, "main.cf"), []byte(r.Replace(mainCF)), 0o644))
 	must(t, os.WriteFile(filepath.Join(dir, "master.cf"), []byte(r.Replace(masterCF)), 0o644))
@@ -178,7 +179,7 @@ func startPostfix(t *testing.T, sinkAddr, milterAddr, policydAddr string) *postf
 	makeQueue(t, dir, uid, gid)
 
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd = exec.CommandContext(ctx, master, "-c", dir, "-d")
+	cmd = exec.CommandContext(ctx, postfixMaster, "-c", dir, "-d")
 	cmd.Env = append(os.Environ(), "MAIL_CONFIG="+dir)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -201,6 +202,17 @@ func startPostfix(t *testing.T, sinkAddr, milterAddr, policydAddr string) *postf
 	})
 	waitDial(t, p.smtp)
 	return p
+}
+
+// postfixMaster is Debian's Postfix master daemon.
+const postfixMaster = "/usr/lib/postfix/sbin/master"
+
+// needPostfix skips the test when Postfix is not installed (fails in CI).
+func needPostfix(t *testing.T) {
+	t.Helper()
+	if _, err := os.Stat(postfixMaster); err != nil {
+		skipOrFail(t, "Postfix is not installed: "+err.Error())
+	}
 }
 
 // makeQueue creates the queue and data directories as post-install would.
@@ -331,30 +343,57 @@ func startZones(t *testing.T, f *fixture) map[string]string {
 	return servers
 }
 
-// gate is everything one Postfix test talks to.
-type gate struct {
+// rig is everything one Postfix test talks to.
+type rig struct {
 	f       *fixture
 	sink    *relaytest.Server
 	milter  *milter.MilterServer
+	socket  string // the milter's unix socket
 	pf      *postfix
 	servers map[string]string // DNS zone suffix -> server address
 }
 
-func startGate(t *testing.T) *gate {
+// startRig starts the gate the way `sendergate serve` does: the milter on
+// a unix socket given to group postfix (milter.socket_group = "postfix"),
+// the policy service on TCP admitting only 127.0.0.1 (policyd.peers), both
+// through internal/gatelisten.
+func startRig(t *testing.T) *rig {
 	t.Helper()
+	needPostfix(t) // before the postfix group is looked up
 	f := newFixture(t, dkim.RSA2048)
-	g := &gate{f: f, sink: relaytest.NewServer(t), servers: startZones(t, f)}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	g := &rig{f: f, sink: relaytest.NewServer(t), servers: startZones(t, f)}
+	// Not t.TempDir: the postfix user must traverse the path to the socket.
+	dir, err := os.MkdirTemp("", "sendergate-milter-")
 	must(t, err)
-	g.milter = milter.NewMilter(milter.MilterConfig{}, f.engine)
-	go g.milter.Serve(l)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	must(t, os.Chmod(dir, 0o755))
+	g.socket = filepath.Join(dir, "milter.sock")
+	g.startMilter(t, "postfix")
 	t.Cleanup(func() { g.milter.Close() })
-	g.pf = startPostfix(t, g.sink.Addr, l.Addr().String(), startPolicyd(t, milter.PolicydConfig{}, f.engine))
+	peers, err := gatelisten.ParsePeers([]string{"127.0.0.1"})
+	must(t, err)
+	pl, err := gatelisten.Listen("127.0.0.1:0", gatelisten.Options{Name: "policyd", Peers: peers})
+	must(t, err)
+	p := milter.NewPolicyd(milter.PolicydConfig{}, f.engine)
+	go p.Serve(pl)
+	t.Cleanup(func() { p.Close() })
+	g.pf = startPostfix(t, g.sink.Addr, g.socket, pl.Addr().String())
 	return g
 }
 
+// startMilter starts the milter on the rig's socket, owned by group
+// (empty: the test's own group, root). Close the previous one first; the
+// rig closes the last one.
+func (g *rig) startMilter(t *testing.T, group string) {
+	t.Helper()
+	l, err := gatelisten.Listen("unix:"+g.socket, gatelisten.Options{Name: "milter", Group: group})
+	must(t, err)
+	g.milter = milter.NewMilter(milter.MilterConfig{}, g.f.engine)
+	go g.milter.Serve(l)
+}
+
 // dial opens an SMTP session to Postfix authenticated as the test account.
-func (g *gate) dial(t *testing.T) *smtp.Client {
+func (g *rig) dial(t *testing.T) *smtp.Client {
 	t.Helper()
 	c, err := smtp.Dial(g.pf.smtp)
 	must(t, err)
@@ -399,7 +438,7 @@ func wantSMTPError(t *testing.T, err error, class int, text string) {
 }
 
 // waitMessages waits until the sink holds n messages and returns them.
-func (g *gate) waitMessages(t *testing.T, n int) []relaytest.Received {
+func (g *rig) waitMessages(t *testing.T, n int) []relaytest.Received {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -420,7 +459,7 @@ func (g *gate) waitMessages(t *testing.T, n int) []relaytest.Received {
 // wantDelivered checks that a delivered message carries the subject, the
 // bounce envelope sender, and a signature for domain that go-msgauth and
 // dkimpy both verify against the zone servers over DNS.
-func (g *gate) wantDelivered(t *testing.T, m relaytest.Received, subject, domain, bounceSuffix string) {
+func (g *rig) wantDelivered(t *testing.T, m relaytest.Received, subject, domain, bounceSuffix string) {
 	t.Helper()
 	if !bytes.Contains(m.Data, []byte("Subject: "+subject+"\r\n")) {
 		t.Errorf("delivered message is not %q:\n%s", subject, m.Data)
@@ -438,8 +477,23 @@ func (g *gate) wantDelivered(t *testing.T, m relaytest.Received, subject, domain
 }
 
 func TestPostfix(t *testing.T) {
-	g := startGate(t)
+	g := startRig(t)
 	delivered := 0
+
+	// docs/postfix.md: milter.socket_group = "postfix", mode 0660. Every
+	// message below goes through this socket.
+	t.Run("the milter socket is 0660 of group postfix", func(t *testing.T) {
+		grp, err := user.LookupGroup("postfix")
+		must(t, err)
+		fi, err := os.Lstat(g.socket)
+		must(t, err)
+		if fi.Mode().Type() != os.ModeSocket || fi.Mode().Perm() != 0o660 {
+			t.Errorf("milter socket mode %v, want a socket with 0660", fi.Mode())
+		}
+		if gid := strconv.Itoa(int(fi.Sys().(*syscall.Stat_t).Gid)); gid != grp.Gid {
+			t.Errorf("milter socket group %s, want postfix (%s)", gid, grp.Gid)
+		}
+	})
 
 	t.Run("authorized From is signed with the bounce envelope sender", func(t *testing.T) {
 		c := g.dial(t)
@@ -515,21 +569,45 @@ func TestPostfix(t *testing.T) {
 		g.wantDelivered(t, msgs[delivered-1], "swaks test", "example.com", "@rp.example.com")
 	})
 
+	t.Run("a milter socket Postfix may not open: tempfail, nothing sent", func(t *testing.T) {
+		g.milter.Close()
+		g.startMilter(t, "") // root's group: Postfix's smtpd (user postfix) gets EACCES
+		g.wantTempfail(t, delivered)
+		// The same socket given to group postfix works again: the group
+		// was the difference.
+		g.milter.Close()
+		g.startMilter(t, "postfix")
+		must(t, send(g.dial(t), "news@example.com", "news@example.com", "group postfix again"))
+		delivered++
+		g.wantDelivered(t, g.waitMessages(t, delivered)[delivered-1], "group postfix again", "example.com", "@rp.example.com")
+	})
+
 	t.Run("milter down: Postfix tempfails and accepts nothing", func(t *testing.T) {
 		g.milter.Close()
-		c, err := smtp.Dial(g.pf.smtp)
-		must(t, err)
-		defer c.Close()
-		must(t, c.Hello("client.test"))
-		// Postfix answers 4xx from the first command after the failed
-		// milter connection on: AUTH, or else the transaction.
-		err = c.Auth(sasl.NewPlainClient("", testUser, saslPassword))
-		if err == nil {
-			err = send(c, "news@example.com", "news@example.com", "unsigned")
+		if _, err := os.Lstat(g.socket); err == nil {
+			t.Errorf("the milter socket %s is still there after Close", g.socket)
 		}
-		wantSMTPError(t, err, 4, "")
-		if n := len(g.sink.Messages()); n != delivered {
-			t.Errorf("sink has %d messages, want %d", n, delivered)
-		}
+		g.wantTempfail(t, delivered)
 	})
+}
+
+// wantTempfail checks that Postfix, unable to use the milter, answers 4xx
+// (milter_default_action = tempfail) and the sink still holds delivered
+// messages.
+func (g *rig) wantTempfail(t *testing.T, delivered int) {
+	t.Helper()
+	c, err := smtp.Dial(g.pf.smtp)
+	must(t, err)
+	defer c.Close()
+	must(t, c.Hello("client.test"))
+	// Postfix answers 4xx from the first command after the failed milter
+	// connection on: AUTH, or else the transaction.
+	err = c.Auth(sasl.NewPlainClient("", testUser, saslPassword))
+	if err == nil {
+		err = send(c, "news@example.com", "news@example.com", "unsigned")
+	}
+	wantSMTPError(t, err, 4, "")
+	if n := len(g.sink.Messages()); n != delivered {
+		t.Errorf("sink has %d messages, want %d", n, delivered)
+	}
 }
