@@ -45,6 +45,29 @@ var (
 	ErrUsed    = errors.New("addresses: confirmation token already used")
 )
 
+// RateLimitError refuses a resend over the limit. It unwraps to a
+// *domains.StateError with code rate_limited; RetryAfter says how long
+// until the next resend is allowed.
+type RateLimitError struct {
+	Limit int       // Options.ResendLimit
+	Until time.Time // when the window that is full ends
+	Now   time.Time // when the resend was refused
+}
+
+// RetryAfter is the time until the next resend is allowed, at least a second.
+func (e *RateLimitError) RetryAfter() time.Duration {
+	return max(e.Until.Sub(e.Now), time.Second)
+}
+
+func (e *RateLimitError) Error() string {
+	return fmt.Sprintf("this address was already resent %d times, the most allowed within one hour of its first resend; the next resend is possible in %s (at %s UTC)",
+		e.Limit, e.RetryAfter().Round(time.Second), e.Until.UTC().Format("15:04:05"))
+}
+
+func (e *RateLimitError) Unwrap() error {
+	return &domains.StateError{Code: "rate_limited", Message: e.Error()}
+}
+
 // DeliveryError means the address was saved but its confirmation email
 // could not be handed to the relay; resend retries.
 type DeliveryError struct{ Err error }
@@ -67,7 +90,7 @@ type Options struct {
 	From        string        // confirm.from
 	TTL         time.Duration // confirm.ttl
 	Hostname    string        // for Message-ID
-	ResendLimit int           // resends per address per hour; default 5
+	ResendLimit int           // resends per address in the hour from the first one; default 5
 	Sender      relay.Sender
 	Signer      Signer
 	Logger      *slog.Logger
@@ -186,8 +209,10 @@ func (s *Service) domainVerified(ctx context.Context, org store.Org, dom string)
 	return nil
 }
 
-// Resend issues a new token (the old one stops working) and sends it again,
-// at most ResendLimit times per address per hour.
+// Resend issues a new token (the old one stops working) and sends it again.
+// It counts resends, not emails: the email of Add is free, and at most
+// ResendLimit resends of an address are allowed in the hour that begins
+// with the first of them; past that it returns a *RateLimitError.
 func (s *Service) Resend(ctx context.Context, org store.Org, email string) (store.Address, error) {
 	addr, _, err := Normalize(email)
 	if err != nil {
@@ -209,8 +234,7 @@ func (s *Service) Resend(ctx context.Context, org store.Org, email string) (stor
 		a.ResendWindow, a.ResendCount = store.At(now), 0
 	}
 	if a.ResendCount >= s.opts.ResendLimit {
-		return prev, &domains.StateError{Code: "rate_limited",
-			Message: fmt.Sprintf("at most %d confirmation emails per address per hour; try again later", s.opts.ResendLimit)}
+		return prev, &RateLimitError{Limit: s.opts.ResendLimit, Until: a.ResendWindow.Add(time.Hour), Now: now}
 	}
 	a.ResendCount++
 	token, hash := newToken()
@@ -233,6 +257,29 @@ func (s *Service) Delete(ctx context.Context, org store.Org, email string) error
 	}
 	ev := store.Event{OrgID: org.ID, Subject: subject(addr), Kind: "address.deleted", At: store.At(s.opts.Now())}
 	return s.st.DeleteAddress(ctx, org.ID, addr, ev)
+}
+
+// Check reports what Confirm would do with token, changing nothing: the
+// address it would confirm, or ErrUnknown, ErrExpired or ErrUsed. The
+// confirmation page calls it on GET, which link scanners may send.
+func (s *Service) Check(ctx context.Context, token string) (store.Address, error) {
+	if len(token) < 20 || len(token) > 100 {
+		return store.Address{}, ErrUnknown
+	}
+	a, err := s.st.AddressByTokenHash(ctx, hashToken(token))
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Address{}, ErrUnknown
+	}
+	if err != nil {
+		return store.Address{}, err
+	}
+	switch {
+	case a.Status == Confirmed:
+		return a, ErrUsed
+	case a.Status == Expired || !s.opts.Now().Before(a.TokenExpiresAt.Time):
+		return a, ErrExpired
+	}
+	return a, nil
 }
 
 // Confirm uses a token: the address becomes confirmed, or the error says
@@ -310,10 +357,10 @@ func (s *Service) message(to, link, id string) ([]byte, error) {
 	hdr("Content-Type", `multipart/alternative; boundary="`+boundary+`"`)
 	b.WriteString("\r\n")
 	b.WriteString("--" + boundary + "\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 7bit\r\n\r\n")
-	fmt.Fprintf(&b, "Someone asked to authorize %s as a sender address.\r\n\r\nTo confirm, open this link:\r\n\r\n%s\r\n\r\nThe link works once and expires in %s. If you did not ask for this, ignore this message.\r\n",
+	fmt.Fprintf(&b, "Someone asked to authorize %s as a sender address.\r\n\r\nTo confirm, open this link and press Confirm on the page it shows:\r\n\r\n%s\r\n\r\nThe link works once and expires in %s. If you did not ask for this, ignore this message.\r\n",
 		to, link, s.opts.TTL)
 	b.WriteString("\r\n--" + boundary + "\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: 7bit\r\n\r\n")
-	fmt.Fprintf(&b, "<p>Someone asked to authorize <b>%s</b> as a sender address.</p>\r\n<p><a href=\"%s\">Confirm this address</a></p>\r\n<p>The link works once and expires in %s. If you did not ask for this, ignore this message.</p>\r\n",
+	fmt.Fprintf(&b, "<p>Someone asked to authorize <b>%s</b> as a sender address.</p>\r\n<p><a href=\"%s\">Open the confirmation page</a> and press Confirm.</p>\r\n<p>The link works once and expires in %s. If you did not ask for this, ignore this message.</p>\r\n",
 		htmlEscape(to), htmlEscape(link), s.opts.TTL)
 	b.WriteString("\r\n--" + boundary + "--\r\n")
 	sig, err := signMessage(b.Bytes(), s.opts.Signer)

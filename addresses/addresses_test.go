@@ -350,8 +350,24 @@ func TestResend(t *testing.T) {
 			}
 			tokens = append(tokens, e.lastMail(t, addr).token)
 		}
+		// The limit counts resends (the email of Add is free) in the hour
+		// from the first resend (t0+1m): refused until t0+61m, and the
+		// error says exactly that.
 		_, err := e.svc.Resend(ctx, e.org, addr)
 		wantStateError(t, "resend over the limit", err, "rate_limited")
+		var rl *addresses.RateLimitError
+		if !errors.As(err, &rl) || rl.RetryAfter() != 59*time.Minute {
+			t.Fatalf("over the limit: %v, want a RateLimitError with RetryAfter 59m", err)
+		}
+		for _, want := range []string{"resent 2 times", "within one hour of its first resend", "in 59m0s", "at 13:01:00 UTC"} {
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("limit text %q lacks %q", err, want)
+			}
+		}
+		e.clock.Set(t0.Add(time.Minute + time.Hour - time.Second))
+		if _, err := e.svc.Resend(ctx, e.org, addr); !errors.As(err, &rl) || rl.RetryAfter() != time.Second {
+			t.Errorf("a second before the window ends: %v, want RetryAfter 1s", err)
+		}
 		if n := len(e.smtp.Messages()); n != 1+resendLimit {
 			t.Errorf("%d mails sent, want %d", n, 1+resendLimit)
 		}
@@ -375,6 +391,51 @@ func TestResend(t *testing.T) {
 		other := newOrg(t, st, "other")
 		if _, err := e.svc.Resend(ctx, other, addr); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("Resend from another org: %v, want ErrNotFound", err)
+		}
+	})
+}
+
+// TestCheckChangesNothing: Check (what the confirmation page does on GET,
+// which link scanners send) reports the token's state and leaves the
+// address pending; only Confirm confirms.
+func TestCheckChangesNothing(t *testing.T) {
+	storetest.ForEach(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		e := newEnv(t, st)
+		if _, err := e.svc.Add(ctx, e.org, "ops@example.com"); err != nil {
+			t.Fatal(err)
+		}
+		tok := e.lastMail(t, "ops@example.com").token
+		for range 3 {
+			a, err := e.svc.Check(ctx, tok)
+			if err != nil || a.Email != "ops@example.com" || a.Status != addresses.Pending {
+				t.Fatalf("Check: %+v, %v", a, err)
+			}
+		}
+		if a, err := st.AddressByEmail(ctx, e.org.ID, "ops@example.com"); err != nil || a.Status != addresses.Pending {
+			t.Fatalf("after Check: %+v, %v; want pending", a, err)
+		}
+		for _, bad := range []string{"", "short", strings.Repeat("a", 43), strings.Repeat("a", 101)} {
+			if _, err := e.svc.Check(ctx, bad); !errors.Is(err, addresses.ErrUnknown) {
+				t.Errorf("Check(%q): %v, want ErrUnknown", bad, err)
+			}
+		}
+
+		// Expired: reported, but the stored status is left to Confirm.
+		e.clock.Add(ttl)
+		if _, err := e.svc.Check(ctx, tok); !errors.Is(err, addresses.ErrExpired) {
+			t.Errorf("Check after the ttl: %v, want ErrExpired", err)
+		}
+		if a, _ := st.AddressByEmail(ctx, e.org.ID, "ops@example.com"); a.Status != addresses.Pending {
+			t.Errorf("Check wrote status %s", a.Status)
+		}
+
+		e.clock.Set(t0)
+		if _, err := e.svc.Confirm(ctx, tok); err != nil {
+			t.Fatalf("Confirm: %v", err)
+		}
+		if _, err := e.svc.Check(ctx, tok); !errors.Is(err, addresses.ErrUsed) {
+			t.Errorf("Check after Confirm: %v, want ErrUsed", err)
 		}
 	})
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"html/template"
 	"net/http"
 	"time"
 
@@ -18,6 +17,8 @@ type AddressService interface {
 	Resend(ctx context.Context, org store.Org, email string) (store.Address, error)
 	Delete(ctx context.Context, org store.Org, email string) error
 	Confirm(ctx context.Context, token string) (store.Address, error)
+	// Check reports what Confirm would do, changing nothing.
+	Check(ctx context.Context, token string) (store.Address, error)
 }
 
 func (s *Server) addressRoutes(m *http.ServeMux) {
@@ -26,7 +27,8 @@ func (s *Server) addressRoutes(m *http.ServeMux) {
 	m.HandleFunc("POST /v1/orgs/{org}/addresses/{email}/resend", s.inOrg(s.resendAddress))
 	m.HandleFunc("DELETE /v1/orgs/{org}/addresses/{email}", s.inOrg(s.deleteAddress))
 	m.HandleFunc("POST /v1/confirm", s.confirmJSON)
-	m.HandleFunc("GET /confirm", s.confirmPage)
+	m.HandleFunc("GET /confirm", s.confirmPage) // and HEAD: both only show the page
+	m.HandleFunc("POST /confirm", s.confirmForm)
 }
 
 type addressJSON struct {
@@ -131,44 +133,4 @@ func (s *Server) confirmJSON(w http.ResponseWriter, r *http.Request) {
 	default:
 		s.internal(w, r, err)
 	}
-}
-
-var confirmTmpl = template.Must(template.New("confirm").Parse(`<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{{.Title}}</title>
-<style>body{font-family:system-ui,sans-serif;max-width:36em;margin:4em auto;padding:0 1em;color:#222}h1{font-size:1.4em}</style>
-</head><body><h1>{{.Title}}</h1><p>{{.Text}}</p></body></html>
-`))
-
-// confirmPage is the link target of the confirmation email: a small page
-// saying what happened. It never echoes the token or internal errors.
-func (s *Server) confirmPage(w http.ResponseWriter, r *http.Request) {
-	token := r.URL.Query().Get("token")
-	status, title, text := http.StatusOK, "Address confirmed", ""
-	var a store.Address
-	var err error
-	if token == "" {
-		err = addresses.ErrUnknown
-	} else {
-		a, err = s.opts.Addresses.Confirm(r.Context(), token)
-	}
-	switch {
-	case err == nil:
-		s.opts.Changed()
-		text = a.Email + " is now confirmed as a sender address. You can close this page."
-	case errors.Is(err, addresses.ErrExpired):
-		status, title, text = http.StatusGone, "Link expired", "This confirmation link has expired. Ask the sender to send a new one."
-	case errors.Is(err, addresses.ErrUsed):
-		status, title, text = http.StatusConflict, "Already used", "This confirmation link was already used; the address is confirmed."
-	case errors.Is(err, addresses.ErrUnknown):
-		status, title, text = http.StatusNotFound, "Unknown link", "This confirmation link is not valid. Check that it was copied whole."
-	default:
-		s.opts.Logger.Error("confirmation failed", "err", err)
-		status, title, text = http.StatusInternalServerError, "Something went wrong", "The address could not be confirmed right now. Try again later."
-	}
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Referrer-Policy", "no-referrer")
-	w.WriteHeader(status)
-	_ = confirmTmpl.Execute(w, struct{ Title, Text string }{title, text})
 }

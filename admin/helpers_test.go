@@ -63,11 +63,15 @@ func newEnv(t *testing.T, st *store.Store, opts ...envOption) *env {
 	}
 	up := relay.NewUpstream(relay.UpstreamConfig{Addr: e.upstream.Addr, Logger: logger})
 	t.Cleanup(func() { _ = up.Close() })
+	// The listener first: its URL is admin.public_url, the base of the
+	// confirmation links and the origin the confirmation form must come from.
+	hs := httptest.NewUnstartedServer(nil)
+	e.url = "http://" + hs.Listener.Addr().String()
 	o := admin.Options{
-		Store: st, AdminKey: testAdminKey, Zone: testZone, SandboxZone: testSandbox, Logger: logger, Now: e.clock.Now,
+		Store: st, AdminKey: testAdminKey, PublicURL: e.url, Zone: testZone, SandboxZone: testSandbox, Logger: logger, Now: e.clock.Now,
 		Domains: domains.NewService(st, domains.ServiceOptions{Zone: testZone, Resolver: res,
 			Interval: time.Hour, Grace: 72 * time.Hour, Logger: logger, Now: e.clock.Now}),
-		Addresses: addresses.New(st, addresses.Options{PublicURL: "http://admin.test", From: "no-reply@sg.localhost",
+		Addresses: addresses.New(st, addresses.Options{PublicURL: e.url, From: "no-reply@sg.localhost",
 			TTL: 24 * time.Hour, Hostname: "sg.test", Sender: up, Logger: logger, Now: e.clock.Now}),
 	}
 	for _, f := range opts {
@@ -77,9 +81,9 @@ func newEnv(t *testing.T, st *store.Store, opts ...envOption) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hs := httptest.NewServer(srv.Handler())
+	hs.Config.Handler = srv.Handler()
+	hs.Start()
 	t.Cleanup(hs.Close)
-	e.url = hs.URL
 	return e
 }
 

@@ -3,6 +3,10 @@
 // adapter: the domain workflow lives in package domains, the authorization
 // decision in package policy, persistence in package store.
 //
+// When the database is unreachable every route that needs it answers 503
+// with code "unavailable" and a Retry-After header, never 401: a key that
+// cannot be looked up is not a wrong key.
+//
 // Two kinds of bearer key exist. The admin key (data_dir/admin.key) manages
 // organizations and may act in any of them. An organization key acts in its
 // own organization only; anything of another organization answers 404,
@@ -23,6 +27,7 @@ import (
 	"log/slog"
 	"net/http"
 	"reflect"
+	"strconv"
 	"strings"
 	"time"
 
@@ -33,16 +38,21 @@ import (
 
 // Options configure the API server.
 type Options struct {
-	Store       *store.Store
-	AdminKey    string // the admin bearer key (plain; only its hash is kept)
+	Store    *store.Store
+	AdminKey string // the admin bearer key (plain; only its hash is kept)
+	// PublicURL is admin.public_url, where users reach this server: the
+	// confirmation page's form is accepted only from its origin. Empty
+	// means the origin of each request's own Host.
+	PublicURL   string
 	Zone        string // dns.zone
 	SandboxZone string // sandbox.zone
 	Logger      *slog.Logger
 	Now         func() time.Time
 	// Metrics serves /metrics; nil leaves the route out.
 	Metrics http.Handler
-	// Ready reports whether the daemon can serve mail (snapshot loaded);
-	// /healthz answers 503 while it returns an error.
+	// Ready reports whether the daemon can serve mail (policy snapshot
+	// loaded); /healthz reports "policy": "not_loaded" and answers 503
+	// while it returns an error.
 	Ready func(ctx context.Context) error
 	// Changed is called after every write that the policy snapshot or the
 	// DNS zone depend on, so this process applies it at once (other
@@ -58,6 +68,7 @@ type Options struct {
 type Server struct {
 	opts      Options
 	adminHash [sha256.Size]byte
+	origin    string // of Options.PublicURL; "" = each request's own
 	mux       *http.ServeMux
 }
 
@@ -79,6 +90,13 @@ func New(opts Options) (*Server, error) {
 		opts.Changed = func() {}
 	}
 	s := &Server{opts: opts, adminHash: sha256.Sum256([]byte(opts.AdminKey)), mux: http.NewServeMux()}
+	if opts.PublicURL != "" {
+		o, ok := webOrigin(opts.PublicURL)
+		if !ok {
+			return nil, fmt.Errorf("admin: public_url %q is not an http(s) URL with a host", opts.PublicURL)
+		}
+		s.origin = o
+	}
 	s.routes()
 	return s, nil
 }
@@ -123,13 +141,19 @@ type principal struct {
 type handler func(w http.ResponseWriter, r *http.Request, p principal)
 type orgHandler func(w http.ResponseWriter, r *http.Request, p principal, org store.Org)
 
-// auth checks the bearer key and passes the principal on.
+// auth checks the bearer key and passes the principal on. Only a key that
+// is really wrong answers 401; a key that could not be looked up answers
+// 503 (database unreachable) or 500.
 func (s *Server) auth(h handler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		p, ok := s.authenticate(r)
-		if !ok {
+		p, err := s.authenticate(r)
+		if errors.Is(err, errBadKey) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="sendergate"`)
 			writeError(w, http.StatusUnauthorized, "unauthorized", "Authorization", "missing or invalid bearer key")
+			return
+		}
+		if err != nil {
+			s.internal(w, r, err)
 			return
 		}
 		h(w, r, p)
@@ -156,37 +180,43 @@ func (s *Server) inOrg(h orgHandler) http.HandlerFunc {
 
 const orgKeyPrefix = "sgk_"
 
-func (s *Server) authenticate(r *http.Request) (principal, bool) {
+// errBadKey means the request carries no valid bearer key (401).
+var errBadKey = errors.New("missing or invalid bearer key")
+
+// authenticate returns the principal of the request's bearer key,
+// errBadKey, or the store's error when an organization key could not be
+// looked up.
+func (s *Server) authenticate(r *http.Request) (principal, error) {
 	h := r.Header.Get("Authorization")
 	scheme, key, ok := strings.Cut(h, " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") || key == "" {
-		return principal{}, false
+		return principal{}, errBadKey
 	}
 	key = strings.TrimSpace(key)
 	sum := sha256.Sum256([]byte(key))
 	if subtle.ConstantTimeCompare(sum[:], s.adminHash[:]) == 1 {
-		return principal{admin: true}, true
+		return principal{admin: true}, nil
 	}
 	rest, ok := strings.CutPrefix(key, orgKeyPrefix)
 	if !ok {
-		return principal{}, false
+		return principal{}, errBadKey
 	}
 	id, _, ok := strings.Cut(rest, ".")
 	if !ok {
-		return principal{}, false
+		return principal{}, errBadKey
 	}
 	k, err := s.opts.Store.APIKeyByID(r.Context(), id)
+	if errors.Is(err, store.ErrNotFound) {
+		return principal{}, errBadKey
+	}
 	if err != nil {
-		if !errors.Is(err, store.ErrNotFound) {
-			s.opts.Logger.Error("api key lookup failed", "err", err)
-		}
-		return principal{}, false
+		return principal{}, fmt.Errorf("admin: look up api key: %w", err)
 	}
 	want, err := hex.DecodeString(k.Hash)
 	if err != nil || subtle.ConstantTimeCompare(sum[:], want) != 1 {
-		return principal{}, false
+		return principal{}, errBadKey
 	}
-	return principal{orgID: k.OrgID}, true
+	return principal{orgID: k.OrgID}, nil
 }
 
 // hashSecret returns the stored form of a generated secret (hex SHA-256;
@@ -205,20 +235,51 @@ func NewSecret(n int) string {
 	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b))
 }
 
+// health is the body of /healthz.
+type health struct {
+	// Status is ok (200), or, with 503: degraded (database down, mail
+	// decided from the last policy snapshot), starting (no snapshot yet:
+	// mail is refused with 451) or unavailable (both).
+	Status   string `json:"status"`
+	Database string `json:"database"` // up | down
+	Policy   string `json:"policy"`   // loaded | not_loaded
+	Error    string `json:"error,omitempty"`
+}
+
+// healthz reports the database and the policy snapshot separately: with
+// the database down the API cannot work, but SMTP goes on deciding from
+// the snapshot it has.
 func (s *Server) healthz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
-	if _, err := s.opts.Store.Version(ctx); err != nil {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "error": "database unreachable"})
-		return
+	h := health{Database: "up", Policy: "loaded"}
+	var why []string
+	if err := s.opts.Store.Ping(ctx); err != nil {
+		h.Database = "down"
+		why = append(why, "database unreachable")
 	}
 	if s.opts.Ready != nil {
 		if err := s.opts.Ready(ctx); err != nil {
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "starting", "error": err.Error()})
-			return
+			h.Policy = "not_loaded"
+			why = append(why, "policy snapshot not loaded: "+err.Error())
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	switch {
+	case h.Database == "up" && h.Policy == "loaded":
+		h.Status = "ok"
+	case h.Policy == "loaded":
+		h.Status = "degraded"
+	case h.Database == "up":
+		h.Status = "starting"
+	default:
+		h.Status = "unavailable"
+	}
+	h.Error = strings.Join(why, "; ")
+	status := http.StatusOK
+	if h.Status != "ok" {
+		status = http.StatusServiceUnavailable
+	}
+	writeJSON(w, status, h)
 }
 
 // subject names what a request was about, for error answers: the field
@@ -230,17 +291,29 @@ type subject struct {
 	conflict      string // default: "already exists"
 }
 
+// retryLater is an error that knows when trying again can succeed (a rate
+// limit): answered 429 with Retry-After.
+type retryLater interface {
+	error
+	RetryAfter() time.Duration
+}
+
 // fail answers the error of a workflow call: a validation error (400
-// naming the field), a state refusal (422; 429 when rate limited), a mail
-// hand-off failure (503), not found (404), a conflict (409); anything else
-// is logged and answered 500.
+// naming the field), a state refusal (422; 429 with Retry-After when rate
+// limited), a mail hand-off failure (503), not found (404), a conflict
+// (409); anything else goes to internal (503 when the database is
+// unreachable, else 500).
 func (s *Server) fail(w http.ResponseWriter, r *http.Request, sub subject, err error) {
 	var (
 		fe *domains.FieldError
 		se *domains.StateError
 		de *addresses.DeliveryError
+		rl retryLater
 	)
 	switch {
+	case errors.As(err, &rl):
+		setRetryAfter(w, rl.RetryAfter())
+		writeError(w, http.StatusTooManyRequests, "rate_limited", "", rl.Error())
 	case errors.As(err, &fe):
 		invalid(w, fe.Field, fe.Message)
 	case errors.As(err, &de):
@@ -292,8 +365,29 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = enc.Encode(v)
 }
 
-// internal logs err once and answers 500 without internal detail.
+// unavailableRetry is the Retry-After of answers given while the database
+// is unreachable.
+const unavailableRetry = 5 * time.Second
+
+// unavailableMessage tells the caller what a 503 "unavailable" means.
+const unavailableMessage = "the database is unreachable right now; this is not a problem with your key or your request: retry after Retry-After seconds"
+
+// setRetryAfter sets Retry-After to d in whole seconds, rounded up, at least 1.
+func setRetryAfter(w http.ResponseWriter, d time.Duration) {
+	secs := max(int64((d+time.Second-1)/time.Second), 1)
+	w.Header().Set("Retry-After", strconv.FormatInt(secs, 10))
+}
+
+// internal answers an error no handler expected: 503 "unavailable" with
+// Retry-After when the database is unreachable (store.IsUnavailable),
+// else 500. Either is logged once, without internal detail in the answer.
 func (s *Server) internal(w http.ResponseWriter, r *http.Request, err error) {
+	if store.IsUnavailable(err) {
+		s.opts.Logger.Warn("admin request: database unreachable", "method", r.Method, "path", r.URL.Path, "err", err)
+		setRetryAfter(w, unavailableRetry)
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "", unavailableMessage)
+		return
+	}
 	s.opts.Logger.Error("admin request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	writeError(w, http.StatusInternalServerError, "internal", "", "internal error; see the server log")
 }

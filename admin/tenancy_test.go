@@ -104,7 +104,7 @@ func TestHealthz(t *testing.T) {
 		e := newEnv(t, st)
 		var h map[string]string
 		e.do("GET", "/healthz", "", nil).must(t, http.StatusOK, &h)
-		if h["status"] != "ok" {
+		if h["status"] != "ok" || h["database"] != "up" || h["policy"] != "loaded" {
 			t.Errorf("healthz %v", h)
 		}
 	})
@@ -115,7 +115,7 @@ func TestHealthzNotReady(t *testing.T) {
 	e := newEnv(t, storetest.SQLite(t), withReady(func(context.Context) error { return errors.New("policy snapshot not loaded") }))
 	var h map[string]string
 	e.do("GET", "/healthz", "", nil).must(t, http.StatusServiceUnavailable, &h)
-	if h["status"] != "starting" || h["error"] == "" {
+	if h["status"] != "starting" || h["database"] != "up" || h["policy"] != "not_loaded" || h["error"] == "" {
 		t.Errorf("healthz %v", h)
 	}
 }
