@@ -293,3 +293,30 @@ func TestRecordJSON(t *testing.T) {
 		t.Errorf("JSON = %s, want a note", b)
 	}
 }
+
+// TestCheckThroughDelegatedZone: the customer's resolver delegates the
+// provider zone to another server (as the internet delegates it to
+// sendergate's zone servers); the check follows every CNAME into it, and a
+// registration that server does not carry (yet) does not verify.
+func TestCheckThroughDelegatedZone(t *testing.T) {
+	e := newFTEnv(t)
+	provider := dnstest.NewServer(t)
+	provider.Reset(t, e.served, nil, nil)
+	e.z.Reset(t, e.customer, nil, nil)
+	e.z.Delegate(testZone, provider.Addr())
+	for _, r := range Check(context.Background(), e.res, e.recs) {
+		if r.Status != StatusOK || r.Found != r.Value || r.Reason != "" || r.Note != "" {
+			t.Errorf("%s: status %q found %q reason %q note %q, want ok", r.Host, r.Status, r.Found, r.Reason, r.Note)
+		}
+	}
+
+	provider.Reset(t, nil, nil, nil) // the zone does not carry the registration
+	got := Check(context.Background(), e.res, e.recs)
+	dkimRec := recordFor(t, got, PurposeDKIM)
+	if dkimRec.Status != StatusMismatch || !strings.Contains(dkimRec.Reason, "NXDOMAIN") || !strings.Contains(dkimRec.Reason, "delegated") {
+		t.Errorf("dkim: status %q reason %q, want a mismatch naming the delegation", dkimRec.Status, dkimRec.Reason)
+	}
+	if o := OutcomeOf(got); o != Missed {
+		t.Errorf("OutcomeOf = %v, want missed", o)
+	}
+}

@@ -9,6 +9,12 @@
 // to answer truncated (TC, RFC 1035 4.1.1) over UDP so that a client must
 // retry over TCP (RFC 7766). Queries carrying an EDNS(0) OPT record
 // (RFC 6891) are answered with one.
+//
+// A zone can be delegated to another server (Delegate), such as a real
+// zone.Server: queries for names in it are forwarded there and its answer
+// returned, as a recursive resolver reaches a delegated zone. Without a
+// delegation those names are answered from the record set like any other,
+// so a test can play a provider zone that is not delegated (NXDOMAIN).
 package dnstest
 
 import (
@@ -16,12 +22,16 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/miekg/dns"
 )
 
 // cnameTTL is the TTL of the records PublishCNAME adds.
 const cnameTTL = 300
+
+// forwardTimeout bounds one forwarded exchange with a delegated server.
+const forwardTimeout = 2 * time.Second
 
 // Server is a DNS server on loopback whose data the test edits. Its methods
 // are safe for concurrent use with the queries it answers.
@@ -32,6 +42,7 @@ type Server struct {
 	rrs      map[string][]dns.RR // by lowercase FQDN
 	servfail map[string]bool     // lowercase FQDNs answered SERVFAIL
 	truncate map[string]bool     // lowercase FQDNs answered truncated over UDP
+	delegate map[string]string   // lowercase FQDN of a zone -> "ip:port" it is forwarded to
 	sawEDNS  bool
 	sawTCP   bool
 }
@@ -40,7 +51,7 @@ type Server struct {
 // UDP and TCP, and shuts it down when the test ends.
 func NewServer(t testing.TB) *Server {
 	t.Helper()
-	s := &Server{rrs: map[string][]dns.RR{}, servfail: map[string]bool{}, truncate: map[string]bool{}}
+	s := &Server{rrs: map[string][]dns.RR{}, servfail: map[string]bool{}, truncate: map[string]bool{}, delegate: map[string]string{}}
 	pc, l := listenUDPAndTCP(t)
 	s.addr = pc.LocalAddr().String()
 	h := dns.HandlerFunc(s.serve)
@@ -78,7 +89,8 @@ func (s *Server) Addr() string { return s.addr }
 
 // Reset replaces everything served: rrs are records in zone file syntax
 // ("host.example. 300 IN CNAME target.example."); servfail and truncate
-// are names to answer with SERVFAIL, and truncated over UDP.
+// are names to answer with SERVFAIL, and truncated over UDP. Delegations
+// stay.
 func (s *Server) Reset(t testing.TB, rrs, servfail, truncate []string) {
 	t.Helper()
 	parsed := parse(t, rrs)
@@ -135,6 +147,21 @@ func (s *Server) SetServFail(name string, on bool) {
 	}
 }
 
+// Delegate forwards every query for zone or a name under it to addr
+// ("ip:port", UDP or TCP as the query came) and answers with the reply,
+// recursion available and not authoritative, as a recursive resolver does;
+// SERVFAIL when addr does not answer. Names set to SERVFAIL or truncation
+// keep that behaviour. An empty addr removes the delegation.
+func (s *Server) Delegate(zone, addr string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if addr == "" {
+		delete(s.delegate, key(zone))
+	} else {
+		s.delegate[key(zone)] = addr
+	}
+}
+
 // SawEDNS reports whether any query so far carried an EDNS(0) OPT record.
 func (s *Server) SawEDNS() bool {
 	s.mu.Lock()
@@ -156,6 +183,16 @@ func (s *Server) addLocked(rr dns.RR) {
 
 // serve answers one query; see the package comment for what it answers.
 func (s *Server) serve(w dns.ResponseWriter, req *dns.Msg) {
+	resp := s.answer(w, req)
+	if resp == nil {
+		resp = s.forward(w, req)
+	}
+	_ = w.WriteMsg(resp)
+}
+
+// answer builds the reply from the record set, or returns nil when the
+// name is in a delegated zone.
+func (s *Server) answer(w dns.ResponseWriter, req *dns.Msg) *dns.Msg {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	resp := new(dns.Msg)
@@ -174,6 +211,8 @@ func (s *Server) serve(w dns.ResponseWriter, req *dns.Msg) {
 		resp.Rcode = dns.RcodeServerFailure
 	case s.truncate[name] && udp:
 		resp.Truncated = true
+	case s.delegatedLocked(name) != "":
+		return nil
 	case !exists:
 		resp.Rcode = dns.RcodeNameError
 	default:
@@ -183,7 +222,42 @@ func (s *Server) serve(w dns.ResponseWriter, req *dns.Msg) {
 			}
 		}
 	}
-	_ = w.WriteMsg(resp)
+	return resp
+}
+
+// delegatedLocked returns the server of the closest delegated zone that
+// holds name, or "".
+func (s *Server) delegatedLocked(name string) string {
+	for n := name; ; {
+		if addr, ok := s.delegate[n]; ok {
+			return addr
+		}
+		i := strings.IndexByte(n, '.')
+		if i < 0 || i == len(n)-1 {
+			return ""
+		}
+		n = n[i+1:]
+	}
+}
+
+// forward asks the delegated server for req over the transport req came on.
+func (s *Server) forward(w dns.ResponseWriter, req *dns.Msg) *dns.Msg {
+	s.mu.Lock()
+	addr := s.delegatedLocked(strings.ToLower(req.Question[0].Name))
+	s.mu.Unlock()
+	network := "udp"
+	if _, udp := w.RemoteAddr().(*net.UDPAddr); !udp {
+		network = "tcp"
+	}
+	resp, _, err := (&dns.Client{Net: network, Timeout: forwardTimeout}).Exchange(req.Copy(), addr)
+	if err != nil {
+		resp = new(dns.Msg)
+		resp.SetRcode(req, dns.RcodeServerFailure)
+		return resp
+	}
+	resp.Id = req.Id
+	resp.Authoritative, resp.RecursionAvailable = false, true
+	return resp
 }
 
 // parse reads records in zone file syntax, failing the test on a bad one.

@@ -113,3 +113,56 @@ func TestServerSawEDNSAndTCP(t *testing.T) {
 		t.Fatal("SawTCP false after a TCP query")
 	}
 }
+
+func TestServerDelegates(t *testing.T) {
+	provider := dnstest.NewServer(t)
+	provider.Reset(t, []string{`sel.tok.dkim.sg.example. 300 IN TXT "v=DKIM1; k=ed25519; p=AAAA"`}, nil, nil)
+	s := dnstest.NewServer(t)
+	s.Reset(t, []string{"sel._domainkey.example.com. 300 IN CNAME sel.tok.dkim.sg.example."}, []string{"broken.sg.example"}, nil)
+	s.Delegate("SG.example.", provider.Addr())
+	tests := []struct {
+		name      string
+		qname     string
+		qtype     uint16
+		network   string
+		wantRcode int
+		wantTypes []uint16
+		wantRA    bool
+	}{
+		{name: "data in the delegated zone", qname: "sel.tok.dkim.sg.example", qtype: dns.TypeTXT, network: "udp",
+			wantRcode: dns.RcodeSuccess, wantTypes: []uint16{dns.TypeTXT}, wantRA: true},
+		{name: "over TCP", qname: "sel.tok.dkim.sg.example", qtype: dns.TypeTXT, network: "tcp",
+			wantRcode: dns.RcodeSuccess, wantTypes: []uint16{dns.TypeTXT}, wantRA: true},
+		{name: "NXDOMAIN of the delegated server", qname: "other.dkim.sg.example", qtype: dns.TypeTXT, network: "udp",
+			wantRcode: dns.RcodeNameError, wantRA: true},
+		{name: "SERVFAIL set locally wins", qname: "broken.sg.example", qtype: dns.TypeTXT, network: "udp",
+			wantRcode: dns.RcodeServerFailure},
+		{name: "names outside the zone answered locally", qname: "sel._domainkey.example.com", qtype: dns.TypeCNAME, network: "udp",
+			wantRcode: dns.RcodeSuccess, wantTypes: []uint16{dns.TypeCNAME}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp := ask(t, s, tt.network, tt.qname, tt.qtype, true)
+			var types []uint16
+			for _, rr := range resp.Answer {
+				types = append(types, rr.Header().Rrtype)
+			}
+			if resp.Rcode != tt.wantRcode || !slices.Equal(types, tt.wantTypes) || resp.RecursionAvailable != tt.wantRA || resp.Authoritative {
+				t.Fatalf("rcode %s answer %v RA %v AA %v, want %s %v RA %v, not AA", dns.RcodeToString[resp.Rcode], resp.Answer,
+					resp.RecursionAvailable, resp.Authoritative, dns.RcodeToString[tt.wantRcode], tt.wantTypes, tt.wantRA)
+			}
+		})
+	}
+	if !provider.SawTCP() {
+		t.Error("a TCP query was not forwarded over TCP")
+	}
+
+	s.Delegate("sg.example", "127.0.0.1:1") // nothing listens there
+	if rc := ask(t, s, "tcp", "sel.tok.dkim.sg.example", dns.TypeTXT, false).Rcode; rc != dns.RcodeServerFailure {
+		t.Errorf("delegated to a dead server: %s, want SERVFAIL", dns.RcodeToString[rc])
+	}
+	s.Delegate("sg.example", "")
+	if rc := ask(t, s, "udp", "sel.tok.dkim.sg.example", dns.TypeTXT, false).Rcode; rc != dns.RcodeNameError {
+		t.Errorf("after removing the delegation: %s, want NXDOMAIN from the local record set", dns.RcodeToString[rc])
+	}
+}
