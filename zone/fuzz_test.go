@@ -37,6 +37,7 @@ func FuzzServeDNS(f *testing.F) {
 		query(dkimName, dns.TypeTXT),
 		query("sg.localhost.", dns.TypeAXFR),
 		query("sg.localhost.", dns.TypeIXFR),
+		new(dns.Msg).SetIxfr("sg.localhost.", 1, "ns1.sg.localhost.", "hostmaster.sg.localhost."),
 		query("nope.sg.localhost.", dns.TypeA),
 		query("big.sg.localhost.", dns.TypeANY).SetEdns0(4096, true),
 		query("example.com.", dns.TypeNS),
@@ -53,6 +54,7 @@ func FuzzServeDNS(f *testing.F) {
 		f.Fatal(err)
 	}
 	s.Update(1, append(testRecords(), bigRRset("big.sg.localhost.", 10)...))
+	s.Update(2, append(testRecords(), append(bigRRset("big.sg.localhost.", 10), TXT("new.sg.localhost", 0, "x"))...)) // a journaled change
 	f.Fuzz(func(t *testing.T, packet []byte, tcp bool) {
 		r := new(dns.Msg)
 		if err := r.Unpack(packet); err != nil {
