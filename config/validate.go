@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/sendergate/sendergate/dnsname"
 )
 
 // MinVerifyInterval is the smallest accepted dns.verify_interval. It is
@@ -284,35 +286,26 @@ func checkHostPort(addr string, dial bool) error {
 	return nil
 }
 
-// checkHostname checks an ASCII DNS host name (RFC 1123 2.1): LDH labels
-// of 1-63 octets, not starting or ending with a hyphen, at most 253
-// octets. Internationalized names must be given as A-labels.
+// checkHostname checks an ASCII DNS host name with dnsname.Normalize, the
+// rules domain registration and mail use too (RFC 1123 2.1 LDH labels of
+// 1-63 octets, at most 253 octets, "--" in the third and fourth positions
+// only in valid xn-- A-labels). Internationalized names must be given as
+// A-labels, and without the trailing dot, since the value is used as
+// written.
 func checkHostname(name string) error {
 	if name == "" {
 		return fmt.Errorf("must not be empty")
 	}
-	if len(name) > 253 {
-		return fmt.Errorf("%q is longer than 253 octets", name)
-	}
-	for _, label := range strings.Split(name, ".") {
-		if err := checkLabel(label); err != nil {
-			return fmt.Errorf("%q: %w", name, err)
+	for i := 0; i < len(name); i++ {
+		if name[i] >= 0x80 {
+			return fmt.Errorf("%+q: use the punycode A-label (xn--...) for an internationalized name", name)
 		}
 	}
-	return nil
-}
-
-func checkLabel(label string) error {
-	if label == "" || len(label) > 63 {
-		return fmt.Errorf("label %q must be 1-63 octets", label)
+	if strings.HasSuffix(name, ".") {
+		return fmt.Errorf("%q: write the name without the trailing dot", name)
 	}
-	if label[0] == '-' || label[len(label)-1] == '-' {
-		return fmt.Errorf("label %q must not start or end with a hyphen", label)
-	}
-	for _, r := range label {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
-			return fmt.Errorf("label %q may hold only letters, digits and hyphens (use the punycode A-label for IDN)", label)
-		}
+	if _, err := dnsname.Normalize(name); err != nil {
+		return fmt.Errorf("%q: %w", name, err)
 	}
 	return nil
 }

@@ -53,9 +53,14 @@ func TestSignVerifiesWithDkimpy(t *testing.T) {
 	tests := []struct {
 		name   string
 		alg    Algorithm
+		msg    string // testMessage(4096) when empty
 		tamper func(string) string
 		want   string
 	}{
+		{name: "rsa Sender and resent blocks", alg: RSA2048, msg: resentMessage, tamper: func(s string) string { return s }, want: "pass"},
+		{name: "ed25519 Resent-From added", alg: Ed25519, msg: resentMessage,
+			tamper: func(s string) string { return "Resent-From: ceo@bank.example\r\n" + s }, want: "fail"},
+		{name: "rsa absent Sender added", alg: RSA2048, tamper: func(s string) string { return "Sender: ceo@bank.example\r\n" + s }, want: "fail"},
 		{name: "rsa", alg: RSA2048, tamper: func(s string) string { return s }, want: "pass"},
 		{name: "ed25519", alg: Ed25519, tamper: func(s string) string { return s }, want: "pass"},
 		{name: "rsa From changed", alg: RSA2048, tamper: func(s string) string { return strings.Replace(s, "alice@", "mallory@", 1) }, want: "fail"},
@@ -68,7 +73,11 @@ func TestSignVerifiesWithDkimpy(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			signed := tt.tamper(signMessage(t, testMessage(4096), key))
+			msg := tt.msg
+			if msg == "" {
+				msg = testMessage(4096)
+			}
+			signed := tt.tamper(signMessage(t, msg, key))
 			cmd := exec.Command(python, "-c", dkimpyScript)
 			cmd.Env = append(os.Environ(), "DKIM_TXT="+txt, "DKIM_NAME="+testSelector+"._domainkey."+testDomain)
 			cmd.Stdin = strings.NewReader(signed)

@@ -1,47 +1,100 @@
 package dkim
 
 import (
+	"bufio"
+	"bytes"
 	"crypto"
+	"errors"
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 
 	msgauth "github.com/emersion/go-msgauth/dkim"
 )
 
-// signedHeaderKeys is the h= list Sign uses (RFC 6376 5.4, 5.4.1): the fields
-// a reader sees or a client acts on. From and Subject appear twice: the second
-// entry matches no field in a well-formed message and is hashed as empty
-// (RFC 6376 5.4.2), so a second From or Subject added in transit breaks the
-// signature ("oversigning"). The same holds for every listed field that is
-// absent at signing time: it cannot be added later without invalidating the
-// signature, which is the intent. Trace fields that relays add or rewrite
-// (Received, Return-Path) are never signed.
-var signedHeaderKeys = [...]string{
-	"From", "To", "Cc", "Reply-To", "Subject", "Date", "Message-ID",
+// signedFields are the header fields Sign signs (RFC 6376 5.4, 5.4.1), in
+// h= order: the fields a reader sees or a client acts on. Each is listed
+// once for every occurrence in the message, and once when absent: an
+// absent listed field is hashed as empty (RFC 6376 5.4.2), so it cannot be
+// added later without breaking the signature. Trace fields that relays add
+// or rewrite (Received, Return-Path) are never signed.
+var signedFields = [...]string{
+	"From", "Sender", "To", "Cc", "Reply-To", "Subject", "Date", "Message-ID",
 	"In-Reply-To", "References", "Content-Type", "MIME-Version",
 	"List-Id", "List-Unsubscribe", "List-Unsubscribe-Post",
-	"From", "Subject",
+	"Resent-From", "Resent-Sender", "Resent-To", "Resent-Cc", "Resent-Date", "Resent-Message-ID",
 }
 
-// DefaultHeaderKeys lists the header fields Sign signs, in h= order, with From
-// and Subject repeated to oversign them. It is a copy for callers to inspect
-// (a milter logging its choices, a test); changing it does not change what
-// Sign signs.
-var DefaultHeaderKeys = slices.Clone(signedHeaderKeys[:])
+// oversigned are the signedFields listed once more than they occur
+// ("oversigning", RFC 6376 8.15): the author identities the policy
+// authorized (From, Sender, Resent-From, Resent-Sender, RFC 5322 3.6.2 and
+// 3.6.6), the rest of every resent block, and Subject. A field of this set
+// added in transit, even one more of a field that is present, breaks the
+// signature.
+var oversigned = [...]string{
+	"From", "Sender", "Subject",
+	"Resent-From", "Resent-Sender", "Resent-To", "Resent-Cc", "Resent-Date", "Resent-Message-ID",
+}
+
+// HeaderKeys returns the h= list Sign uses for a header with the given
+// field names (case-insensitive, in any order): each of signedFields
+// max(n, 1) times where n is its number of occurrences, then each
+// oversigned field present once more, so that it is listed n+1 times.
+func HeaderKeys(fieldNames []string) []string {
+	var count [len(signedFields)]int
+	for _, name := range fieldNames {
+		for i, f := range signedFields {
+			if strings.EqualFold(name, f) {
+				count[i]++
+				break
+			}
+		}
+	}
+	keys := make([]string, 0, len(signedFields)+len(oversigned)+len(fieldNames))
+	for i, f := range signedFields {
+		for range max(count[i], 1) {
+			keys = append(keys, f)
+		}
+	}
+	for i, f := range signedFields {
+		if count[i] > 0 && slices.Contains(oversigned[:], f) {
+			keys = append(keys, f)
+		}
+	}
+	return keys
+}
+
+// DefaultHeaderKeys is the h= list Sign uses for a message with one From
+// and one Subject field and none of the other oversigned fields: From and
+// Subject appear twice. It is a copy for callers to inspect (a milter
+// logging its choices, a test); changing it does not change what Sign signs.
+var DefaultHeaderKeys = HeaderKeys([]string{"From", "Subject"})
+
+// maxHeaderBytes bounds the header block Sign reads ahead to count fields;
+// the gate refuses headers over 1 MiB before it signs.
+const maxHeaderBytes = 2 << 20
 
 // Sign reads a whole RFC 5322 message (header, the empty line, body; CRLF
-// line endings; the empty line is required even when the body is empty) from r and returns the complete "DKIM-Signature: ...\r\n" header
-// field to prepend to it. The signature uses relaxed/relaxed
-// canonicalization (RFC 6376 3.4), SHA-256, d=domain, s=selector and the
-// DefaultHeaderKeys set. key is an *rsa.PrivateKey or ed25519.PrivateKey
-// (RFC 8463), parsed once by the caller with ParsePrivateKey.
+// line endings; the empty line is required even when the body is empty)
+// from r and returns the complete "DKIM-Signature: ...\r\n" header field to
+// prepend to it. The signature uses relaxed/relaxed canonicalization
+// (RFC 6376 3.4), SHA-256, d=domain, s=selector and the h= list HeaderKeys
+// gives for the message's fields. key is an *rsa.PrivateKey or
+// ed25519.PrivateKey (RFC 8463), parsed once by the caller with
+// ParsePrivateKey.
 //
-// The message is streamed through the hasher, never buffered whole: a caller
-// holding it in memory passes a *bytes.Reader and the bytes are not copied.
+// Only the header is read ahead (to count its fields); the body is streamed
+// through the hasher, never buffered: a caller holding the message in
+// memory passes a *bytes.Reader or *net.Buffers and the body is not copied.
 func Sign(r io.Reader, domain, selector string, key crypto.Signer) (string, error) {
 	if err := checkKey(key); err != nil {
 		return "", err
+	}
+	br := bufio.NewReaderSize(r, 4096)
+	header, names, err := readHeader(br)
+	if err != nil {
+		return "", fmt.Errorf("dkim: sign for %s (s=%s): %w", domain, selector, err)
 	}
 	s, err := msgauth.NewSigner(&msgauth.SignOptions{
 		Domain:                 domain,
@@ -50,14 +103,18 @@ func Sign(r io.Reader, domain, selector string, key crypto.Signer) (string, erro
 		Hash:                   crypto.SHA256,
 		HeaderCanonicalization: msgauth.CanonicalizationRelaxed,
 		BodyCanonicalization:   msgauth.CanonicalizationRelaxed,
-		// go-msgauth only reads the list; it is unexported, so no caller
-		// can change it between signatures.
-		HeaderKeys: signedHeaderKeys[:],
+		HeaderKeys:             HeaderKeys(names),
 	})
 	if err != nil {
 		return "", fmt.Errorf("dkim: sign for %s (s=%s): %w", domain, selector, err)
 	}
-	if _, err := io.Copy(s, r); err != nil {
+	_, err = s.Write(header)
+	if err == nil {
+		// bufio.Reader.WriteTo hands what it buffered on, then lets r
+		// write itself when r is an io.WriterTo (bytes.Reader, net.Buffers).
+		_, err = br.WriteTo(s)
+	}
+	if err != nil {
 		s.Close() // stops the signer's goroutine; the copy error is the one to report
 		return "", fmt.Errorf("dkim: sign for %s (s=%s): read message: %w", domain, selector, err)
 	}
@@ -65,4 +122,40 @@ func Sign(r io.Reader, domain, selector string, key crypto.Signer) (string, erro
 		return "", fmt.Errorf("dkim: sign for %s (s=%s): %w", domain, selector, err)
 	}
 	return s.Signature(), nil
+}
+
+// readHeader reads the header block up to and including the empty line
+// (or the end of input) and returns its bytes and field names, as
+// go-msgauth matches them: the text before the colon, blanks trimmed.
+func readHeader(br *bufio.Reader) (header []byte, names []string, err error) {
+	for {
+		start := len(header)
+		for {
+			frag, err := br.ReadSlice('\n')
+			header = append(header, frag...)
+			if len(header) > maxHeaderBytes {
+				return nil, nil, fmt.Errorf("header block is larger than %d bytes", maxHeaderBytes)
+			}
+			if errors.Is(err, bufio.ErrBufferFull) {
+				continue
+			}
+			if errors.Is(err, io.EOF) {
+				return header, names, nil
+			}
+			if err != nil {
+				return nil, nil, fmt.Errorf("read message: %w", err)
+			}
+			break
+		}
+		line := header[start:]
+		if string(line) == "\r\n" || string(line) == "\n" {
+			return header, names, nil // the empty line that ends the header
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			continue // RFC 5322 2.2.3 continuation
+		}
+		if name, _, ok := bytes.Cut(line, []byte(":")); ok {
+			names = append(names, string(bytes.TrimSpace(name)))
+		}
+	}
 }

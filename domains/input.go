@@ -9,7 +9,7 @@ import (
 	"net/netip"
 	"strings"
 
-	"golang.org/x/net/idna"
+	"github.com/sendergate/sendergate/dnsname"
 )
 
 // Defaults applied by Normalize.
@@ -141,42 +141,32 @@ func Normalize(in Input, providerZone string) (Input, error) {
 	return out, nil
 }
 
-// NormalizeDomain validates a host name and returns it lowercased, as an
-// A-label (RFC 5891, IDNA lookup profile), without trailing dot. The name
-// needs at least two labels of 1-63 letters, digits and hyphens (RFC 1123
-// 2.1), at most 253 characters, and must not be an IP address literal.
+// NormalizeDomain validates a sending domain and returns it in the one
+// canonical form sendergate compares (dnsname.Normalize: lowercase
+// A-labels, no trailing dot; mapped, invisible and reserved "??--" labels
+// refused). Surrounding blanks are ignored. The name needs at least two
+// labels and must not be an IP address literal or end in an all-numeric
+// label.
 func NormalizeDomain(name string) (string, error) {
-	s := strings.ToLower(strings.TrimSpace(name))
+	s := strings.TrimSpace(name)
 	if s == "" {
 		return "", fmt.Errorf("domain name is empty")
 	}
 	if isIPLiteral(s) {
-		return "", fmt.Errorf("%q is an IP address; a domain name is required", name)
+		return "", fmt.Errorf("%+q is an IP address; a domain name is required", name)
 	}
-	if !isASCII(s) || strings.Contains(s, "xn--") {
-		a, err := idna.Lookup.ToASCII(s)
-		if err != nil {
-			return "", fmt.Errorf("%q is not a valid internationalized domain name: %w", name, err)
-		}
-		s = a
-	}
-	s = strings.TrimSuffix(s, ".")
-	if len(s) > 253 {
-		return "", fmt.Errorf("domain name is %d characters long, at most 253 are allowed", len(s))
+	s, err := dnsname.Normalize(s)
+	if err != nil {
+		return "", err
 	}
 	labels := strings.Split(s, ".")
 	if len(labels) < 2 {
-		return "", fmt.Errorf("%q is a single label; a domain name such as example.com is required", name)
-	}
-	for _, l := range labels {
-		if err := checkLabel(l); err != nil {
-			return "", err
-		}
+		return "", fmt.Errorf("%+q is a single label; a domain name such as example.com is required", name)
 	}
 	// RFC 1123 2.1 / RFC 3696 2: an all-numeric top-level label makes the
 	// name indistinguishable from a (possibly abbreviated) IPv4 address.
 	if strings.Trim(labels[len(labels)-1], "0123456789") == "" {
-		return "", fmt.Errorf("%q ends in a numeric label and looks like an IP address", name)
+		return "", fmt.Errorf("%+q ends in a numeric label and looks like an IP address", name)
 	}
 	return s, nil
 }
@@ -189,51 +179,17 @@ func isIPLiteral(s string) bool {
 	return err == nil
 }
 
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= 0x80 {
-			return false
-		}
-	}
-	return true
-}
-
-// checkLabel enforces the LDH rule on one ASCII label (RFC 1123 2.1).
-func checkLabel(l string) error {
-	switch {
-	case l == "":
-		return fmt.Errorf("domain name has an empty label (two dots in a row, or a leading dot)")
-	case len(l) > 63:
-		return fmt.Errorf("label %q is %d characters long, at most 63 are allowed", l, len(l))
-	case l[0] == '-' || l[len(l)-1] == '-':
-		return fmt.Errorf("label %q starts or ends with a hyphen", l)
-	}
-	for i := 0; i < len(l); i++ {
-		c := l[i]
-		if (c < 'a' || c > 'z') && (c < '0' || c > '9') && c != '-' {
-			return fmt.Errorf("label %q contains %q; only letters, digits and hyphens are allowed", l, c)
-		}
-	}
-	return nil
-}
-
 // normalizeLabel validates the return_path or tracking label; "" stays "".
 func normalizeLabel(field, label, name string) (string, error) {
-	s := strings.ToLower(strings.TrimSpace(label))
+	s := strings.TrimSpace(label) // dnsname lowercases, refusing case mappings such as the Kelvin sign
 	if s == "" {
 		return "", nil
 	}
 	if strings.Contains(s, ".") {
 		return "", &FieldError{field, fmt.Sprintf("%q must be a single label such as \"mailing\", not a domain name; it is placed under %s", label, name)}
 	}
-	if !isASCII(s) {
-		a, err := idna.Lookup.ToASCII(s)
-		if err != nil {
-			return "", &FieldError{field, fmt.Sprintf("%q is not a valid label: %v", label, err)}
-		}
-		s = a
-	}
-	if err := checkLabel(s); err != nil {
+	s, err := dnsname.Normalize(s)
+	if err != nil {
 		return "", &FieldError{field, err.Error()}
 	}
 	if n := len(s) + 1 + len(name); n > 253 {

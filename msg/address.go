@@ -5,53 +5,41 @@ import (
 	"fmt"
 	"strings"
 
-	"golang.org/x/net/idna"
+	"github.com/sendergate/sendergate/dnsname"
 )
 
 // NormalizeAddress normalises an addr-spec for comparison: the local part
-// is kept as is, the domain is lowercased, a trailing dot is removed and
-// IDN U-labels become A-labels (RFC 5891 5, RFC 3492 punycode). It returns
-// the normalised address and its domain. Address literals and domains that
-// are not valid host names fail with an error naming the address.
-//
-// The mapping is the UTS #46 Lookup profile of golang.org/x/net/idna; input
-// it cannot map is refused, never mapped to another domain, so the policy
-// fails closed.
+// is kept as is, the domain goes through dnsname.Normalize (lowercase, no
+// trailing dot, IDN U-labels as A-labels; mapped and invisible characters
+// refused). It returns the normalised address and its domain. Address
+// literals and domains that are not valid host names fail with an error
+// naming the address.
 func NormalizeAddress(addr string) (normalized, domain string, err error) {
-	at := strings.LastIndexByte(addr, '@')
-	if at <= 0 || at == len(addr)-1 {
-		return "", "", fmt.Errorf("msg: address %q: want local-part@domain", addr)
-	}
-	domain, err = NormalizeDomain(addr[at+1:])
+	normalized, domain, err = normalizeAddress(addr)
 	if err != nil {
 		return "", "", fmt.Errorf("msg: address %q: %w", addr, err)
+	}
+	return normalized, domain, nil
+}
+
+// normalizeAddress is NormalizeAddress with an error that does not repeat
+// the address.
+func normalizeAddress(addr string) (normalized, domain string, err error) {
+	at := strings.LastIndexByte(addr, '@')
+	if at <= 0 || at == len(addr)-1 {
+		return "", "", errors.New("want local-part@domain")
+	}
+	domain, err = dnsname.Normalize(addr[at+1:])
+	if err != nil {
+		return "", "", err
 	}
 	return addr[:at] + "@" + domain, domain, nil
 }
 
 // NormalizeDomain returns the lowercase A-label form of a host name without
-// trailing dot, or an error when it is not a valid host name (RFC 1123 2.1,
-// RFC 5890 2.3.2.1).
+// trailing dot, or an error when it is not a valid host name; it is
+// dnsname.Normalize, the one normalizer that domain registration and the
+// configuration use too.
 func NormalizeDomain(d string) (string, error) {
-	if strings.HasPrefix(d, "[") {
-		return "", errors.New("an address literal is not a domain")
-	}
-	d = strings.TrimSuffix(strings.ToLower(d), ".")
-	if d == "" {
-		return "", errors.New("empty domain")
-	}
-	out, err := idna.Lookup.ToASCII(d)
-	if err != nil {
-		return "", fmt.Errorf("domain %q: %w", d, err)
-	}
-	out = strings.TrimSuffix(out, ".")
-	if out == "" || len(out) > 253 {
-		return "", errors.New("domain empty or longer than 253 octets")
-	}
-	for _, l := range strings.Split(out, ".") {
-		if l == "" || len(l) > 63 {
-			return "", fmt.Errorf("domain %q: empty label or label longer than 63 octets", d)
-		}
-	}
-	return out, nil
+	return dnsname.Normalize(d)
 }

@@ -5,7 +5,9 @@ import (
 	"io"
 	"mime"
 	"net/mail"
+	"slices"
 	"strings"
+	"unicode/utf8"
 )
 
 // Authors extracts the identities the policy must check (RFC 5322 3.6.2):
@@ -45,6 +47,102 @@ func Authors(h *Header) (from []string, sender string, err error) {
 		return nil, "", invalidf("Sender header field must have exactly one mailbox (RFC 5322 3.6.2), it has %d", len(s))
 	}
 	return from, s[0], nil
+}
+
+// AuthorSet is what the author fields of a message ask the policy to
+// authorize, as AuthorMailboxes returns it.
+type AuthorSet struct {
+	// Mailboxes holds every author mailbox, normalized with
+	// NormalizeAddress and each listed once: the From mailboxes first, then
+	// the Sender mailbox, then every Resent-From and Resent-Sender mailbox
+	// in header order. Every one must be authorized for the message to pass.
+	Mailboxes []string
+	// Domain is the domain of the first From mailbox (normalized): the
+	// DKIM d= to sign as (RFC 6376 3.5; DMARC aligns with From, RFC 7489 3.1).
+	Domain string
+}
+
+// AuthorMailboxes returns every author identity of h that the policy must
+// authorize (RFC 5322 3.6.2 From and Sender, RFC 5322 3.6.6 Resent-From
+// and Resent-Sender), normalized. It is the one author extraction that the
+// submission server and the milter share.
+//
+// Every refusal is a 550 5.6.0 *Error, the reply for a header that cannot
+// be accepted as written: the From/Sender rules of Authors; a Resent-From
+// without mailbox or with group syntax; a Resent-Sender without exactly one
+// mailbox; and an author address whose domain is not a valid, unambiguous
+// host name (an address literal, a fullwidth or other mapped character,
+// an invisible character: see package dnsname). 5.7.1 stays reserved for
+// a valid address that is not the account's to use, which the policy
+// decides.
+//
+// Resent blocks (RFC 5322 3.6.6) are read leniently: the fields are not
+// grouped into blocks and neither Resent-Date nor a Resent-Sender for a
+// multi-mailbox Resent-From is required, but every mailbox named in any
+// Resent-From or Resent-Sender field must be authorized, since a reader's
+// client shows them as the people who resent the message.
+func AuthorMailboxes(h *Header) (AuthorSet, error) {
+	from, sender, err := Authors(h)
+	if err != nil {
+		return AuthorSet{}, err
+	}
+	type author struct{ field, addr string }
+	all := make([]author, 0, len(from)+2)
+	for _, a := range from {
+		all = append(all, author{"From", a})
+	}
+	if sender != "" {
+		all = append(all, author{"Sender", sender})
+	}
+	for _, f := range h.Fields {
+		name, one := "", false
+		switch {
+		case strings.EqualFold(f.Name, "Resent-From"):
+			name = "Resent-From"
+		case strings.EqualFold(f.Name, "Resent-Sender"):
+			name, one = "Resent-Sender", true
+		default:
+			continue
+		}
+		list, err := mailboxes(name, f.value())
+		if err != nil {
+			return AuthorSet{}, err
+		}
+		if one && len(list) != 1 {
+			return AuthorSet{}, invalidf("Resent-Sender header field must have exactly one mailbox (RFC 5322 3.6.6), it has %d", len(list))
+		}
+		for _, a := range list {
+			all = append(all, author{name, a})
+		}
+	}
+	set := AuthorSet{Mailboxes: make([]string, 0, len(all))}
+	for i, a := range all {
+		norm, domain, err := normalizeAddress(a.addr)
+		if err != nil {
+			return AuthorSet{}, badAuthor(a.field, a.addr, err)
+		}
+		if i == 0 {
+			set.Domain = domain
+		}
+		if !slices.Contains(set.Mailboxes, norm) {
+			set.Mailboxes = append(set.Mailboxes, norm)
+		}
+	}
+	return set, nil
+}
+
+// badAuthor is the 550 5.6.0 refusal of an author address whose domain
+// dnsname.Normalize refuses; the text names the field, the address and the
+// problem, in printable ASCII.
+func badAuthor(field, addr string, err error) *Error {
+	if len(addr) > 100 {
+		cut := 100
+		for cut > 0 && !utf8.RuneStart(addr[cut]) {
+			cut--
+		}
+		addr = addr[:cut] + "..."
+	}
+	return invalidf("%s header field: address %+q cannot be authorized: %v", field, addr, err)
 }
 
 // mailboxes parses the mailbox-list value of the field named field.

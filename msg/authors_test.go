@@ -3,6 +3,7 @@ package msg
 import (
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -114,4 +115,86 @@ func TestAuthorsNormalizedEqual(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestAuthorMailboxes(t *testing.T) {
+	tests := []struct {
+		name       string
+		header     string
+		want       []string // Mailboxes
+		wantDomain string
+		wantText   string // in the refusal text; "" = success
+	}{
+		{name: "From only", header: "From: Alice <alice@EXAMPLE.com.>\r\n",
+			want: []string{"alice@example.com"}, wantDomain: "example.com"},
+		{name: "From and Sender", header: "From: a@example.com, b@bänk.example\r\nSender: s@example.net\r\n",
+			want: []string{"a@example.com", "b@xn--bnk-qla.example", "s@example.net"}, wantDomain: "example.com"},
+		{name: "Sender domain is not the d=", header: "Sender: s@example.net\r\nFrom: a@example.org\r\n",
+			want: []string{"a@example.org", "s@example.net"}, wantDomain: "example.org"},
+		{name: "Resent-From and Resent-Sender, each block", header: "Resent-From: r1@one.example, r2@two.example\r\n" +
+			"Resent-Sender: rs@three.example\r\nResent-Date: Mon, 2 Jun 2025 10:00:00 +0000\r\n" +
+			"Resent-From: <old@four.example>\r\nFrom: a@example.com\r\n",
+			want:       []string{"a@example.com", "r1@one.example", "r2@two.example", "rs@three.example", "old@four.example"},
+			wantDomain: "example.com"},
+		{name: "each mailbox listed once", header: "From: a@example.com\r\nSender: a@EXAMPLE.com\r\nResent-From: a@example.com\r\n",
+			want: []string{"a@example.com"}, wantDomain: "example.com"},
+		{name: "lenient: Resent-From with several mailboxes and no Resent-Sender", header: "From: a@example.com\r\nresent-from: x@one.example, y@two.example\r\n",
+			want: []string{"a@example.com", "x@one.example", "y@two.example"}, wantDomain: "example.com"},
+
+		{name: "From rules still apply", header: "From: a@example.com\r\nFrom: b@example.com\r\n", wantText: "exactly one From"},
+		{name: "empty Resent-From", header: "From: a@example.com\r\nResent-From:\r\n", wantText: "Resent-From header field"},
+		{name: "Resent-From group", header: "From: a@example.com\r\nResent-From: G: x@one.example;\r\n", wantText: "not a group"},
+		{name: "unparseable Resent-From", header: "From: a@example.com\r\nResent-From: not an address\r\n", wantText: "cannot parse Resent-From"},
+		{name: "Resent-Sender with two mailboxes", header: "From: a@example.com\r\nResent-Sender: x@one.example, y@two.example\r\n", wantText: "exactly one mailbox"},
+		{name: "address literal", header: "From: a@[192.0.2.1]\r\n", wantText: "address literal"},
+		{name: "fullwidth From domain", header: "From: x@ａ.example\r\n",
+			wantText: `From header field: address "x@\uff41.example" cannot be authorized: domain name contains U+FF41 FULLWIDTH LATIN SMALL LETTER A, which IDNA maps to "a"`},
+		{name: "soft hyphen in From domain", header: "From: x@a\u00ad.example\r\n", wantText: "U+00AD SOFT HYPHEN"},
+		{name: "zero width space in From domain", header: "From: x@a\u200b.example\r\n", wantText: "U+200B ZERO WIDTH SPACE"},
+		{name: "zero width joiner in From domain", header: "From: x@a\u200d.example\r\n", wantText: "U+200D ZERO WIDTH JOINER"},
+		{name: "zero width non-joiner in Sender domain", header: "From: a@example.com\r\nSender: x@a\u200cb.example\r\n",
+			wantText: "Sender header field: address"},
+		{name: "fullwidth Resent-From domain", header: "From: a@example.com\r\nResent-From: x@ｅｘａｍｐｌｅ.com\r\n",
+			wantText: "Resent-From header field: address"},
+		{name: "invisible Resent-Sender domain", header: "From: a@example.com\r\nResent-Sender: x@a\u00ad.example\r\n",
+			wantText: "Resent-Sender header field: address"},
+		{name: "reserved hyphens", header: "From: x@ab--cd.example\r\n", wantText: "third and fourth positions"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h, _, err := readHeaderString(t, tt.header+"\r\n")
+			if err != nil {
+				t.Fatalf("ReadHeader: %v", err)
+			}
+			set, err := AuthorMailboxes(h)
+			if tt.wantText != "" {
+				var e *Error
+				if !errors.As(err, &e) || e.Code != 550 || e.Enhanced != [3]int{5, 6, 0} {
+					t.Fatalf("AuthorMailboxes = %+v, %v; want a 550 5.6.0 *Error", set, err)
+				}
+				if !strings.Contains(e.Message, tt.wantText) {
+					t.Errorf("refusal %q does not contain %q", e.Message, tt.wantText)
+				}
+				if !isPrintableASCII(e.Message) {
+					t.Errorf("refusal %q is not printable ASCII", e.Message)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("AuthorMailboxes: %v", err)
+			}
+			if !slices.Equal(set.Mailboxes, tt.want) || set.Domain != tt.wantDomain {
+				t.Errorf("AuthorMailboxes = %q, %q; want %q, %q", set.Mailboxes, set.Domain, tt.want, tt.wantDomain)
+			}
+		})
+	}
+}
+
+func isPrintableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < ' ' || s[i] > '~' {
+			return false
+		}
+	}
+	return true
 }

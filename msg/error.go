@@ -1,6 +1,10 @@
 package msg
 
-import "fmt"
+import (
+	"fmt"
+	"strings"
+	"unicode/utf8"
+)
 
 // Error is a refusal with SMTP reply material: a basic code (RFC 5321 4.2)
 // and an enhanced status code (RFC 3463). It keeps this package independent
@@ -34,7 +38,37 @@ var ErrHeaderTooLarge = &Error{
 }
 
 // invalidf returns a 550 5.6.0 refusal (RFC 3463: other or undefined media
-// error), the reply for a message whose header is not RFC 5322.
+// error), the reply for a message whose content is not RFC 5322. The text
+// is made printable ASCII, since it may quote the client's bytes and SMTP
+// reply text is ASCII without line breaks (RFC 5321 4.2).
 func invalidf(format string, args ...any) *Error {
-	return &Error{Code: 550, Enhanced: [3]int{5, 6, 0}, Message: fmt.Sprintf(format, args...)}
+	return &Error{Code: 550, Enhanced: [3]int{5, 6, 0}, Message: printable(fmt.Sprintf(format, args...))}
+}
+
+// printable escapes every byte of s that is not printable ASCII: runes as
+// \uXXXX, invalid UTF-8 as \xXX.
+func printable(s string) string {
+	ok := true
+	for i := 0; i < len(s) && ok; i++ {
+		ok = s[i] >= ' ' && s[i] <= '~'
+	}
+	if ok {
+		return s
+	}
+	var b strings.Builder
+	for len(s) > 0 {
+		r, size := utf8.DecodeRuneInString(s)
+		switch {
+		case r == utf8.RuneError && size == 1:
+			fmt.Fprintf(&b, "\\x%02x", s[0])
+		case r >= ' ' && r <= '~':
+			b.WriteRune(r)
+		case r > 0xFFFF:
+			fmt.Fprintf(&b, "\\U%08x", r)
+		default:
+			fmt.Fprintf(&b, "\\u%04x", r)
+		}
+		s = s[size:]
+	}
+	return b.String()
 }

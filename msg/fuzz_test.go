@@ -133,3 +133,62 @@ func BenchmarkReadHeaderAuthors(b *testing.B) {
 		}
 	}
 }
+
+func FuzzAuthorMailboxes(f *testing.F) {
+	f.Add("a@example.com", "", "", "")
+	f.Add("a@example.com, b@bänk.example", "s@x.example", "r@one.example, q@two.example", "rs@three.example")
+	f.Add("x@ａ.example", "", "", "")
+	f.Add("a@example.com", "", "x@a\u00ad.example", "")
+	f.Add("a@example.com", "", "G: x@y;", "x@y, z@w")
+	f.Fuzz(func(t *testing.T, from, sender, resentFrom, resentSender string) {
+		in := "From: " + from + "\r\n"
+		for _, f := range []struct{ name, value string }{{"Sender", sender}, {"Resent-From", resentFrom}, {"Resent-Sender", resentSender}} {
+			if f.value != "" {
+				in += f.name + ": " + f.value + "\r\n"
+			}
+		}
+		h, err := ReadHeader(bufio.NewReader(strings.NewReader(in + "\r\n")))
+		if err != nil {
+			return
+		}
+		set, err := AuthorMailboxes(h)
+		if err != nil {
+			var e *Error
+			if !errors.As(err, &e) || e.Code != 550 || e.Enhanced != [3]int{5, 6, 0} {
+				t.Fatalf("AuthorMailboxes error is not a 550 5.6.0 *Error: %v", err)
+			}
+			for i := 0; i < len(e.Message); i++ {
+				if c := e.Message[i]; c < ' ' || c > '~' {
+					t.Fatalf("refusal text is not printable ASCII: %q", e.Message)
+				}
+			}
+			return
+		}
+		if len(set.Mailboxes) == 0 || !strings.HasSuffix(set.Mailboxes[0], "@"+set.Domain) {
+			t.Fatalf("AuthorMailboxes = %+v: the first mailbox is not of Domain", set)
+		}
+		seen := map[string]bool{}
+		for _, m := range set.Mailboxes {
+			if again, _, err := NormalizeAddress(m); err != nil || again != m {
+				t.Fatalf("mailbox %q is not normalized: %q, %v", m, again, err)
+			}
+			if seen[m] {
+				t.Fatalf("mailbox %q listed twice in %q", m, set.Mailboxes)
+			}
+			seen[m] = true
+		}
+		// Every mailbox Authors returns is among those to authorize.
+		fromList, s, err := Authors(h)
+		if err != nil {
+			t.Fatalf("Authors refused what AuthorMailboxes accepted: %v", err)
+		}
+		if s != "" {
+			fromList = append(fromList, s)
+		}
+		for _, a := range fromList {
+			if n, _, _ := NormalizeAddress(a); !seen[n] {
+				t.Fatalf("author %q (%q) missing from %q", a, n, set.Mailboxes)
+			}
+		}
+	})
+}

@@ -1,18 +1,18 @@
-// Package msg handles the RFC 5322 header of submitted mail for the SMTP
-// submission gate and the milter: it reads the header block byte-exact
-// (so DKIM, RFC 6376, signs exactly what is sent), extracts the author
-// identities the policy checks (From and Sender, RFC 5322 3.6.2, with
+// Package msg handles the RFC 5322 message content of submitted mail for
+// the gate that the SMTP submission server and the milter share: it reads
+// the header block byte-exact (so DKIM, RFC 6376, signs exactly what is
+// sent), extracts the author identities the policy checks (From and Sender,
+// RFC 5322 3.6.2, Resent-From and Resent-Sender, RFC 5322 3.6.6, with
 // RFC 2047 encoded words in display names), normalises addresses for
-// comparison (IDNA, RFC 5890/5891) and applies the submission rewrites
-// (Return-Path removal, Message-ID, Date and the RFC 5321 4.4 Received
-// trace field).
+// comparison (package dnsname: IDNA, RFC 5890/5891), checks the body's
+// line structure and applies the submission rewrites (Return-Path removal,
+// Message-ID, Date and the RFC 5321 4.4 Received trace field).
 //
-// Only header lines are limited to 998 octets (RFC 5322 2.1.1): such lines
-// are refused with 550 5.6.0. Body lines are left untouched: a body line
-// longer than 998 octets is non-conformant but legal to carry, and SMTP
-// (RFC 5321 4.5.3.1.6) only limits lines to 1000 octets at the transport,
-// which go-smtp enforces; refusing it here would reject mail that every
-// mainstream MTA relays.
+// Lines are limited to 998 octets (RFC 5322 2.1.1) in the header and, with
+// CheckBody, in the body: a hop that wraps a longer line breaks the DKIM
+// signature. A bare CR (not followed by LF) is refused anywhere in the
+// message, because servers disagree on whether it ends a line (the SMTP
+// smuggling class of attacks). Every such refusal is 550 5.6.0.
 package msg
 
 import (
@@ -86,7 +86,7 @@ func (h *Header) addLine(line []byte, n int) error {
 		// RFC 5322 2.2 and 2.3: CR only as part of CRLF, no NUL. A bare CR
 		// is a line break to some software and not to others.
 		return fmt.Errorf("msg: header line %d: %w", n,
-			invalidf("header line %d contains a bare CR or a NUL (RFC 5322 2.2)", n))
+			invalidf("header line %d contains a bare CR (a CR not followed by LF) or a NUL, which servers read differently; end every line with CRLF (RFC 5322 2.2)", n))
 	}
 	raw := append(line, '\r', '\n')
 	if line[0] == ' ' || line[0] == '\t' {
