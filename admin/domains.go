@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/sendergate/sendergate/domains"
-	"github.com/sendergate/sendergate/policy"
 	"github.com/sendergate/sendergate/store"
 )
 
@@ -61,7 +60,7 @@ func (s *Server) domainOut(ctx context.Context, d store.Domain) (domainJSON, err
 		CreatedAt: d.CreatedAt.Ptr(), VerifiedAt: d.VerifiedAt.Ptr(), LastCheckedAt: d.LastCheckedAt.Ptr(),
 		Access: accessJSON{Restricted: d.Restricted, Accounts: []string{}},
 	}
-	out.ReturnPathDomain = policy.BounceDomain(d, s.opts.Zone)
+	out.ReturnPathDomain = domains.EnvelopeDomain(d.Name, d.ReturnPath, d.Token, s.opts.Zone)
 	if d.Tracking != "" {
 		out.TrackingDomain = d.Tracking + "." + d.Name
 	}

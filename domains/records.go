@@ -86,6 +86,16 @@ func DKIMTarget(selector, token, zone string) string {
 // envelope sender domain of a registration without its own return path.
 func BounceDomain(token, zone string) string { return token + ".bounce." + zone }
 
+// EnvelopeDomain is the domain of a domain's rewritten envelope sender:
+// its return-path domain LABEL.NAME when it has a return-path label, else
+// T.bounce.ZONE.
+func EnvelopeDomain(name, returnPath, token, zone string) string {
+	if returnPath != "" {
+		return returnPath + "." + name
+	}
+	return BounceDomain(token, zone)
+}
+
 // TrackingTarget is track.Z, shared by every tracking CNAME.
 func TrackingTarget(zone string) string { return "track." + zone }
 

@@ -22,14 +22,11 @@ type ZoneOptions struct {
 	SystemKey crypto.PublicKey
 }
 
-// ZoneRecords builds the provider zone's records for every domain: the
-// targets of the customer CNAMEs (SEL.T.dkim.Z TXT, T.bounce.Z MX and SPF,
-// T.dmarc.Z TXT), track.Z, and for sandbox domains, which live inside the
-// zone, the DKIM key directly at SEL._domainkey.ORG.sandbox.Z. pub returns
-// the public key of a domain (by id), so keys parsed once elsewhere are
-// reused; a domain without one is left out.
+// ZoneRecords builds the provider zone's records for every domain, as
+// ZoneRecordsFromRows does; pub returns the public key of a domain (by
+// id); a domain without one is left out.
 func ZoneRecords(ds []store.Domain, pub func(domainID string) crypto.PublicKey, o ZoneOptions) []dns.RR {
-	var rrs []dns.RR
+	rows := make([]store.DomainRow, 0, len(ds))
 	for _, d := range ds {
 		key := pub(d.ID)
 		if key == nil {
@@ -39,10 +36,30 @@ func ZoneRecords(ds []store.Domain, pub func(domainID string) crypto.PublicKey, 
 		if err != nil {
 			continue
 		}
+		rows = append(rows, store.DomainRow{ID: d.ID, OrgID: d.OrgID, Name: d.Name, Sandbox: d.Sandbox, Token: d.Token,
+			Status: d.Status, ReturnPath: d.ReturnPath, Selector: d.DKIMSelector, DKIMTXT: txt,
+			DMARCPolicy: d.DMARCPolicy, DMARCRUA: d.DMARCRUA, DMARCPct: d.DMARCPct, Restricted: d.Restricted})
+	}
+	return ZoneRecordsFromRows(rows, o)
+}
+
+// ZoneRecordsFromRows builds the provider zone's records for every domain:
+// the targets of the customer CNAMEs (SEL.T.dkim.Z TXT, T.bounce.Z MX and
+// SPF, T.dmarc.Z TXT), track.Z, and for sandbox domains, which live inside
+// the zone, the DKIM key directly at SEL._domainkey.ORG.sandbox.Z. The
+// DKIM TXT value is the one stored at key creation: no key is parsed. A
+// domain without one ("" or "-": an unreadable key) is left out.
+func ZoneRecordsFromRows(ds []store.DomainRow, o ZoneOptions) []dns.RR {
+	rrs := make([]dns.RR, 0, 4*len(ds)+2)
+	for _, d := range ds {
+		txt := d.DKIMTXT
+		if txt == "" || txt == "-" {
+			continue
+		}
 		if d.Sandbox {
-			rrs = append(rrs, zone.TXT(d.DKIMSelector+"._domainkey."+d.Name, 0, txt))
+			rrs = append(rrs, zone.TXT(d.Selector+"._domainkey."+d.Name, 0, txt))
 		} else {
-			rrs = append(rrs, zone.TXT(DKIMTarget(d.DKIMSelector, d.Token, o.Zone), 0, txt))
+			rrs = append(rrs, zone.TXT(DKIMTarget(d.Selector, d.Token, o.Zone), 0, txt))
 		}
 		bounce := BounceDomain(d.Token, o.Zone)
 		rrs = append(rrs, zone.MX(bounce, 0, 10, o.BounceMX), zone.TXT(bounce, 0, o.SPF))

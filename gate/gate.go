@@ -17,6 +17,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -31,10 +32,11 @@ import (
 	"github.com/sendergate/sendergate/policy"
 )
 
-// Policy gives the snapshot a message is decided on; *policy.Engine
-// implements it.
+// Policy gives the snapshot a message is decided on and the key to sign
+// with; *policy.Engine implements it.
 type Policy interface {
 	Current() (*policy.Snapshot, error)
+	Signer(ctx context.Context, d *policy.Domain) (crypto.Signer, error)
 }
 
 var _ Policy = (*policy.Engine)(nil)
@@ -315,11 +317,15 @@ func (g *Gate) sign(ctx context.Context, header, body []byte, d *policy.Domain) 
 		return "", fmt.Errorf("gate: waiting to sign: %w", ctx.Err())
 	}
 	defer func() { <-g.signing }()
+	key, err := g.pol.Signer(ctx, d)
+	if err != nil {
+		return "", err
+	}
 	// RFC 6376 5: d= is the From domain (never the envelope's), with the
 	// domain's own selector and key. *net.Buffers is an io.Reader over both
 	// slices as they are, with no intermediate copy.
 	bufs := net.Buffers{header, body}
-	sig, err := dkim.Sign(&bufs, d.Name, d.Selector, d.Key)
+	sig, err := dkim.Sign(&bufs, d.Name, d.Selector, key)
 	if err != nil {
 		return "", fmt.Errorf("gate: sign as %s: %w", d.Name, err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/sendergate/sendergate/dkim"
 	"github.com/sendergate/sendergate/gate"
 	"github.com/sendergate/sendergate/internal/clocktest"
+	"github.com/sendergate/sendergate/loader"
 	"github.com/sendergate/sendergate/msg"
 	"github.com/sendergate/sendergate/policy"
 	"github.com/sendergate/sendergate/store"
@@ -80,7 +81,7 @@ func newFixture(t testing.TB, st *store.Store, sandboxLimit int) *fixture {
 	if err := st.SetAccess(ctx, r.ID, true, []string{billing.ID}, store.Event{OrgID: f.org.ID, Subject: "x", Kind: "x", At: now}); err != nil {
 		t.Fatal(err)
 	}
-	f.engine = policy.NewEngine(st, policy.Options{Zone: "sg.localhost"})
+	f.engine = loader.NewEngine(st, "sg.localhost", nil, policy.Options{})
 	if err := f.engine.Reload(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -200,7 +201,7 @@ func TestSubmitRefusals(t *testing.T) {
 
 func TestNotReadyFailsClosed(t *testing.T) {
 	st := storetest.SQLite(t)
-	g := gate.New(policy.NewEngine(st, policy.Options{}), st, gate.Options{SandboxLimit: 10})
+	g := gate.New(loader.NewEngine(st, "sg.localhost", nil, policy.Options{}), st, gate.Options{SandboxLimit: 10})
 	_, ref := g.Submit(context.Background(), &gate.Envelope{Username: "app@acme"}, []byte("From: a@example.com\r\n\r\nx\r\n"))
 	if ref == nil || ref.Code != 451 || ref.Enhanced != [3]int{4, 3, 0} || ref.Reason != "not_ready" {
 		t.Fatalf("before the first snapshot: %v, want 451 4.3.0 not_ready", ref)

@@ -3,49 +3,93 @@ package policy
 import (
 	"context"
 	"crypto"
-	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/sendergate/sendergate/dkim"
-	"github.com/sendergate/sendergate/store"
 )
 
-// Source is what the engine reads snapshots from (the store).
-type Source interface {
-	Version(ctx context.Context) (int64, error)
-	ListOrgs(ctx context.Context) ([]store.Org, error)
-	AllAccounts(ctx context.Context) ([]store.Account, error)
-	AllDomains(ctx context.Context) ([]store.Domain, error)
-	AllGrants(ctx context.Context) ([]store.Grant, error)
-	ConfirmedAddresses(ctx context.Context) ([]store.Address, error)
+// OrgInput is one organization's data, as a loader reads it: the policy's
+// own input types, so that this package depends on no storage layer.
+type OrgInput struct {
+	ID, Name  string
+	Accounts  []AccountInput
+	Domains   []DomainInput
+	Confirmed []string // confirmed sender addresses
 }
+
+// AccountInput is an SMTP account.
+type AccountInput struct {
+	ID, Name, Username string
+	PasswordHash       string // hex SHA-256 (HashPassword)
+}
+
+// DomainInput is a sending domain.
+type DomainInput struct {
+	ID, Name, Status    string
+	Sandbox, Restricted bool
+	Selector            string
+	BounceDomain        string   // return-path domain, or T.bounce.ZONE
+	Grants              []string // account ids, when Restricted
+}
+
+// Delta is what changed since a version: every organization (Full) or the
+// organizations listed in Changed, whose data is in Orgs (a changed id
+// without data was removed).
+type Delta struct {
+	Version int64
+	Full    bool
+	Changed []string
+	Orgs    []OrgInput
+}
+
+// Source is where the engine reads its input from (a loader over the
+// store).
+type Source interface {
+	// Version is the current state version, polled.
+	Version(ctx context.Context) (int64, error)
+	// Load reads what changed since version since (everything when since
+	// is 0) in one consistent read.
+	Load(ctx context.Context, since int64) (*Delta, error)
+}
+
+// KeySource reads a domain's PEM private key when it is first needed.
+type KeySource interface {
+	DomainKey(ctx context.Context, domainID string) (string, error)
+}
+
+// KeyParser parses a PEM private key (dkim.ParsePrivateKey).
+type KeyParser func(pemText string) (crypto.Signer, error)
 
 // Options configure an Engine.
 type Options struct {
-	Zone             string // provider zone, for T.bounce.ZONE
-	RequireConfirmed bool   // submission.require_confirmed_address
+	RequireConfirmed bool // submission.require_confirmed_address
 	Poll             time.Duration
-	Logger           *slog.Logger
-	Now              func() time.Time
-	// OnReload, when set, is called after each successful rebuild with the
-	// snapshot and the domains it was built from (the DNS zone is built
-	// from the same rows, so it needs no second query).
-	OnReload func(*Snapshot, []store.Domain)
+	// Keys and ParseKey load private keys on first use; KeyCache bounds
+	// how many parsed keys are kept (least recently used go first), so
+	// memory follows the active senders, not the number of domains.
+	// Default 10,000.
+	Keys     KeySource
+	ParseKey KeyParser
+	KeyCache int
+	Logger   *slog.Logger
+	Now      func() time.Time
 }
 
-// Engine holds the current snapshot and keeps it fresh.
+// Engine holds the current snapshot and keeps it fresh: each change is
+// applied to a copy of the snapshot that shares every organization's view
+// but the changed ones, and swapped in atomically.
 type Engine struct {
-	src     Source
-	opts    Options
-	cur     atomic.Pointer[Snapshot]
-	mu      sync.Mutex // serializes rebuilds
-	keys    map[string]crypto.Signer
+	src  Source
+	opts Options
+	cur  atomic.Pointer[Snapshot]
+	mu   sync.Mutex // serializes loads
+	keys *keyCache
 }
 
 // NewEngine returns an engine with no snapshot: call Reload or Run.
@@ -59,7 +103,10 @@ func NewEngine(src Source, opts Options) *Engine {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Engine{src: src, opts: opts, keys: map[string]crypto.Signer{}}
+	if opts.KeyCache <= 0 {
+		opts.KeyCache = 10000
+	}
+	return &Engine{src: src, opts: opts, keys: newKeyCache(opts.KeyCache)}
 }
 
 // Current returns the current snapshot, or ErrNotReady.
@@ -71,21 +118,42 @@ func (e *Engine) Current() (*Snapshot, error) {
 	return s, nil
 }
 
-// Reload rebuilds the snapshot now, whatever the version says.
+// Reload loads everything now, whatever the version says.
 func (e *Engine) Reload(ctx context.Context) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	return e.rebuild(ctx)
+	return e.apply(ctx, 0)
 }
 
-// Run polls the store's state version every Options.Poll and rebuilds when it
-// changed, until ctx is done. A change made by another process sharing the
+// Refresh applies what changed since the current snapshot; a write made
+// in this process calls it before answering, so the next transaction here
+// sees the change. Concurrent calls coalesce: a caller that waited while
+// another applied its change finds nothing left to do.
+func (e *Engine) Refresh(ctx context.Context) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var since int64
+	if cur := e.cur.Load(); cur != nil {
+		since = cur.version
+		v, err := e.src.Version(ctx)
+		if err != nil {
+			return err
+		}
+		if v == since {
+			return nil
+		}
+	}
+	return e.apply(ctx, since)
+}
+
+// Run polls the store's state version every Options.Poll and applies
+// changes, until ctx is done. A change made by another process sharing the
 // database is therefore enforced within one poll interval.
 func (e *Engine) Run(ctx context.Context) {
 	t := time.NewTicker(e.opts.Poll)
 	defer t.Stop()
 	for {
-		if err := e.refresh(ctx); err != nil && ctx.Err() == nil {
+		if err := e.Refresh(ctx); err != nil && ctx.Err() == nil {
 			e.opts.Logger.Error("policy snapshot refresh failed; keeping the previous one", "err", err)
 		}
 		select {
@@ -96,109 +164,123 @@ func (e *Engine) Run(ctx context.Context) {
 	}
 }
 
-func (e *Engine) refresh(ctx context.Context) error {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	v, err := e.src.Version(ctx)
+// apply loads the delta since since and swaps in the new snapshot.
+func (e *Engine) apply(ctx context.Context, since int64) error {
+	start := time.Now()
+	delta, err := e.src.Load(ctx, since)
 	if err != nil {
 		return err
 	}
-	if cur := e.cur.Load(); cur != nil && cur.version == v {
+	prev := e.cur.Load()
+	if !delta.Full && prev != nil && delta.Version == prev.version {
 		return nil
 	}
-	return e.rebuild(ctx)
-}
-
-// rebuild loads everything and swaps the snapshot in. Parsed keys are kept
-// across rebuilds (keyed by a hash of their PEM), so a rebuild parses only
-// new keys.
-func (e *Engine) rebuild(ctx context.Context) error {
-	start := time.Now()
-	v, err := e.src.Version(ctx)
-	if err != nil {
-		return err
-	}
-	orgs, err := e.src.ListOrgs(ctx)
-	if err != nil {
-		return err
-	}
-	accts, err := e.src.AllAccounts(ctx)
-	if err != nil {
-		return err
-	}
-	doms, err := e.src.AllDomains(ctx)
-	if err != nil {
-		return err
-	}
-	grants, err := e.src.AllGrants(ctx)
-	if err != nil {
-		return err
-	}
-	addrs, err := e.src.ConfirmedAddresses(ctx)
-	if err != nil {
-		return err
-	}
-	s := &Snapshot{
-		version: v, built: e.opts.Now(), requireConfirmed: e.opts.RequireConfirmed,
-		accounts:  make(map[string]*Account, len(accts)),
-		domains:   make(map[domainKey]*Domain, len(doms)),
-		byID:      make(map[string]*Domain, len(doms)),
-		confirmed: make(map[domainKey]struct{}, len(addrs)),
-	}
-	orgNames := make(map[string]string, len(orgs))
-	for _, o := range orgs {
-		orgNames[o.ID] = o.Name
-	}
-	for _, a := range accts {
-		acct := &Account{ID: a.ID, OrgID: a.OrgID, Org: orgNames[a.OrgID], Name: a.Name, Username: a.Username}
-		if _, err := hex.Decode(acct.hash[:], []byte(a.PasswordHash)); err != nil {
-			e.opts.Logger.Error("account has an unreadable password hash; it cannot log in", "account", a.Username)
-			continue
-		}
-		s.accounts[a.Username] = acct
-	}
-	keys := make(map[string]crypto.Signer, len(doms))
-	for _, d := range doms {
-		sum := sha256.Sum256([]byte(d.DKIMKey))
-		kid := string(sum[:])
-		key, ok := e.keys[kid]
-		if !ok {
-			key, err = dkim.ParsePrivateKey(d.DKIMKey)
-			if err != nil {
-				e.opts.Logger.Error("domain has an unreadable DKIM key; it cannot send", "domain", d.Name, "err", err)
-				continue
+	s := &Snapshot{version: delta.Version, built: e.opts.Now(), requireConfirmed: e.opts.RequireConfirmed}
+	if delta.Full || prev == nil {
+		s.orgs = make(map[string]*orgView, len(delta.Orgs))
+		s.byName = make(map[string]*orgView, len(delta.Orgs))
+		e.keys.clear()
+	} else {
+		s.orgs, s.byName, s.domains = maps.Clone(prev.orgs), maps.Clone(prev.byName), prev.domains
+		for _, id := range delta.Changed {
+			if old, ok := s.orgs[id]; ok {
+				delete(s.orgs, id)
+				delete(s.byName, old.name)
+				s.domains -= len(old.domains)
+				for _, d := range old.domains {
+					e.keys.evict(d.ID) // the key may have changed
+				}
 			}
 		}
-		keys[kid] = key
-		dom := &Domain{ID: d.ID, OrgID: d.OrgID, Name: d.Name, Status: d.Status, Sandbox: d.Sandbox, Restricted: d.Restricted,
-			Selector: d.DKIMSelector, Key: key, BounceDomain: BounceDomain(d, e.opts.Zone), grants: map[string]struct{}{}}
-		s.domains[domainKey{d.OrgID, d.Name}] = dom
-		s.byID[d.ID] = dom
 	}
-	for _, g := range grants {
-		if d, ok := s.byID[g.DomainID]; ok {
-			d.grants[g.AccountID] = struct{}{}
-		}
+	for i := range delta.Orgs {
+		o := e.build(&delta.Orgs[i])
+		s.orgs[o.id], s.byName[o.name] = o, o
+		s.domains += len(o.domains)
 	}
-	for _, a := range addrs {
-		s.confirmed[domainKey{a.OrgID, strings.ToLower(a.Email)}] = struct{}{}
-	}
-	e.keys = keys
 	e.cur.Store(s)
-	e.opts.Logger.Debug("policy snapshot rebuilt", "version", v, "accounts", len(s.accounts), "domains", len(s.domains), "took", time.Since(start))
-	if e.opts.OnReload != nil {
-		e.opts.OnReload(s, doms)
-	}
+	e.opts.Logger.Debug("policy snapshot applied", "version", s.version, "full", delta.Full || prev == nil,
+		"orgs_changed", len(delta.Orgs), "orgs", len(s.orgs), "domains", s.domains, "took", time.Since(start))
 	return nil
 }
 
-// BounceDomain is the domain of d's rewritten envelope sender: LABEL.D with
-// a return-path label, else T.bounce.ZONE.
-func BounceDomain(d store.Domain, zone string) string {
-	if d.ReturnPath != "" {
-		return d.ReturnPath + "." + d.Name
+// build makes one organization's view.
+func (e *Engine) build(in *OrgInput) *orgView {
+	o := &orgView{id: in.ID, name: in.Name,
+		accounts:  make(map[string]*Account, len(in.Accounts)),
+		domains:   make(map[string]*Domain, len(in.Domains)),
+		confirmed: make(map[string]struct{}, 2*len(in.Confirmed)),
 	}
-	return d.Token + ".bounce." + zone
+	for _, a := range in.Accounts {
+		acct := &Account{ID: a.ID, OrgID: in.ID, Org: in.Name, Name: a.Name, Username: a.Username}
+		if _, err := hex.Decode(acct.hash[:], []byte(a.PasswordHash)); err != nil || len(a.PasswordHash) != 2*len(acct.hash) {
+			e.opts.Logger.Error("account has an unreadable password hash; it cannot log in", "account", a.Username)
+			continue
+		}
+		o.accounts[a.Username] = acct
+	}
+	for _, d := range in.Domains {
+		dom := &Domain{ID: d.ID, OrgID: in.ID, Name: d.Name, Status: d.Status, Sandbox: d.Sandbox, Restricted: d.Restricted,
+			Selector: d.Selector, BounceDomain: d.BounceDomain}
+		if len(d.Grants) > 0 {
+			dom.grants = make(map[string]struct{}, len(d.Grants))
+			for _, g := range d.Grants {
+				dom.grants[g] = struct{}{}
+			}
+		}
+		o.domains[d.Name] = dom
+	}
+	for _, a := range in.Confirmed {
+		o.confirmed[a] = struct{}{}
+		o.confirmed[strings.ToLower(a)] = struct{}{}
+	}
+	return o
+}
+
+// Signer returns the private key to sign as d, parsed on first use and
+// kept in a bounded cache. A key that cannot be read is an error (the
+// caller answers 451: fail closed, never an unsigned message).
+func (e *Engine) Signer(ctx context.Context, d *Domain) (crypto.Signer, error) {
+	if k, ok := e.keys.get(d.ID); ok {
+		return k, nil
+	}
+	if e.opts.Keys == nil || e.opts.ParseKey == nil {
+		return nil, errors.New("policy: no key source configured")
+	}
+	pemText, err := e.opts.Keys.DomainKey(ctx, d.ID)
+	if err != nil {
+		return nil, fmt.Errorf("policy: read the DKIM key of %s: %w", d.Name, err)
+	}
+	k, err := e.opts.ParseKey(pemText)
+	if err != nil {
+		return nil, fmt.Errorf("policy: parse the DKIM key of %s: %w", d.Name, err)
+	}
+	e.keys.put(d.ID, k)
+	return k, nil
+}
+
+// WarmKeys loads the keys of up to the cache's capacity domains of the
+// current snapshot (all of them in a deployment smaller than the cache),
+// so that signing does not depend on the database after startup. It stops
+// at the first error or when ctx is done, and returns how many it loaded.
+func (e *Engine) WarmKeys(ctx context.Context) (int, error) {
+	s, err := e.Current()
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, o := range s.orgs {
+		for _, d := range o.domains {
+			if n >= e.keys.cap || ctx.Err() != nil {
+				return n, ctx.Err()
+			}
+			if _, err := e.Signer(ctx, d); err != nil {
+				return n, err
+			}
+			n++
+		}
+	}
+	return n, nil
 }
 
 // Lookup returns the account for a username on the current snapshot, for

@@ -11,7 +11,6 @@
 package policy
 
 import (
-	"crypto"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
@@ -55,6 +54,13 @@ type Account struct {
 	hash     [sha256.Size]byte
 }
 
+// SameCredentials reports whether a and b are the same account with the
+// same password: false once the password was rotated (or the account
+// replaced), so a session authenticated with the old one can be ended.
+func (a *Account) SameCredentials(b *Account) bool {
+	return a != nil && b != nil && a.ID == b.ID && a.hash == b.hash
+}
+
 // Domain is a sending domain as the policy knows it: what decides whether
 // mail may use it and what is needed to sign it.
 type Domain struct {
@@ -65,7 +71,6 @@ type Domain struct {
 	Sandbox    bool
 	Restricted bool
 	Selector   string
-	Key        crypto.Signer
 	// BounceDomain is the domain of the rewritten envelope sender: the
 	// return-path domain, or T.bounce.ZONE without one.
 	BounceDomain string
@@ -133,18 +138,25 @@ func HashPassword(password string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-type domainKey struct{ org, name string }
-
-// Snapshot is an immutable view of everything a decision needs.
+// Snapshot is an immutable view of everything a decision needs, one view
+// per organization so that a change replaces one organization's view and
+// shares every other (see Engine).
 type Snapshot struct {
 	version          int64
 	built            time.Time
 	requireConfirmed bool
-	accounts         map[string]*Account // by username
-	domains          map[domainKey]*Domain
-	byID             map[string]*Domain
-	confirmed        map[domainKey]struct{} // {org, lowercased address}
+	orgs             map[string]*orgView // by organization id
+	byName           map[string]*orgView // by organization name
+	domains          int                 // domains in all views
 	dummy            [sha256.Size]byte
+}
+
+// orgView is one organization's part of a snapshot.
+type orgView struct {
+	id, name  string
+	accounts  map[string]*Account // by username (ACCOUNT@ORG)
+	domains   map[string]*Domain  // by name
+	confirmed map[string]struct{} // addresses as stored and lowercased
 }
 
 // Version is the store state version the snapshot was built from.
@@ -153,11 +165,14 @@ func (s *Snapshot) Version() int64 { return s.version }
 // Built is when the snapshot was built.
 func (s *Snapshot) Built() time.Time { return s.built }
 
+// Counts returns the number of organizations and domains in the snapshot.
+func (s *Snapshot) Counts() (orgs, domains int) { return len(s.orgs), s.domains }
+
 // Authenticate checks username and password in constant time (the hash of
 // the password is compared whether or not the user exists).
 func (s *Snapshot) Authenticate(username, password string) (*Account, error) {
 	sum := sha256.Sum256([]byte(password))
-	a, ok := s.accounts[username]
+	a, ok := s.Account(username)
 	want := &s.dummy
 	if ok {
 		want = &a.hash
@@ -170,20 +185,28 @@ func (s *Snapshot) Authenticate(username, password string) (*Account, error) {
 
 // Account returns the account with this username (as typed by the client;
 // for adapters where someone else, e.g. Postfix, authenticated it).
+// Usernames are ACCOUNT@ORG: the organization is found by the part after
+// the last "@".
 func (s *Snapshot) Account(username string) (*Account, bool) {
-	a, ok := s.accounts[username]
+	at := strings.LastIndexByte(username, '@')
+	if at < 0 {
+		return nil, false
+	}
+	o, ok := s.byName[username[at+1:]]
+	if !ok {
+		return nil, false
+	}
+	a, ok := o.accounts[username]
 	return a, ok
-}
-
-// DomainByID returns a domain by id.
-func (s *Snapshot) DomainByID(id string) (*Domain, bool) {
-	d, ok := s.byID[id]
-	return d, ok
 }
 
 // Domain returns the organization's domain called name.
 func (s *Snapshot) Domain(orgID, name string) (*Domain, bool) {
-	d, ok := s.domains[domainKey{orgID, name}]
+	o, ok := s.orgs[orgID]
+	if !ok {
+		return nil, false
+	}
+	d, ok := o.domains[name]
 	return d, ok
 }
 
@@ -194,6 +217,7 @@ func (s *Snapshot) Domain(orgID, name string) (*Domain, bool) {
 // allowed decision carries the first mailbox's domain, to sign as. In the
 // common path (every domain allowed) Decide does not allocate.
 func (s *Snapshot) Decide(a *Account, mailboxes ...string) Decision {
+	org := s.orgs[a.OrgID]
 	var first *Domain
 	for _, mb := range mailboxes {
 		at := strings.LastIndexByte(mb, '@')
@@ -201,7 +225,11 @@ func (s *Snapshot) Decide(a *Account, mailboxes ...string) Decision {
 			return Decision{Reason: BadAddress, Mailbox: mb}
 		}
 		name := mb[at+1:]
-		d, ok := s.domains[domainKey{a.OrgID, name}]
+		var d *Domain
+		ok := false
+		if org != nil {
+			d, ok = org.domains[name]
+		}
 		switch {
 		case !ok:
 			return Decision{Reason: UnknownDomain, Mailbox: mb, DomainName: name}
@@ -211,7 +239,7 @@ func (s *Snapshot) Decide(a *Account, mailboxes ...string) Decision {
 			return Decision{Reason: NotVerified, Mailbox: mb, Domain: d, DomainName: name}
 		case !d.Granted(a):
 			return Decision{Reason: NotGranted, Mailbox: mb, Domain: d, DomainName: name}
-		case s.requireConfirmed && !d.Sandbox && !s.isConfirmed(a.OrgID, mb):
+		case s.requireConfirmed && !d.Sandbox && !org.isConfirmed(mb):
 			return Decision{Reason: NotConfirmed, Mailbox: mb, Domain: d, DomainName: name}
 		}
 		if first == nil {
@@ -224,10 +252,10 @@ func (s *Snapshot) Decide(a *Account, mailboxes ...string) Decision {
 	return Decision{Allowed: true, Reason: OK, Domain: first, DomainName: first.Name}
 }
 
-func (s *Snapshot) isConfirmed(orgID, mailbox string) bool {
-	if _, ok := s.confirmed[domainKey{orgID, mailbox}]; ok {
+func (o *orgView) isConfirmed(mailbox string) bool {
+	if _, ok := o.confirmed[mailbox]; ok {
 		return true
 	}
-	_, ok := s.confirmed[domainKey{orgID, strings.ToLower(mailbox)}]
+	_, ok := o.confirmed[strings.ToLower(mailbox)]
 	return ok
 }

@@ -22,8 +22,9 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/sendergate/sendergate/dkim"
-	"github.com/sendergate/sendergate/internal/logtest"
 	"github.com/sendergate/sendergate/gate"
+	"github.com/sendergate/sendergate/internal/logtest"
+	"github.com/sendergate/sendergate/loader"
 	"github.com/sendergate/sendergate/policy"
 	"github.com/sendergate/sendergate/relay"
 	"github.com/sendergate/sendergate/relay/relaytest"
@@ -97,7 +98,7 @@ func testServer(t testing.TB, opts ...option) *fixture {
 	}
 	f := &fixture{store: storetest.SQLite(t), key: key, domains: map[string]store.Domain{}, logs: &logtest.Buffer{}}
 	f.populate(t)
-	f.engine = policy.NewEngine(f.store, policy.Options{Zone: "sg.localhost"})
+	f.engine = loader.NewEngine(f.store, "sg.localhost", nil, policy.Options{})
 	if !o.noReload {
 		f.reload(t)
 	}

@@ -100,7 +100,7 @@ func (s *Store) UpdateAddress(ctx context.Context, prev, a Address, ev *Event) e
 				return err
 			}
 		}
-		return bump(ctx, tx)
+		return bump(ctx, tx, a.OrgID, false)
 	})
 }
 
@@ -113,7 +113,7 @@ func (s *Store) DeleteAddress(ctx context.Context, orgID, email string, ev Event
 		if err := addEvent(ctx, tx, ev); err != nil {
 			return err
 		}
-		return bump(ctx, tx)
+		return bump(ctx, tx, orgID, false)
 	})
 }
 

@@ -23,6 +23,9 @@ type Domain struct {
 	DKIMSelector  string `db:"dkim_selector"`
 	DKIMAlgorithm string `db:"dkim_algorithm"`
 	DKIMKey       string `db:"dkim_key"`
+	// DKIMTXT is the public key's TXT value (v=DKIM1; k=...; p=...),
+	// computed from DKIMKey when the domain is created.
+	DKIMTXT       string `db:"dkim_txt"`
 	DMARCPolicy   string `db:"dmarc_policy"`
 	DMARCRUA      string `db:"dmarc_rua"`
 	DMARCPct      int    `db:"dmarc_pct"`
@@ -41,12 +44,17 @@ type Grant struct {
 	AccountID string `db:"account_id"`
 }
 
-const domainCols = `id, org_id, name, sandbox, token, status, return_path, tracking, dkim_selector, dkim_algorithm, dkim_key,
+const domainCols = `id, org_id, name, sandbox, token, status, return_path, tracking, dkim_selector, dkim_algorithm, dkim_key, dkim_txt,
 	dmarc_policy, dmarc_rua, dmarc_pct, restricted, records, history, created_at, verified_at, last_checked_at, first_miss_at`
 
 func insertDomain(ctx context.Context, tx *sqlx.Tx, d Domain) error {
+	if d.DKIMTXT == "" {
+		// An unreadable key publishes nothing (the policy refuses to sign
+		// with it too); it is not the store's to refuse.
+		d.DKIMTXT, _ = publicTXT(d.DKIMKey)
+	}
 	_, err := tx.NamedExecContext(ctx, `INSERT INTO domains (`+domainCols+`) VALUES (:id, :org_id, :name, :sandbox, :token, :status,
-		:return_path, :tracking, :dkim_selector, :dkim_algorithm, :dkim_key, :dmarc_policy, :dmarc_rua, :dmarc_pct, :restricted,
+		:return_path, :tracking, :dkim_selector, :dkim_algorithm, :dkim_key, :dkim_txt, :dmarc_policy, :dmarc_rua, :dmarc_pct, :restricted,
 		:records, :history, :created_at, :verified_at, :last_checked_at, :first_miss_at)`, d)
 	if err != nil {
 		if isUnique(err) {
@@ -67,7 +75,7 @@ func (s *Store) CreateDomain(ctx context.Context, d Domain, ev Event) error {
 		if err := addEvent(ctx, tx, ev); err != nil {
 			return err
 		}
-		return bump(ctx, tx)
+		return bump(ctx, tx, d.OrgID, true)
 	})
 }
 
@@ -132,7 +140,7 @@ func (s *Store) UpdateDomainCheck(ctx context.Context, prev, d Domain, events []
 			}
 		}
 		if prev.Status != d.Status {
-			return bump(ctx, tx)
+			return bump(ctx, tx, d.OrgID, false)
 		}
 		return nil
 	})
@@ -156,7 +164,7 @@ func (s *Store) SetAccess(ctx context.Context, domainID string, restricted bool,
 		if err := addEvent(ctx, tx, ev); err != nil {
 			return err
 		}
-		return bump(ctx, tx)
+		return bump(ctx, tx, ev.OrgID, false)
 	})
 }
 
@@ -199,6 +207,6 @@ func (s *Store) DeleteDomain(ctx context.Context, orgID, name string, ev Event) 
 		if err := addEvent(ctx, tx, ev); err != nil {
 			return err
 		}
-		return bump(ctx, tx)
+		return bump(ctx, tx, orgID, true)
 	})
 }

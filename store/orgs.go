@@ -52,7 +52,7 @@ func (s *Store) CreateOrg(ctx context.Context, org Org, sandbox Domain) error {
 		if err := addEvent(ctx, tx, Event{OrgID: org.ID, Subject: "org", Kind: "org.created", Detail: org.Name, At: org.CreatedAt}); err != nil {
 			return err
 		}
-		return bump(ctx, tx)
+		return bump(ctx, tx, org.ID, true)
 	})
 }
 
@@ -106,7 +106,7 @@ func (s *Store) DeleteOrg(ctx context.Context, id string) error {
 		if err := affected(tx.ExecContext(ctx, tx.Rebind(`DELETE FROM orgs WHERE id = ?`), id)); err != nil {
 			return fmt.Errorf("store: delete org: %w", err)
 		}
-		return bump(ctx, tx)
+		return bump(ctx, tx, id, true)
 	})
 }
 
@@ -151,7 +151,7 @@ func (s *Store) CreateAccount(ctx context.Context, a Account) error {
 			}
 			return fmt.Errorf("store: insert account: %w", err)
 		}
-		return bump(ctx, tx)
+		return bump(ctx, tx, a.OrgID, false)
 	})
 }
 
@@ -194,7 +194,7 @@ func (s *Store) SetAccountPassword(ctx context.Context, orgID, name, hash string
 		if err != nil {
 			return fmt.Errorf("store: rotate password of %q: %w", name, err)
 		}
-		return bump(ctx, tx)
+		return bump(ctx, tx, orgID, false)
 	})
 }
 
@@ -208,6 +208,6 @@ func (s *Store) DeleteAccount(ctx context.Context, orgID, name string) error {
 		if err := affected(tx.ExecContext(ctx, tx.Rebind(`DELETE FROM smtp_accounts WHERE org_id = ? AND name = ?`), orgID, name)); err != nil {
 			return fmt.Errorf("store: delete account %q: %w", name, err)
 		}
-		return bump(ctx, tx)
+		return bump(ctx, tx, orgID, false)
 	})
 }

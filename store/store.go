@@ -41,7 +41,11 @@ var (
 
 // Store is a handle on the database. It is safe for concurrent use.
 type Store struct {
-	db      *sqlx.DB
+	db *sqlx.DB
+	// rdb serves the long reads (snapshot loads): on SQLite a separate
+	// pool of read-only connections, so that a load never holds the one
+	// writing connection; on PostgreSQL the same pool as db.
+	rdb     *sqlx.DB
 	dialect string // "sqlite" or "postgres"
 }
 
@@ -50,8 +54,8 @@ type Store struct {
 // the connection is set up with foreign keys, WAL and a busy timeout.
 func Open(ctx context.Context, driverName, dsn string) (*Store, error) {
 	var (
-		db  *sqlx.DB
-		err error
+		db, rdb *sqlx.DB
+		err     error
 	)
 	switch driverName {
 	case "sqlite":
@@ -73,6 +77,15 @@ func Open(ctx context.Context, driverName, dsn string) (*Store, error) {
 		// connection turns "database is locked" into plain queueing.
 		raw.SetMaxOpenConns(1)
 		db = sqlx.NewDb(raw, "sqlite3") // sqlite3 selects '?' placeholders
+		// WAL lets readers run beside the writer; query_only makes a
+		// mistaken write on this pool fail instead of racing the writer.
+		rraw, oerr := sql.Open("sqlite", dsn+sep+"_pragma=foreign_keys(1)&_pragma=busy_timeout(10000)&_pragma=query_only(1)")
+		if oerr != nil {
+			raw.Close()
+			return nil, fmt.Errorf("store: open sqlite %s for reading: %w", dsn, oerr)
+		}
+		rraw.SetMaxOpenConns(4)
+		rdb = sqlx.NewDb(rraw, "sqlite3")
 	case "postgres":
 		db, err = sqlx.Open("postgres", dsn)
 		if err != nil {
@@ -81,23 +94,30 @@ func Open(ctx context.Context, driverName, dsn string) (*Store, error) {
 		db.SetMaxOpenConns(20)
 		db.SetMaxIdleConns(10)
 		db.SetConnMaxIdleTime(5 * time.Minute)
+		rdb = db
 	default:
 		return nil, fmt.Errorf("store: unknown driver %q", driverName)
 	}
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	st := &Store{db: db, rdb: rdb, dialect: driverName}
 	if err := db.PingContext(pctx); err != nil {
-		db.Close()
+		st.Close()
 		return nil, fmt.Errorf("store: connect to %s: %w", driverName, err)
 	}
-	return &Store{db: db, dialect: driverName}, nil
+	return st, nil
 }
 
 // Dialect reports "sqlite" or "postgres".
 func (s *Store) Dialect() string { return s.dialect }
 
 // Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+func (s *Store) Close() error {
+	if s.rdb != s.db {
+		s.rdb.Close()
+	}
+	return s.db.Close()
+}
 
 // Migrate applies every pending migration. It is idempotent; on PostgreSQL a
 // session lock keeps concurrent instances from migrating at once.
@@ -206,13 +226,40 @@ func (s *Store) inTx(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
 	return nil
 }
 
-// bump increments the state version inside tx.
-func bump(ctx context.Context, tx *sqlx.Tx) error {
-	if _, err := tx.ExecContext(ctx, `UPDATE state_version SET version = version + 1 WHERE id = 1`); err != nil {
+// bump increments the state version inside tx and appends the change to
+// the change log: the organization whose snapshot part must be reloaded,
+// and whether the provider zone's content may have changed (then the zone
+// version, the zone's SOA serial, becomes the new version).
+func bump(ctx context.Context, tx *sqlx.Tx, orgID string, zone bool) error {
+	q := `UPDATE state_version SET version = version + 1 WHERE id = 1 RETURNING version`
+	if zone {
+		q = `UPDATE state_version SET version = version + 1, zone_version = version + 1 WHERE id = 1 RETURNING version`
+	}
+	var v int64
+	if err := tx.GetContext(ctx, &v, q); err != nil {
 		return fmt.Errorf("store: bump state version: %w", err)
+	}
+	now := time.Now().UnixMilli()
+	if _, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO state_changes (version, org_id, zone, at) VALUES (?, ?, ?, ?)`),
+		v, orgID, zone, now); err != nil {
+		return fmt.Errorf("store: append state change: %w", err)
+	}
+	if v%changeLogTrimEvery == 0 {
+		// Instances further behind than the retained log load everything.
+		if _, err := tx.ExecContext(ctx, tx.Rebind(`DELETE FROM state_changes WHERE at < ? AND version < ?`),
+			now-changeLogRetention.Milliseconds(), v-changeLogTrimEvery); err != nil {
+			return fmt.Errorf("store: trim state changes: %w", err)
+		}
 	}
 	return nil
 }
+
+// The change log keeps at least changeLogRetention of changes, trimmed
+// every changeLogTrimEvery versions.
+const (
+	changeLogRetention = time.Hour
+	changeLogTrimEvery = 1000
+)
 
 // Version returns the state version: it changes whenever data that the
 // policy snapshot or the DNS zone depend on changes, in any process.

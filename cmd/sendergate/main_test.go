@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/sendergate/sendergate/internal/logtest"
+	"github.com/sendergate/sendergate/migrations"
 )
 
 // binary is built once per test run by TestMain.
@@ -242,7 +244,11 @@ func TestAdminKeyFromEnvironment(t *testing.T) {
 
 func TestMigrateTwice(t *testing.T) {
 	dir := t.TempDir()
-	for i, want := range []string{"migrations_applied=1", "migrations_applied=0"} {
+	files, err := fs.Glob(migrations.FS, "*.sql")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("embedded migrations: %v %v", files, err)
+	}
+	for i, want := range []string{fmt.Sprintf("migrations_applied=%d", len(files)), "migrations_applied=0"} {
 		cmd := exec.Command(binary, "migrate")
 		cmd.Dir = dir
 		out, err := cmd.CombinedOutput()

@@ -22,7 +22,9 @@ import (
 	"github.com/sendergate/sendergate/config"
 	"github.com/sendergate/sendergate/dkim"
 	"github.com/sendergate/sendergate/domains"
+	"github.com/sendergate/sendergate/gate"
 	"github.com/sendergate/sendergate/internal/gatelisten"
+	"github.com/sendergate/sendergate/loader"
 	"github.com/sendergate/sendergate/milter"
 	"github.com/sendergate/sendergate/policy"
 	"github.com/sendergate/sendergate/relay"
@@ -38,6 +40,7 @@ type daemon struct {
 	st       *store.Store
 	reg      *prometheus.Registry
 	engine   *policy.Engine
+	gate     *gate.Gate
 	zone     *zone.Server
 	domains  *domains.Service
 	out      relay.Sender
@@ -119,15 +122,30 @@ func (d *daemon) setup(ctx, bg context.Context) error {
 		return err
 	}
 
-	d.engine = policy.NewEngine(d.st, d.st, policy.Options{
-		Zone: cfg.DNS.Zone, RequireConfirmed: cfg.Submission.RequireConfirmedAddress, SandboxLimit: cfg.Sandbox.DailyLimit,
-		Logger: d.log, OnReload: d.refreshZone,
+	if n, err := d.st.FillDKIMTXT(ctx); err != nil {
+		return err
+	} else if n > 0 {
+		d.log.Info("stored the public DKIM TXT value of domains created before it was kept", "domains", n)
+	}
+	// The snapshot and the zone come from one read of the store; after the
+	// first, only the organizations the change log names are read again.
+	d.engine = loader.NewEngine(d.st, cfg.DNS.Zone, d.refreshZone, policy.Options{
+		RequireConfirmed: cfg.Submission.RequireConfirmedAddress, Logger: d.log,
 	})
+	// One message stage for every adapter: they share its signing admission.
+	d.gate = gate.New(d.engine, d.st, gate.Options{Hostname: cfg.Hostname, SandboxLimit: cfg.Sandbox.DailyLimit, Logger: d.log})
 	if err := d.engine.Reload(ctx); err != nil {
 		// Fail closed: mail gets 451 until a snapshot loads.
 		d.log.Error("initial policy snapshot failed; mail is refused with 451 until it loads", "err", err)
 	}
 	go d.engine.Run(bg)
+	go func() {
+		// Keys are parsed on first use; loading them now (up to the key
+		// cache's size) keeps signing independent of the database.
+		if n, err := d.engine.WarmKeys(bg); err != nil && bg.Err() == nil {
+			d.log.Warn("loading DKIM keys ahead of use stopped; the rest load on first use", "loaded", n, "err", err)
+		}
+	}()
 
 	resolver, err := domains.NewDNSResolver(cfg.DNS.Resolvers, 5*time.Second)
 	if err != nil {
@@ -227,19 +245,13 @@ func (d *daemon) setupZone() error {
 	return nil
 }
 
-// refreshZone rebuilds the served zone after each policy snapshot rebuild,
-// from the same domain rows and reusing the snapshot's parsed keys.
-func (d *daemon) refreshZone(s *policy.Snapshot, ds []store.Domain) {
-	pub := func(id string) crypto.PublicKey {
-		if dom, ok := s.DomainByID(id); ok && dom.Key != nil {
-			return dom.Key.Public()
-		}
-		return nil
-	}
-	// The serial is the content version: until it is derived from the
-	// database's state, the snapshot's state version stands in (the same on
-	// every instance that has loaded the same state).
-	d.zone.Update(uint32(s.Version()), domains.ZoneRecords(ds, pub, d.zoneOpts))
+// refreshZone serves the zone built from the loader's domain rows. The
+// serial is the zone version kept in the database (the state version of
+// the last change that touched the zone), so every instance serving the
+// same data gives the same serial, and a change that does not touch the
+// zone (a password rotation) does not bump it.
+func (d *daemon) refreshZone(serial uint32, rows []store.DomainRow) {
+	d.zone.Update(serial, domains.ZoneRecordsFromRows(rows, d.zoneOpts))
 }
 
 func (d *daemon) setupAdmin() error {
@@ -252,7 +264,8 @@ func (d *daemon) setupAdmin() error {
 		Logger: d.log,
 	})
 	srv, err := admin.New(admin.Options{
-		Store: d.st, AdminKey: d.adminKey, Addresses: addrs, Zone: cfg.DNS.Zone, SandboxZone: cfg.Sandbox.Zone, Logger: d.log,
+		Store: d.st, AdminKey: d.adminKey, PublicURL: cfg.Admin.PublicURL, Addresses: addrs, Zone: cfg.DNS.Zone,
+		SandboxZone: cfg.Sandbox.Zone, Logger: d.log,
 		Metrics: promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{}),
 		Ready: func(context.Context) error {
 			_, err := d.engine.Current()
@@ -288,7 +301,7 @@ func (d *daemon) setupMail(bg context.Context) error {
 	sub, err := smtpd.New(smtpd.Config{
 		Hostname: cfg.Hostname, TLSConfig: d.tlsConf, AllowInsecureAuth: cfg.Submission.AllowInsecureAuth,
 		MaxMessageBytes: cfg.Submission.MaxMessageBytes, MaxRecipients: cfg.Submission.MaxRecipients,
-		Logger: d.log, Registerer: d.reg,
+		Logger: d.log, Registerer: d.reg, Gate: d.gate,
 	}, d.engine, d.out)
 	if err != nil {
 		return err
@@ -303,14 +316,14 @@ func (d *daemon) setupMail(bg context.Context) error {
 
 	if cfg.Milter.Listen != "" {
 		m := milter.NewMilter(milter.MilterConfig{Unauthenticated: cfg.Milter.Unauthenticated,
-			MaxMessageBytes: cfg.Submission.MaxMessageBytes, Logger: d.log, Registerer: d.reg}, d.engine)
+			MaxMessageBytes: cfg.Submission.MaxMessageBytes, Logger: d.log, Registerer: d.reg}, d.gate)
 		if err := d.listenGate("milter", cfg.Milter.Listen, cfg.Milter.Peers, cfg.Milter.SocketGroup, m.Serve); err != nil {
 			return err
 		}
 		d.onClose(func(context.Context) error { return m.Close() })
 	}
 	if cfg.Policyd.Listen != "" {
-		p := milter.NewPolicyd(milter.PolicydConfig{Unauthenticated: cfg.Policyd.Unauthenticated, Logger: d.log, Registerer: d.reg}, d.engine)
+		p := milter.NewPolicyd(milter.PolicydConfig{Unauthenticated: cfg.Policyd.Unauthenticated, Logger: d.log, Registerer: d.reg}, d.gate)
 		if err := d.listenGate("policyd", cfg.Policyd.Listen, cfg.Policyd.Peers, cfg.Policyd.SocketGroup, p.Serve); err != nil {
 			return err
 		}

@@ -1,4 +1,4 @@
-package policy
+package loader_test
 
 import (
 	"context"
@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/sendergate/sendergate/dkim"
+	"github.com/sendergate/sendergate/loader"
+	"github.com/sendergate/sendergate/policy"
 	"github.com/sendergate/sendergate/store"
 	"github.com/sendergate/sendergate/store/storetest"
 )
@@ -45,7 +47,7 @@ func addOrg(t testing.TB, st *store.Store, name string) store.Org {
 func addAccount(t testing.TB, st *store.Store, org store.Org, name, pw string) store.Account {
 	t.Helper()
 	now := store.At(time.Now())
-	a := store.Account{ID: store.NewID(), OrgID: org.ID, Name: name, Username: name + "@" + org.Name, PasswordHash: HashPassword(pw), CreatedAt: now, UpdatedAt: now}
+	a := store.Account{ID: store.NewID(), OrgID: org.ID, Name: name, Username: name + "@" + org.Name, PasswordHash: policy.HashPassword(pw), CreatedAt: now, UpdatedAt: now}
 	if err := st.CreateAccount(context.Background(), a); err != nil {
 		t.Fatal(err)
 	}
@@ -83,9 +85,9 @@ func newFixture(t testing.TB, st *store.Store) *fixture {
 }
 
 // loaded returns an engine on st with its first snapshot loaded.
-func loaded(t testing.TB, st *store.Store, opts Options) (*Engine, *Snapshot) {
+func loaded(t testing.TB, st *store.Store, opts policy.Options) (*policy.Engine, *policy.Snapshot) {
 	t.Helper()
-	e := NewEngine(st, opts)
+	e := policy.NewEngine(loader.New(st, "sg.localhost", nil), opts)
 	if err := e.Reload(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -99,32 +101,32 @@ func loaded(t testing.TB, st *store.Store, opts Options) (*Engine, *Snapshot) {
 func TestDecide(t *testing.T) {
 	storetest.ForEach(t, func(t *testing.T, st *store.Store) {
 		newFixture(t, st)
-		_, s := loaded(t, st, Options{Zone: "sg.localhost"})
+		_, s := loaded(t, st, policy.Options{})
 		app, _ := s.Account("app@acme")
 		billing, _ := s.Account("billing@acme")
 		tests := []struct {
 			name      string
-			acct      *Account
+			acct      *policy.Account
 			mailboxes []string
 			allowed   bool
-			reason    Reason
+			reason    policy.Reason
 			domain    string
 		}{
-			{name: "verified, unrestricted", acct: app, mailboxes: []string{"news@example.com"}, allowed: true, reason: OK, domain: "example.com"},
-			{name: "failing still sends", acct: app, mailboxes: []string{"a@failing.example"}, allowed: true, reason: OK, domain: "failing.example"},
-			{name: "pending", acct: app, mailboxes: []string{"a@pending.example"}, reason: NotVerified, domain: "pending.example"},
-			{name: "revoked", acct: app, mailboxes: []string{"a@revoked.example"}, reason: Revoked, domain: "revoked.example"},
-			{name: "unknown", acct: app, mailboxes: []string{"a@unknown.example"}, reason: UnknownDomain, domain: "unknown.example"},
-			{name: "other org's verified domain", acct: app, mailboxes: []string{"a@other.example"}, reason: UnknownDomain, domain: "other.example"},
-			{name: "subdomain is not its parent", acct: app, mailboxes: []string{"a@sub.example.com"}, reason: UnknownDomain, domain: "sub.example.com"},
-			{name: "restricted, not granted", acct: app, mailboxes: []string{"a@billing.example"}, reason: NotGranted, domain: "billing.example"},
-			{name: "restricted, granted", acct: billing, mailboxes: []string{"a@billing.example"}, allowed: true, reason: OK, domain: "billing.example"},
-			{name: "sandbox", acct: app, mailboxes: []string{"x@acme.sandbox.sg.localhost"}, allowed: true, reason: OK, domain: "acme.sandbox.sg.localhost"},
-			{name: "other org's sandbox", acct: app, mailboxes: []string{"x@other.sandbox.sg.localhost"}, reason: UnknownDomain, domain: "other.sandbox.sg.localhost"},
-			{name: "second mailbox refused", acct: app, mailboxes: []string{"a@example.com", "b@pending.example"}, reason: NotVerified, domain: "pending.example"},
-			{name: "signs as the first mailbox", acct: billing, mailboxes: []string{"a@billing.example", "b@example.com"}, allowed: true, reason: OK, domain: "billing.example"},
-			{name: "no domain", acct: app, mailboxes: []string{"nodomain"}, reason: BadAddress},
-			{name: "no mailbox", acct: app, reason: BadAddress},
+			{name: "verified, unrestricted", acct: app, mailboxes: []string{"news@example.com"}, allowed: true, reason: policy.OK, domain: "example.com"},
+			{name: "failing still sends", acct: app, mailboxes: []string{"a@failing.example"}, allowed: true, reason: policy.OK, domain: "failing.example"},
+			{name: "pending", acct: app, mailboxes: []string{"a@pending.example"}, reason: policy.NotVerified, domain: "pending.example"},
+			{name: "revoked", acct: app, mailboxes: []string{"a@revoked.example"}, reason: policy.Revoked, domain: "revoked.example"},
+			{name: "unknown", acct: app, mailboxes: []string{"a@unknown.example"}, reason: policy.UnknownDomain, domain: "unknown.example"},
+			{name: "other org's verified domain", acct: app, mailboxes: []string{"a@other.example"}, reason: policy.UnknownDomain, domain: "other.example"},
+			{name: "subdomain is not its parent", acct: app, mailboxes: []string{"a@sub.example.com"}, reason: policy.UnknownDomain, domain: "sub.example.com"},
+			{name: "restricted, not granted", acct: app, mailboxes: []string{"a@billing.example"}, reason: policy.NotGranted, domain: "billing.example"},
+			{name: "restricted, granted", acct: billing, mailboxes: []string{"a@billing.example"}, allowed: true, reason: policy.OK, domain: "billing.example"},
+			{name: "sandbox", acct: app, mailboxes: []string{"x@acme.sandbox.sg.localhost"}, allowed: true, reason: policy.OK, domain: "acme.sandbox.sg.localhost"},
+			{name: "other org's sandbox", acct: app, mailboxes: []string{"x@other.sandbox.sg.localhost"}, reason: policy.UnknownDomain, domain: "other.sandbox.sg.localhost"},
+			{name: "second mailbox refused", acct: app, mailboxes: []string{"a@example.com", "b@pending.example"}, reason: policy.NotVerified, domain: "pending.example"},
+			{name: "signs as the first mailbox", acct: billing, mailboxes: []string{"a@billing.example", "b@example.com"}, allowed: true, reason: policy.OK, domain: "billing.example"},
+			{name: "no domain", acct: app, mailboxes: []string{"nodomain"}, reason: policy.BadAddress},
+			{name: "no mailbox", acct: app, reason: policy.BadAddress},
 		}
 		for _, tc := range tests {
 			t.Run(tc.name, func(t *testing.T) {
@@ -152,25 +154,25 @@ func TestDecide(t *testing.T) {
 func TestAuthenticate(t *testing.T) {
 	st := storetest.SQLite(t)
 	newFixture(t, st)
-	_, s := loaded(t, st, Options{Zone: "sg.localhost"})
+	_, s := loaded(t, st, policy.Options{})
 	if a, err := s.Authenticate("app@acme", "app-password-0123456789"); err != nil || a.Name != "app" || a.Org != "acme" {
 		t.Errorf("good credentials: %+v %v", a, err)
 	}
 	for _, c := range [][2]string{{"app@acme", "wrong"}, {"app@acme", ""}, {"nobody@acme", "app-password-0123456789"}, {"app@other", "app-password-0123456789"}} {
-		if _, err := s.Authenticate(c[0], c[1]); err != ErrBadCredentials {
-			t.Errorf("Authenticate(%q, %q) = %v, want ErrBadCredentials", c[0], c[1], err)
+		if _, err := s.Authenticate(c[0], c[1]); err != policy.ErrBadCredentials {
+			t.Errorf("Authenticate(%q, %q) = %v, want policy.ErrBadCredentials", c[0], c[1], err)
 		}
 	}
 }
 
 func TestNotReadyFailsClosed(t *testing.T) {
 	st := storetest.SQLite(t)
-	e := NewEngine(st, Options{})
-	if _, err := e.Current(); err != ErrNotReady {
+	e := policy.NewEngine(loader.New(st, "sg.localhost", nil), policy.Options{})
+	if _, err := e.Current(); err != policy.ErrNotReady {
 		t.Fatalf("Current before load = %v", err)
 	}
-	if _, err := e.Lookup("app@acme"); err != ErrNotReady {
-		t.Errorf("Lookup before load = %v, want ErrNotReady", err)
+	if _, err := e.Lookup("app@acme"); err != policy.ErrNotReady {
+		t.Errorf("Lookup before load = %v, want policy.ErrNotReady", err)
 	}
 }
 
@@ -182,11 +184,11 @@ func TestRequireConfirmed(t *testing.T) {
 	if err := st.CreateAddress(context.Background(), a, store.Event{OrgID: f.acme.ID, Subject: "x", Kind: "x", At: now}); err != nil {
 		t.Fatal(err)
 	}
-	e := NewEngine(st, Options{Zone: "sg.localhost", RequireConfirmed: true})
+	e := policy.NewEngine(loader.New(st, "sg.localhost", nil), policy.Options{RequireConfirmed: true})
 	e.Reload(context.Background())
 	s, _ := e.Current()
 	app, _ := s.Account("app@acme")
-	if d := s.Decide(app, "Contact@example.com"); d.Reason != NotConfirmed || !strings.Contains(d.Message(), "Contact@example.com") {
+	if d := s.Decide(app, "Contact@example.com"); d.Reason != policy.NotConfirmed || !strings.Contains(d.Message(), "Contact@example.com") {
 		t.Errorf("pending address: %+v %q", d, d.Message())
 	}
 	c := a
@@ -201,7 +203,7 @@ func TestRequireConfirmed(t *testing.T) {
 			t.Errorf("confirmed %s refused: %s", mb, d.Message())
 		}
 	}
-	if d := s.Decide(app, "other@example.com"); d.Reason != NotConfirmed {
+	if d := s.Decide(app, "other@example.com"); d.Reason != policy.NotConfirmed {
 		t.Errorf("unconfirmed mailbox on a verified domain: %+v", d)
 	}
 	if d := s.Decide(app, "x@acme.sandbox.sg.localhost"); !d.Allowed {
@@ -229,11 +231,11 @@ func TestSecondProcessSeesChange(t *testing.T) {
 	}
 	defer b.Close()
 	f := newFixture(t, a)
-	e := NewEngine(b, Options{Zone: "sg.localhost", Poll: 100 * time.Millisecond})
+	e := policy.NewEngine(loader.New(b, "sg.localhost", nil), policy.Options{Poll: 100 * time.Millisecond})
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go e.Run(rctx)
-	waitFor := func(cond func(*Snapshot) bool) bool {
+	waitFor := func(cond func(*policy.Snapshot) bool) bool {
 		deadline := time.Now().Add(2 * time.Second)
 		for time.Now().Before(deadline) {
 			if s, err := e.Current(); err == nil && cond(s) {
@@ -243,7 +245,7 @@ func TestSecondProcessSeesChange(t *testing.T) {
 		}
 		return false
 	}
-	allowed := func(s *Snapshot) bool {
+	allowed := func(s *policy.Snapshot) bool {
 		acct, ok := s.Account("app@acme")
 		return ok && s.Decide(acct, "a@example.com").Allowed
 	}
@@ -254,7 +256,7 @@ func TestSecondProcessSeesChange(t *testing.T) {
 	if err := a.SetAccess(ctx, d.ID, true, nil, store.Event{OrgID: f.acme.ID, Subject: "x", Kind: "x", At: store.At(time.Now())}); err != nil {
 		t.Fatal(err)
 	}
-	if !waitFor(func(s *Snapshot) bool { return !allowed(s) }) {
+	if !waitFor(func(s *policy.Snapshot) bool { return !allowed(s) }) {
 		t.Fatal("restriction made by process A not enforced by process B within 2s")
 	}
 }
@@ -262,7 +264,7 @@ func TestSecondProcessSeesChange(t *testing.T) {
 func BenchmarkDecide(b *testing.B) {
 	st := storetest.SQLite(b)
 	newFixture(b, st)
-	_, s := loaded(b, st, Options{Zone: "sg.localhost"})
+	_, s := loaded(b, st, policy.Options{})
 	acct, _ := s.Account("billing@acme")
 	b.ReportAllocs()
 	for b.Loop() {
@@ -275,11 +277,101 @@ func BenchmarkDecide(b *testing.B) {
 func BenchmarkAuthenticate(b *testing.B) {
 	st := storetest.SQLite(b)
 	newFixture(b, st)
-	_, s := loaded(b, st, Options{Zone: "sg.localhost"})
+	_, s := loaded(b, st, policy.Options{})
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := s.Authenticate("app@acme", "app-password-0123456789"); err != nil {
 			b.Fatal(err)
 		}
 	}
+}
+
+// TestZoneSerialIsContentVersion: the zone is handed its rows with the
+// zone version as serial; a change that does not touch the zone (a
+// password rotation) does not hand it anything, a new domain does, and
+// two instances on one database give the same serial.
+func TestZoneSerialIsContentVersion(t *testing.T) {
+	storetest.ForEach(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		f := newFixture(t, st)
+		type call struct {
+			serial uint32
+			rows   int
+		}
+		var calls []call
+		e := loader.NewEngine(st, "sg.localhost", func(serial uint32, rows []store.DomainRow) {
+			calls = append(calls, call{serial, len(rows)})
+		}, policy.Options{})
+		if err := e.Reload(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if len(calls) != 1 || calls[0].rows != 8 {
+			t.Fatalf("first load: zone calls %+v, want one with 8 domains", calls)
+		}
+		first := calls[0].serial
+		if err := st.SetAccountPassword(ctx, f.acme.ID, "app", policy.HashPassword("new-password-0123456789"), store.At(time.Now())); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Refresh(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if len(calls) != 1 {
+			t.Errorf("a password rotation handed the zone new content: %+v", calls)
+		}
+		s, _ := e.Current()
+		if _, err := s.Authenticate("app@acme", "new-password-0123456789"); err != nil {
+			t.Errorf("the rotated password is not in the snapshot: %v", err)
+		}
+		addDomain(t, st, f.other, "added.example", "pending", "")
+		if err := e.Refresh(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if len(calls) != 2 || calls[1].rows != 9 || calls[1].serial <= first {
+			t.Fatalf("after a new domain: zone calls %+v, want a second with 9 domains and a higher serial than %d", calls, first)
+		}
+		// A second instance starting now gives the same serial.
+		var second uint32
+		e2 := loader.NewEngine(st, "sg.localhost", func(serial uint32, _ []store.DomainRow) { second = serial }, policy.Options{})
+		if err := e2.Reload(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if second != calls[1].serial {
+			t.Errorf("second instance serial %d, first instance %d", second, calls[1].serial)
+		}
+	})
+}
+
+// TestLoadStateReadsChangedOrgsOnly: after a change in one organization,
+// the incremental read names only it; a deleted organization is named
+// with no rows left.
+func TestLoadStateReadsChangedOrgsOnly(t *testing.T) {
+	storetest.ForEach(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		f := newFixture(t, st)
+		full, err := st.LoadState(ctx, 0)
+		if err != nil || !full.Full || len(full.OrgRows) != 2 {
+			t.Fatalf("full load: %+v %v", full, err)
+		}
+		addAccount(t, st, f.other, "second", "second-password-0123456789")
+		d, err := st.LoadState(ctx, full.Version)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Full || len(d.Orgs) != 1 || d.Orgs[0] != f.other.ID || len(d.Accounts) != 2 {
+			t.Fatalf("incremental load: full=%v orgs=%v accounts=%d, want only %s with 2 accounts", d.Full, d.Orgs, len(d.Accounts), f.other.ID)
+		}
+		if err := st.DeleteOrg(ctx, f.other.ID); err != nil {
+			t.Fatal(err)
+		}
+		d2, err := st.LoadState(ctx, d.Version)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(d2.Orgs) != 1 || len(d2.OrgRows) != 0 || len(d2.Domains) != 0 {
+			t.Errorf("after deleting %s: orgs %v, rows %d/%d", f.other.ID, d2.Orgs, len(d2.OrgRows), len(d2.Domains))
+		}
+		if same, _ := st.LoadState(ctx, d2.Version); len(same.Orgs) != 0 || same.Full {
+			t.Errorf("no change: %+v", same)
+		}
+	})
 }

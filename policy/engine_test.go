@@ -1,0 +1,151 @@
+package policy
+
+import (
+	"context"
+	"crypto"
+	"crypto/ed25519"
+	"errors"
+	"sync"
+	"testing"
+)
+
+// deltas is a Source that serves prepared deltas: the engine's apply
+// logic, without a database (the loader package tests the real store).
+type deltas struct {
+	mu      sync.Mutex
+	version int64
+	next    map[int64]*Delta // by the since version it answers
+}
+
+func (d *deltas) Version(context.Context) (int64, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.version, nil
+}
+
+func (d *deltas) Load(_ context.Context, since int64) (*Delta, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if x, ok := d.next[since]; ok {
+		return x, nil
+	}
+	return nil, errors.New("no delta prepared")
+}
+
+func org(id, name string, domains ...DomainInput) OrgInput {
+	return OrgInput{ID: id, Name: name, Domains: domains,
+		Accounts: []AccountInput{{ID: id + "-app", Name: "app", Username: "app@" + name, PasswordHash: HashPassword("pw-" + name)}}}
+}
+
+func verified(name string) DomainInput {
+	return DomainInput{ID: "d-" + name, Name: name, Status: "verified", Selector: "sg1", BounceDomain: "t.bounce.sg.test"}
+}
+
+// TestIncrementalApply: a delta replaces the changed organizations' views
+// and shares every other one; an organization listed without data is gone.
+func TestIncrementalApply(t *testing.T) {
+	src := &deltas{version: 1, next: map[int64]*Delta{
+		0: {Version: 1, Full: true, Orgs: []OrgInput{org("o1", "acme", verified("a.example")), org("o2", "beta", verified("b.example")), org("o3", "gone")}},
+		1: {Version: 4, Changed: []string{"o1", "o3"}, Orgs: []OrgInput{org("o1", "acme", verified("a.example"), verified("new.example"))}},
+	}}
+	e := NewEngine(src, Options{})
+	if err := e.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	s1, _ := e.Current()
+	src.version = 4
+	if err := e.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	s2, _ := e.Current()
+	if s2.Version() != 4 {
+		t.Fatalf("version %d, want 4", s2.Version())
+	}
+	if s1.orgs["o2"] != s2.orgs["o2"] {
+		t.Error("an unchanged organization's view was rebuilt, not shared")
+	}
+	acme, ok := s2.Account("app@acme")
+	if !ok || !s2.Decide(acme, "x@new.example").Allowed {
+		t.Error("the changed organization's new domain is not allowed")
+	}
+	if _, ok := s2.Account("app@gone"); ok {
+		t.Error("a removed organization's account still authenticates")
+	}
+	if old, _ := s1.Account("app@acme"); s1.Decide(old, "x@new.example").Allowed {
+		t.Error("the previous snapshot changed: snapshots must be immutable")
+	}
+	if o, d := s2.Counts(); o != 2 || d != 3 {
+		t.Errorf("counts = %d orgs, %d domains; want 2, 3", o, d)
+	}
+	// Nothing changed: Refresh reads nothing and keeps the snapshot.
+	if err := e.Refresh(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if s3, _ := e.Current(); s3 != s2 {
+		t.Error("a refresh without changes swapped the snapshot")
+	}
+}
+
+// keys is a KeySource counting reads.
+type keys struct {
+	mu    sync.Mutex
+	reads map[string]int
+	fail  bool
+}
+
+func (k *keys) DomainKey(_ context.Context, id string) (string, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.fail {
+		return "", errors.New("database unreachable")
+	}
+	k.reads[id]++
+	return id, nil
+}
+
+func parse(id string) (crypto.Signer, error) {
+	seed := make([]byte, ed25519.SeedSize)
+	copy(seed, id)
+	return ed25519.NewKeyFromSeed(seed), nil
+}
+
+// TestSignerCache: keys are read on first use, kept up to the cache size
+// (least recently used out first), re-read after their organization
+// changed, and a key that cannot be read is an error, never a nil signer.
+func TestSignerCache(t *testing.T) {
+	src := &deltas{version: 1, next: map[int64]*Delta{
+		0: {Version: 1, Full: true, Orgs: []OrgInput{org("o1", "acme", verified("a.example"), verified("b.example"), verified("c.example"))}},
+		1: {Version: 2, Changed: []string{"o1"}, Orgs: []OrgInput{org("o1", "acme", verified("a.example"), verified("b.example"), verified("c.example"))}},
+	}}
+	ks := &keys{reads: map[string]int{}}
+	e := NewEngine(src, Options{Keys: ks, ParseKey: parse, KeyCache: 2})
+	ctx := context.Background()
+	if err := e.Reload(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s, _ := e.Current()
+	dom := func(name string) *Domain { d, _ := s.Domain("o1", name); return d }
+	for _, n := range []string{"a.example", "a.example", "b.example", "c.example", "a.example"} {
+		if k, err := e.Signer(ctx, dom(n)); err != nil || k == nil {
+			t.Fatalf("Signer(%s) = %v, %v", n, k, err)
+		}
+	}
+	// a, a (cached), b, c (evicts a), a (read again, evicts b).
+	if ks.reads["d-a.example"] != 2 || ks.reads["d-b.example"] != 1 || ks.reads["d-c.example"] != 1 {
+		t.Errorf("reads = %v, want a twice, b and c once", ks.reads)
+	}
+	if e.keys.len() != 2 {
+		t.Errorf("cache holds %d keys, want at most 2", e.keys.len())
+	}
+	src.version = 2
+	if err := e.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if e.keys.len() != 0 {
+		t.Errorf("the changed organization's keys are still cached: %d", e.keys.len())
+	}
+	ks.fail = true
+	if k, err := e.Signer(ctx, dom("a.example")); err == nil || k != nil {
+		t.Errorf("an unreadable key gave %v, %v; want an error", k, err)
+	}
+}

@@ -1,0 +1,309 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+
+	"github.com/jmoiron/sqlx"
+
+	"github.com/sendergate/sendergate/dkim"
+)
+
+// The rows a policy snapshot and the provider zone are built from: only
+// what a decision or a zone record needs (no private key, no check
+// history), so a load at a million domains reads little.
+
+// AccountRow is an SMTP account as the snapshot needs it.
+type AccountRow struct {
+	ID           string `db:"id"`
+	OrgID        string `db:"org_id"`
+	Name         string `db:"name"`
+	Username     string `db:"username"`
+	PasswordHash string `db:"password_hash"`
+}
+
+// DomainRow is a domain as the snapshot and the zone need it. DKIMTXT is
+// the public key's TXT value: the zone never parses a private key.
+type DomainRow struct {
+	ID          string `db:"id"`
+	OrgID       string `db:"org_id"`
+	Name        string `db:"name"`
+	Sandbox     bool   `db:"sandbox"`
+	Token       string `db:"token"`
+	Status      string `db:"status"`
+	ReturnPath  string `db:"return_path"`
+	Selector    string `db:"dkim_selector"`
+	DKIMTXT     string `db:"dkim_txt"`
+	DMARCPolicy string `db:"dmarc_policy"`
+	DMARCRUA    string `db:"dmarc_rua"`
+	DMARCPct    int    `db:"dmarc_pct"`
+	Restricted  bool   `db:"restricted"`
+}
+
+// AddressRow is a confirmed sender address.
+type AddressRow struct {
+	OrgID string `db:"org_id"`
+	Email string `db:"email"`
+}
+
+// OrgRow is an organization.
+type OrgRow struct {
+	ID   string `db:"id"`
+	Name string `db:"name"`
+}
+
+// State is a consistent read of everything the snapshot and the zone hold,
+// for every organization (Full) or for the organizations that changed
+// since a version (Orgs lists them all, including removed ones, which have
+// no rows left).
+type State struct {
+	// Version is the state version the rows reflect; ZoneVersion the
+	// version of the last change that may have changed the zone (the
+	// zone's SOA serial).
+	Version, ZoneVersion int64
+	// Full is set when the rows are everything; otherwise they are the
+	// rows of the organizations in Orgs.
+	Full      bool
+	Orgs      []string // ids of the organizations read (changed ones when !Full)
+	OrgRows   []OrgRow
+	Accounts  []AccountRow
+	Domains   []DomainRow
+	Grants    []Grant
+	Confirmed []AddressRow
+}
+
+// MaxChanges is how many logged changes LoadState applies incrementally;
+// further behind, it reads everything.
+const MaxChanges = 5000
+
+// LoadState reads, in one read-only transaction, the state changed since
+// version since: the rows of every organization changed after it, or
+// everything when since is 0, the change log no longer reaches back to it,
+// or more than MaxChanges changes happened. Nothing changed gives a State
+// with no Orgs and Version == since.
+func (s *Store) LoadState(ctx context.Context, since int64) (*State, error) {
+	var st *State
+	err := s.readTx(ctx, func(tx *sqlx.Tx) error {
+		st = &State{}
+		if err := tx.QueryRowxContext(ctx, `SELECT version, zone_version FROM state_version WHERE id = 1`).Scan(&st.Version, &st.ZoneVersion); err != nil {
+			return fmt.Errorf("store: read state version: %w", err)
+		}
+		if since > 0 && st.Version == since {
+			return nil
+		}
+		if since > 0 && since < st.Version {
+			orgs, ok, err := changedOrgs(ctx, tx, since, st.Version)
+			if err != nil {
+				return err
+			}
+			if ok {
+				st.Orgs = orgs
+				return st.readOrgs(ctx, tx, orgs)
+			}
+		}
+		st.Full = true
+		return st.readAll(ctx, tx)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// changedOrgs lists the organizations changed in (since, upto]; ok is
+// false when the log does not hold every version of that range.
+func changedOrgs(ctx context.Context, tx *sqlx.Tx, since, upto int64) ([]string, bool, error) {
+	if upto-since > MaxChanges {
+		return nil, false, nil
+	}
+	var rows []struct {
+		Version int64  `db:"version"`
+		OrgID   string `db:"org_id"`
+	}
+	if err := tx.SelectContext(ctx, &rows, tx.Rebind(`SELECT version, org_id FROM state_changes WHERE version > ? AND version <= ? ORDER BY version`), since, upto); err != nil {
+		return nil, false, fmt.Errorf("store: read state changes: %w", err)
+	}
+	// Versions are consecutive: a gap means trimmed (or, on PostgreSQL, a
+	// write still committing under a lower version than one already
+	// visible cannot happen: the version row is updated under its lock).
+	if int64(len(rows)) != upto-since {
+		return nil, false, nil
+	}
+	seen := make(map[string]bool, len(rows))
+	var orgs []string
+	for _, r := range rows {
+		if !seen[r.OrgID] {
+			seen[r.OrgID] = true
+			orgs = append(orgs, r.OrgID)
+		}
+	}
+	return orgs, true, nil
+}
+
+const (
+	stateAccountCols = `id, org_id, name, username, password_hash`
+	stateDomainCols  = `id, org_id, name, sandbox, token, status, return_path, dkim_selector, dkim_txt,
+		dmarc_policy, dmarc_rua, dmarc_pct, restricted`
+)
+
+func (st *State) readAll(ctx context.Context, tx *sqlx.Tx) error {
+	queries := []struct {
+		dest any
+		q    string
+	}{
+		{&st.OrgRows, `SELECT id, name FROM orgs`},
+		{&st.Accounts, `SELECT ` + stateAccountCols + ` FROM smtp_accounts`},
+		{&st.Domains, `SELECT ` + stateDomainCols + ` FROM domains`},
+		{&st.Grants, `SELECT domain_id, account_id FROM domain_grants`},
+		{&st.Confirmed, `SELECT org_id, email FROM addresses WHERE status = 'confirmed'`},
+	}
+	for _, q := range queries {
+		if err := tx.SelectContext(ctx, q.dest, q.q); err != nil {
+			return fmt.Errorf("store: load state: %w", err)
+		}
+	}
+	for _, o := range st.OrgRows {
+		st.Orgs = append(st.Orgs, o.ID)
+	}
+	return nil
+}
+
+// readOrgs reads the rows of the organizations ids, in batches that keep
+// each IN list short.
+func (st *State) readOrgs(ctx context.Context, tx *sqlx.Tx, ids []string) error {
+	const batch = 500
+	for len(ids) > 0 {
+		n := min(batch, len(ids))
+		part := ids[:n]
+		ids = ids[n:]
+		queries := []struct {
+			dest any
+			q    string
+		}{
+			{&st.OrgRows, `SELECT id, name FROM orgs WHERE id IN (?)`},
+			{&st.Accounts, `SELECT ` + stateAccountCols + ` FROM smtp_accounts WHERE org_id IN (?)`},
+			{&st.Domains, `SELECT ` + stateDomainCols + ` FROM domains WHERE org_id IN (?)`},
+			{&st.Grants, `SELECT g.domain_id, g.account_id FROM domain_grants g JOIN domains d ON d.id = g.domain_id WHERE d.org_id IN (?)`},
+			{&st.Confirmed, `SELECT org_id, email FROM addresses WHERE status = 'confirmed' AND org_id IN (?)`},
+		}
+		for _, q := range queries {
+			query, args, err := sqlx.In(q.q, part)
+			if err != nil {
+				return fmt.Errorf("store: load state: %w", err)
+			}
+			if err := selectAppend(ctx, tx, q.dest, tx.Rebind(query), args...); err != nil {
+				return fmt.Errorf("store: load state: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// selectAppend runs a select into a fresh slice and appends it to dest (a
+// pointer to a slice of one of the row types).
+func selectAppend(ctx context.Context, tx *sqlx.Tx, dest any, q string, args ...any) error {
+	switch d := dest.(type) {
+	case *[]OrgRow:
+		var rows []OrgRow
+		err := tx.SelectContext(ctx, &rows, q, args...)
+		*d = append(*d, rows...)
+		return err
+	case *[]AccountRow:
+		var rows []AccountRow
+		err := tx.SelectContext(ctx, &rows, q, args...)
+		*d = append(*d, rows...)
+		return err
+	case *[]DomainRow:
+		var rows []DomainRow
+		err := tx.SelectContext(ctx, &rows, q, args...)
+		*d = append(*d, rows...)
+		return err
+	case *[]Grant:
+		var rows []Grant
+		err := tx.SelectContext(ctx, &rows, q, args...)
+		*d = append(*d, rows...)
+		return err
+	case *[]AddressRow:
+		var rows []AddressRow
+		err := tx.SelectContext(ctx, &rows, q, args...)
+		*d = append(*d, rows...)
+		return err
+	default:
+		return fmt.Errorf("store: selectAppend: unsupported %T", dest)
+	}
+}
+
+// DomainKey returns the PEM private key of a domain, read when the policy
+// first signs for it.
+func (s *Store) DomainKey(ctx context.Context, domainID string) (string, error) {
+	var pemText string
+	err := s.rdb.GetContext(ctx, &pemText, s.rdb.Rebind(`SELECT dkim_key FROM domains WHERE id = ?`), domainID)
+	if err != nil {
+		return "", notFound(err)
+	}
+	return pemText, nil
+}
+
+// FillDKIMTXT computes the public TXT value of every domain stored
+// without one (rows written before the column existed), in batches, and
+// returns how many it filled.
+func (s *Store) FillDKIMTXT(ctx context.Context) (int, error) {
+	total := 0
+	for {
+		var rows []struct {
+			ID  string `db:"id"`
+			Key string `db:"dkim_key"`
+		}
+		if err := s.db.SelectContext(ctx, &rows, `SELECT id, dkim_key FROM domains WHERE dkim_txt = '' LIMIT 500`); err != nil {
+			return total, fmt.Errorf("store: domains without a DKIM TXT: %w", err)
+		}
+		if len(rows) == 0 {
+			return total, nil
+		}
+		err := s.inTx(ctx, func(tx *sqlx.Tx) error {
+			for _, r := range rows {
+				txt, err := publicTXT(r.Key)
+				if err != nil {
+					txt = "-" // unreadable key: never retried, never published
+				}
+				if _, err := tx.ExecContext(ctx, tx.Rebind(`UPDATE domains SET dkim_txt = ? WHERE id = ?`), txt, r.ID); err != nil {
+					return fmt.Errorf("store: fill DKIM TXT: %w", err)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return total, err
+		}
+		total += len(rows)
+	}
+}
+
+// publicTXT is the DKIM TXT value of a PEM private key.
+func publicTXT(pemText string) (string, error) {
+	k, err := dkim.ParsePrivateKey(pemText)
+	if err != nil {
+		return "", err
+	}
+	return dkim.TXTValue(k.Public())
+}
+
+// readTx runs fn in a read-only transaction that sees one consistent
+// state: REPEATABLE READ on PostgreSQL; on SQLite a read transaction on
+// the read pool (WAL: it never blocks the writer, nor is blocked by it).
+func (s *Store) readTx(ctx context.Context, fn func(tx *sqlx.Tx) error) error {
+	opts := &sql.TxOptions{ReadOnly: true}
+	if s.dialect == "postgres" {
+		opts.Isolation = sql.LevelRepeatableRead
+	}
+	tx, err := s.rdb.BeginTxx(ctx, opts)
+	if err != nil {
+		return fmt.Errorf("store: begin read: %w", err)
+	}
+	defer tx.Rollback()
+	if err := fn(tx); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
