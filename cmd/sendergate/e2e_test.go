@@ -218,9 +218,8 @@ func TestEndToEnd(t *testing.T) {
 	if link == nil {
 		t.Fatalf("no link in:\n%s", msgs[0].Data)
 	}
-	resp, err := httpGet(string(link))
-	if err != nil || resp != 200 {
-		t.Fatalf("open link: %d %v", resp, err)
+	if code := confirmLink(t, string(link)); code != 200 {
+		t.Fatalf("open the link and press Confirm: %d", code)
 	}
 	var list struct{ Addresses []map[string]string }
 	in.call(t, key, "GET", "/v1/orgs/acme/addresses", "", &list)
@@ -391,8 +390,8 @@ func TestSandboxLimitStrictModeAndRestart(t *testing.T) {
 		t.Fatalf("confirmation mail: %d", len(msgs))
 	}
 	link := regexp.MustCompile(`http://[^\s"<>]+/confirm\?token=[A-Za-z0-9_-]+`).Find(msgs[0].Data)
-	if code, err := httpGet(string(link)); err != nil || code != 200 {
-		t.Fatalf("confirm: %d %v", code, err)
+	if code := confirmLink(t, string(link)); code != 200 {
+		t.Fatalf("confirm: %d", code)
 	}
 	if code, err := httpGet(string(link)); err != nil || code != 409 {
 		t.Errorf("second use of the link: %d %v, want 409", code, err)
