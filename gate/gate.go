@@ -169,7 +169,8 @@ func (r *Refusal) Error() string {
 func (r *Refusal) Temporary() bool { return r.Code/100 == 4 }
 
 // Submit decides on a message received by the submission server: data is
-// the whole message as received (header, empty line, body). On success the
+// the whole message as received (header, empty line, body; bare LF line
+// endings are turned into CRLF, a bare CR is refused). On success the
 // header is prepared (Return-Path removed, Message-ID and Date added when
 // missing, a Received field prepended) and signed. The Result's Body shares
 // data's memory.
@@ -216,6 +217,11 @@ func (g *Gate) Sender(username, sender string) (*policy.Decision, *Refusal) {
 func (g *Gate) process(ctx context.Context, env *Envelope, h *msg.Header, body []byte, submit bool) (*Result, *Refusal) {
 	if env.ID == "" {
 		env.ID = NewID()
+	}
+	// RFC 5322 2.3, 2.1.1: no bare CR (SMTP smuggling), no line over 998
+	// octets (a hop that folds it breaks the signature).
+	if err := msg.CheckBody(body); err != nil {
+		return nil, fromError(err, env.ID, "body")
 	}
 	snap, acct, ref := g.account(env.Username, env.AccountID)
 	if ref != nil {

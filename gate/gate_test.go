@@ -167,7 +167,19 @@ func TestSubmitRefusals(t *testing.T) {
 			code: 550, enhanced: [3]int{5, 6, 0}, text: "998"},
 		{name: "no From", data: "Subject: x\r\n\r\nx\r\n", code: 550, enhanced: [3]int{5, 6, 0}},
 		{name: "two From fields", data: "From: a@news.example.com\r\nFrom: b@example.org\r\n\r\nx\r\n", code: 550, enhanced: [3]int{5, 6, 0}},
-		{name: "address literal", data: "From: a@[192.0.2.1]\r\n\r\nx\r\n", code: 550, enhanced: [3]int{5, 1, 7}},
+		{name: "address literal", data: "From: a@[192.0.2.1]\r\n\r\nx\r\n", code: 550, enhanced: [3]int{5, 6, 0}, text: "address literal"},
+		// The 2023 SMTP smuggling class: "\r.\r" ends the message early at
+		// an MTA that takes a bare CR for a line ending.
+		{name: "bare CR in the body", data: "From: a@news.example.com\r\n\r\nx\r.\rMAIL FROM:<a@billing.example>\r\n",
+			code: 550, enhanced: [3]int{5, 6, 0}, text: "CR"},
+		{name: "body line over 998 octets", data: "From: a@news.example.com\r\n\r\n" + strings.Repeat("b", 999) + "\r\n",
+			code: 550, enhanced: [3]int{5, 6, 0}, text: "998"},
+		{name: "Resent-From not verified", data: "From: a@news.example.com\r\nResent-From: r@pending.example\r\n\r\nx\r\n",
+			code: 550, enhanced: [3]int{5, 7, 1}, text: "pending.example", reason: "not_verified"},
+		{name: "Resent-Sender not granted", data: "From: a@news.example.com\r\nResent-Sender: r@billing.example\r\n\r\nx\r\n",
+			code: 550, enhanced: [3]int{5, 7, 1}, text: "billing.example", reason: "not_granted"},
+		{name: "fullwidth From domain", data: "From: x@\uff4eews.example.com\r\n\r\nx\r\n", code: 550, enhanced: [3]int{5, 6, 0}},
+		{name: "zero-width space in the From domain", data: "From: x@news.exam\u200bple.com\r\n\r\nx\r\n", code: 550, enhanced: [3]int{5, 6, 0}},
 		{name: "account removed since AUTH", data: "From: a@news.example.com\r\n\r\nx\r\n",
 			env: func(f *fixture) *gate.Envelope {
 				e := f.envelope()

@@ -9,30 +9,15 @@ import (
 )
 
 // authors extracts and normalizes every author mailbox the policy must
-// check (RFC 5322 3.6.2: From, then Sender) and returns them with the
-// first From mailbox's domain, the d= to sign as.
+// check (RFC 5322 3.6.2 From and Sender, 3.6.6 Resent-From and
+// Resent-Sender) and returns them with the first From mailbox's domain,
+// the d= to sign as.
 func authors(h *msg.Header) ([]string, string, *Refusal) {
-	from, sender, err := msg.Authors(h)
+	set, err := msg.AuthorMailboxes(h)
 	if err != nil {
 		return nil, "", fromError(err, "", "header")
 	}
-	all := from
-	if sender != "" {
-		all = append(all, sender)
-	}
-	out := make([]string, len(all))
-	var fromDomain string
-	for i, a := range all {
-		norm, domain, err := msg.NormalizeAddress(a)
-		if err != nil {
-			return nil, "", badAuthor("author", a)
-		}
-		if i == 0 {
-			fromDomain = domain
-		}
-		out[i] = norm
-	}
-	return out, fromDomain, nil
+	return set.Mailboxes, set.Domain, nil
 }
 
 // badAuthor refuses an author address whose domain cannot be normalized
