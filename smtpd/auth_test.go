@@ -1,15 +1,19 @@
 package smtpd_test
 
 import (
+	"fmt"
 	"net"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/sendergate/sendergate/policy"
 	"github.com/sendergate/sendergate/smtpd"
+	"github.com/sendergate/sendergate/store"
 )
 
 // untrusted makes every address untrusted, as a remote client would be.
@@ -202,4 +206,63 @@ func TestAccountDeletedDuringSession(t *testing.T) {
 	}
 	f.reload(t)
 	wantReply(t, asSMTPError(t, c.Mail("a@client.test", nil)), 530, smtp.EnhancedCode{5, 7, 0})
+}
+
+func TestPasswordRotationEndsSessions(t *testing.T) {
+	f, c := testServerAuthenticated(t)
+	wantReply(t, mustSend(t, c, message("From: a@news.example.com")), 250, ok250)
+	const newPass = "rotated-password-0123456789abcdef"
+	if err := f.store.SetAccountPassword(t.Context(), f.acme.ID, f.app.Name, policy.HashPassword(newPass), store.At(time.Now())); err != nil {
+		t.Fatal(err)
+	}
+	f.reload(t)
+	// The session authorized by the old password ends with it.
+	reply := asSMTPError(t, c.Mail("app@client.test", nil))
+	wantReply(t, reply, 535, smtp.EnhancedCode{5, 7, 8})
+	if !strings.Contains(reply.Message, "password was changed") {
+		t.Errorf("reply %q does not say why", reply.Message)
+	}
+	// The old password fails, the new one works.
+	wantSMTPCode(t, f.dial(t).Auth(sasl.NewPlainClient("", appUser, appPass)), 535, smtp.EnhancedCode{5, 7, 8})
+	fresh := f.dial(t)
+	if err := fresh.Auth(sasl.NewPlainClient("", appUser, newPass)); err != nil {
+		t.Fatalf("AUTH with the new password: %v", err)
+	}
+	wantReply(t, mustSend(t, fresh, message("From: a@news.example.com")), 250, ok250)
+}
+
+func TestAuthFailuresPerConnection(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	f := testServer(t, withConfig(func(c *smtpd.Config) { c.Registerer = reg }))
+	// One wrong password tried with LOGIN, then PLAIN, three times over
+	// (what swaks does when it tries each mechanism) costs one failure.
+	c := dialRaw(t, f.addr)
+	c.ehlo()
+	for range 3 {
+		if code, msg := c.authLogin(appUser, "wrong"); code != 535 {
+			t.Fatalf("AUTH LOGIN: %d %s", code, msg)
+		}
+		if code, msg := c.authPlain(appUser, "wrong"); code != 535 {
+			t.Fatalf("AUTH PLAIN: %d %s", code, msg)
+		}
+	}
+	if code, msg := c.authPlain(appUser, appPass); code != 235 {
+		t.Fatalf("AUTH after six tries of one password: %d %s, want 235 (one failure counted)", code, msg)
+	}
+	if got := metricValue(t, reg, "sendergate_smtpd_auth_failures_total", ""); got != 6 {
+		t.Errorf("auth_failures_total = %v, want every attempt (6)", got)
+	}
+	// Each different password counts: four more make five, and then even
+	// the right password is refused, on this connection and the next.
+	c = dialRaw(t, f.addr)
+	c.ehlo()
+	for i := range 4 {
+		if code, msg := c.authPlain(appUser, fmt.Sprintf("guess-%d", i)); code != 535 {
+			t.Fatalf("guess %d: %d %s", i, code, msg)
+		}
+	}
+	if code, msg := c.authPlain(appUser, appPass); code != 421 || !strings.HasPrefix(msg, "4.7.0") {
+		t.Fatalf("right password from a locked address: %d %s, want 421 4.7.0", code, msg)
+	}
+	wantSMTPCode(t, f.dial(t).Auth(sasl.NewPlainClient("", appUser, appPass)), 421, smtp.EnhancedCode{4, 7, 0})
 }

@@ -1,7 +1,6 @@
 package smtpd
 
 import (
-	"net"
 	"net/netip"
 	"sync"
 	"time"
@@ -38,11 +37,10 @@ func newAuthLimiter(now func() time.Time) *authLimiter {
 	return &authLimiter{now: now, entries: make(map[netip.Addr]*authEntry)}
 }
 
-// limiterKey returns the map key for ip: the address for IPv4, its /64
-// for IPv6. ok is false for an unparseable address (never limited).
-func limiterKey(ip net.IP) (netip.Addr, bool) {
-	a, ok := netip.AddrFromSlice(ip)
-	if !ok {
+// limiterKey returns the map key for a: the address for IPv4, its /64
+// for IPv6. ok is false for an invalid address (never limited).
+func limiterKey(a netip.Addr) (netip.Addr, bool) {
+	if !a.IsValid() {
 		return netip.Addr{}, false
 	}
 	a = a.Unmap()
@@ -54,7 +52,7 @@ func limiterKey(ip net.IP) (netip.Addr, bool) {
 }
 
 // Blocked reports whether AUTH from ip is refused now.
-func (l *authLimiter) Blocked(ip net.IP) bool {
+func (l *authLimiter) Blocked(ip netip.Addr) bool {
 	key, ok := limiterKey(ip)
 	if !ok {
 		return false
@@ -66,7 +64,7 @@ func (l *authLimiter) Blocked(ip net.IP) bool {
 }
 
 // Fail records a failed AUTH from ip and reports whether ip is now blocked.
-func (l *authLimiter) Fail(ip net.IP) bool {
+func (l *authLimiter) Fail(ip netip.Addr) bool {
 	key, ok := limiterKey(ip)
 	if !ok {
 		return false

@@ -1,7 +1,7 @@
 package smtpd
 
 import (
-	"net"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -9,15 +9,15 @@ import (
 )
 
 func TestAuthLimiter(t *testing.T) {
-	a := net.ParseIP("192.0.2.1")
-	b := net.ParseIP("192.0.2.2")
-	v6a := net.ParseIP("2001:db8:1:2::1")
-	v6b := net.ParseIP("2001:db8:1:2:ffff::7") // same /64
-	v6c := net.ParseIP("2001:db8:1:3::1")      // another /64
+	a := netip.MustParseAddr("192.0.2.1")
+	b := netip.MustParseAddr("192.0.2.2")
+	v6a := netip.MustParseAddr("2001:db8:1:2::1")
+	v6b := netip.MustParseAddr("2001:db8:1:2:ffff::7") // same /64
+	v6c := netip.MustParseAddr("2001:db8:1:3::1")      // another /64
 	tests := []struct {
 		name  string
 		steps func(l *authLimiter, c *clocktest.Clock)
-		ip    net.IP
+		ip    netip.Addr
 		want  bool
 	}{
 		{name: "four failures do not block", ip: a, want: false, steps: func(l *authLimiter, c *clocktest.Clock) {
@@ -54,7 +54,7 @@ func TestAuthLimiter(t *testing.T) {
 			fail(l, v6a, 5)
 		}},
 		{name: "IPv4-mapped IPv6 is the IPv4 address", ip: a, want: true, steps: func(l *authLimiter, c *clocktest.Clock) {
-			fail(l, net.ParseIP("::ffff:192.0.2.1"), 5)
+			fail(l, netip.MustParseAddr("::ffff:192.0.2.1"), 5)
 		}},
 	}
 	for _, tt := range tests {
@@ -72,17 +72,15 @@ func TestAuthLimiter(t *testing.T) {
 func TestAuthLimiterBoundedMemory(t *testing.T) {
 	c := clocktest.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	l := newAuthLimiter(c.Now)
-	ip := make(net.IP, 4)
 	for i := range authMaxTracked + 10 {
-		ip[0], ip[1], ip[2], ip[3] = 10, byte(i>>16), byte(i>>8), byte(i)
-		l.Fail(ip)
+		l.Fail(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}))
 	}
 	if n := len(l.entries); n > authMaxTracked {
 		t.Fatalf("%d entries tracked, want at most %d", n, authMaxTracked)
 	}
 	// Once the failures have expired, new addresses are tracked again.
 	c.Add(authWindow)
-	fresh := net.ParseIP("192.0.2.9")
+	fresh := netip.MustParseAddr("192.0.2.9")
 	fail(l, fresh, 5)
 	if !l.Blocked(fresh) {
 		t.Error("new address not tracked after the old entries expired")
@@ -92,7 +90,7 @@ func TestAuthLimiterBoundedMemory(t *testing.T) {
 	}
 }
 
-func fail(l *authLimiter, ip net.IP, n int) {
+func fail(l *authLimiter, ip netip.Addr, n int) {
 	for range n {
 		l.Fail(ip)
 	}

@@ -3,7 +3,6 @@ package smtpd
 import (
 	"fmt"
 	"math"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -23,12 +22,23 @@ type metrics struct {
 	authFailures prometheus.Counter
 	sign         prometheus.Histogram
 	relay        prometheus.Histogram
+	refused      *prometheus.CounterVec // by refused* reason
+	closed       *prometheus.CounterVec // by timeoutKind label or command_too_long
 }
 
-// newMetrics creates the collectors and registers them, with a gauge of
-// the policy snapshot's age, on reg (nil: not registered).
-func newMetrics(reg prometheus.Registerer, pol Policy, now func() time.Time) (*metrics, error) {
+// newMetrics creates the collectors and registers them on reg (nil: not
+// registered), with gauges of the policy snapshot's age, the open
+// connections and the buffered message bytes of s.
+func newMetrics(reg prometheus.Registerer, s *Server) (*metrics, error) {
 	m := &metrics{
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sendergate_smtpd_connections_refused_total",
+			Help: "Connections refused before the greeting, by reason: max_connections, max_connections_per_ip (421 4.7.0), proxy_header (a trusted proxy sent no valid PROXY header).",
+		}, []string{"reason"}),
+		closed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sendergate_smtpd_connections_closed_total",
+			Help: "Connections the server closed on a limit, by reason: pre_auth_idle, idle, read_timeout, data_time_limit (421 4.4.2), command_too_long (500 5.5.2).",
+		}, []string{"reason"}),
 		transactions: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sendergate_smtpd_transactions_total",
 			Help: "SMTP submission transactions that reached DATA, by result: accepted, refused, tempfail, error.",
@@ -48,9 +58,17 @@ func newMetrics(reg prometheus.Registerer, pol Policy, now func() time.Time) (*m
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16), // 0.5ms .. 16s
 		}),
 	}
+	// Export zeros.
 	for _, r := range []string{resultAccepted, resultRefused, resultTempfail, resultError} {
-		m.transactions.WithLabelValues(r) // export zeros
+		m.transactions.WithLabelValues(r)
 	}
+	for _, r := range []string{refusedTotal, refusedPerIP, refusedProxy} {
+		m.refused.WithLabelValues(r)
+	}
+	for _, k := range []timeoutKind{timeoutPreAuth, timeoutIdle, timeoutRead, timeoutData} {
+		m.closed.WithLabelValues(k.label())
+	}
+	m.closed.WithLabelValues("command_too_long")
 	if reg == nil {
 		return m, nil
 	}
@@ -58,13 +76,21 @@ func newMetrics(reg prometheus.Registerer, pol Policy, now func() time.Time) (*m
 		Name: "sendergate_smtpd_snapshot_age_seconds",
 		Help: "Seconds since the policy snapshot in use was built (it is rebuilt when the data changes); +Inf before the first load.",
 	}, func() float64 {
-		s, err := pol.Current()
+		snap, err := s.pol.Current()
 		if err != nil {
 			return math.Inf(1)
 		}
-		return now().Sub(s.Built()).Seconds()
+		return s.cfg.Now().Sub(snap.Built()).Seconds()
 	})
-	for _, c := range []prometheus.Collector{m.transactions, m.authFailures, m.sign, m.relay, age} {
+	open := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "sendergate_smtpd_connections_open",
+		Help: "Submission connections open now (counted against submission.max_connections).",
+	}, func() float64 { return float64(s.counter.open()) })
+	buffered := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "sendergate_smtpd_buffered_bytes",
+		Help: "Message bytes held by transactions now (counted against submission.max_buffered_bytes).",
+	}, func() float64 { return float64(s.BufferedBytes()) })
+	for _, c := range []prometheus.Collector{m.transactions, m.authFailures, m.sign, m.relay, m.refused, m.closed, age, open, buffered} {
 		if err := reg.Register(c); err != nil {
 			return nil, fmt.Errorf("smtpd: register metrics: %w", err)
 		}

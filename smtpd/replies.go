@@ -1,16 +1,17 @@
 package smtpd
 
 import (
-	"errors"
+	"fmt"
+	"time"
 
 	"github.com/emersion/go-smtp"
-
-	"github.com/sendergate/sendergate/msg"
 )
 
 // The replies of the submission server. Each constructor returns a fresh,
 // bare *smtp.SMTPError: go-smtp recognises replies with a type assertion,
-// so a wrapped one would reach the client as a permanent 554.
+// so a wrapped one would reach the client as a permanent 554. Replies the
+// server writes itself, outside go-smtp (connection refusals, idle
+// limits), are formatted by replyLine.
 
 // errAuthRequired answers MAIL before AUTH (RFC 4954 6). go-smtp's own
 // ErrAuthRequired is 502, which is wrong here.
@@ -55,6 +56,14 @@ func errAccountGone() *smtp.SMTPError {
 		Message: "Authentication required: the SMTP account was removed"}
 }
 
+// errCredentialsChanged answers MAIL when the account's password was
+// rotated since this session authenticated: the old password no longer
+// authorizes anything.
+func errCredentialsChanged() *smtp.SMTPError {
+	return &smtp.SMTPError{Code: 535, EnhancedCode: smtp.EnhancedCode{5, 7, 8},
+		Message: "Authentication credentials invalid: the password was changed since this session authenticated, reconnect with the new one"}
+}
+
 // errNotReady is the fail-closed answer while no policy snapshot exists.
 func errNotReady() *smtp.SMTPError {
 	return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0},
@@ -76,29 +85,78 @@ func errShuttingDown() *smtp.SMTPError {
 }
 
 // errTooLarge answers a message over MaxMessageBytes (RFC 3463 5.3.4).
-func errTooLarge() *smtp.SMTPError {
-	return &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4}, Message: "Maximum message size exceeded"}
+func errTooLarge(limit int64) *smtp.SMTPError {
+	return &smtp.SMTPError{Code: 552, EnhancedCode: smtp.EnhancedCode{5, 3, 4},
+		Message: fmt.Sprintf("Maximum message size exceeded: the limit is %d octets", limit)}
 }
 
-// errBadAuthor answers a From or Sender mailbox whose domain cannot be
-// normalised (RFC 3463 5.1.7: bad sender's mailbox address syntax).
-func errBadAuthor(detail string) *smtp.SMTPError {
-	return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 7}, Message: "Invalid author address: " + detail}
+// errStorage answers a message that would take the bytes held by all
+// transactions past Config.MaxBufferedBytes (RFC 3463 4.3.1).
+func errStorage() *smtp.SMTPError {
+	return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 1},
+		Message: "Insufficient system storage: the server is receiving too much mail at once, try again in a few minutes"}
 }
 
-// errRefused is a permanent policy refusal (550 5.7.1).
-func errRefused(text string) *smtp.SMTPError {
-	return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 7, 1}, Message: text}
+// errTooManyConnections is the greeting past Config.MaxConnections.
+func errTooManyConnections() *smtp.SMTPError {
+	return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0},
+		Message: "Too many connections to this server, try again later"}
 }
 
-// errDeferred is a temporary policy refusal (451 4.3.0).
-func errDeferred(text string) *smtp.SMTPError {
-	return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: text}
+// errTooManyFromIP is the greeting past Config.MaxConnectionsPerIP.
+func errTooManyFromIP(limit int) *smtp.SMTPError {
+	return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0},
+		Message: fmt.Sprintf("Too many connections from your address (limit %d), close some or try again later", limit)}
 }
 
-// errSandboxLimit answers a sandbox message past the daily limit.
-func errSandboxLimit() *smtp.SMTPError {
-	return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 7, 1}, Message: "sandbox daily limit reached"}
+// errProxyHeader is the greeting to a trusted proxy that sent no valid
+// PROXY protocol header.
+func errProxyHeader() *smtp.SMTPError {
+	return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 7, 0},
+		Message: "Expected a PROXY protocol header from this address (submission.proxy_from)"}
+}
+
+// errPreAuthIdle closes a connection that did not authenticate (or make
+// any other progress) within Config.PreAuthTimeout.
+func errPreAuthIdle(limit time.Duration) *smtp.SMTPError {
+	return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2},
+		Message: "No authentication within " + limit.String() + ", closing connection"}
+}
+
+// errIdle closes an authenticated connection that sent no mail command for
+// Config.IdleTimeout (NOOP, RSET, HELP and EHLO do not count).
+func errIdle(limit time.Duration) *smtp.SMTPError {
+	return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2},
+		Message: "No mail transaction for " + limit.String() + ", closing connection"}
+}
+
+// errReadTimeout closes a connection that sent nothing for
+// Config.ReadTimeout while a command was awaited.
+func errReadTimeout(limit time.Duration) *smtp.SMTPError {
+	return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2},
+		Message: "No command received for " + limit.String() + ", closing connection"}
+}
+
+// errDataStalled answers DATA when the client sent nothing for
+// Config.ReadTimeout; the connection is closed.
+func errDataStalled(limit time.Duration) *smtp.SMTPError {
+	return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2},
+		Message: "No message data received for " + limit.String() + ", closing connection"}
+}
+
+// errDataTimeLimit answers DATA when the transfer took longer than
+// Config.MaxDataTime; the connection is closed.
+func errDataTimeLimit(limit time.Duration) *smtp.SMTPError {
+	return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2},
+		Message: "Message transfer took longer than " + limit.String() + ", closing connection"}
+}
+
+// errCommandTooLong closes a connection that sent more than
+// maxCommandBytes of commands without any progress (a line that long, or a
+// flood of NOOPs).
+func errCommandTooLong() *smtp.SMTPError {
+	return &smtp.SMTPError{Code: 500, EnhancedCode: smtp.EnhancedCode{5, 5, 2},
+		Message: fmt.Sprintf("Command line too long, or %d KiB of commands without a transaction, closing connection", maxCommandBytes>>10)}
 }
 
 // accepted is the reply after the upstream accepted the message. go-smtp
@@ -107,12 +165,8 @@ func accepted(id string) *smtp.SMTPError {
 	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: accepted as " + id + " by upstream"}
 }
 
-// fromMsgError converts a refusal of package msg (550 5.6.0 and the like)
-// into a reply; ok is false when err carries none.
-func fromMsgError(err error) (*smtp.SMTPError, bool) {
-	var me *msg.Error
-	if !errors.As(err, &me) {
-		return nil, false
-	}
-	return &smtp.SMTPError{Code: me.Code, EnhancedCode: smtp.EnhancedCode(me.Enhanced), Message: me.Message}, true
+// replyLine formats r as one reply line for the server to write itself.
+func replyLine(r *smtp.SMTPError) []byte {
+	e := r.EnhancedCode
+	return fmt.Appendf(nil, "%d %d.%d.%d %s\r\n", r.Code, e[0], e[1], e[2], r.Message)
 }

@@ -1,13 +1,15 @@
 package smtpd
 
 import (
-	"bytes"
 	"context"
+	"crypto/sha256"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -24,7 +26,8 @@ type session struct {
 	conn *smtp.Conn
 	tc   *trackedConn // nil only for connections not accepted by Serve
 	log  *slog.Logger
-	ip   net.IP
+	addr netip.Addr // the client's address (the PROXY header's source, if any)
+	ip   net.IP     // addr, for Config.TrustedNet
 	acct *policy.Account
 	tx   transaction
 }
@@ -34,7 +37,6 @@ type transaction struct {
 	id       string
 	mailFrom string // the client's envelope sender, logged and replaced
 	rcpts    []string
-	sizeHint int64 // MAIL SIZE= (RFC 1870)
 	start    time.Time
 }
 
@@ -42,16 +44,35 @@ var _ smtp.AuthSession = (*session)(nil)
 
 func newSession(s *Server, c *smtp.Conn) *session {
 	se := &session{srv: s, conn: c, tc: tracked(c.Conn())}
-	connID := newID()
-	if se.tc != nil {
-		connID = se.tc.connID
+	attrs := []any{}
+	if tc := se.tc; tc != nil {
+		attrs = append(attrs, slog.String("conn", tc.connID), slog.String("remote", tc.client.String()))
+		if tc.proxy != nil {
+			attrs = append(attrs, slog.String("proxy", tc.proxy.String()))
+		}
+		se.addr = tc.client.Addr()
+		tc.authed.Store(false) // a new session (first EHLO, or after STARTTLS)
+		tc.progress()
+		se.noteTLS()
+	} else {
+		remote := c.Conn().RemoteAddr()
+		attrs = append(attrs, slog.String("conn", newID()), slog.String("remote", remote.String()))
+		se.addr = addrPort(remote).Addr()
 	}
-	remote := c.Conn().RemoteAddr().String()
-	if host, _, err := net.SplitHostPort(remote); err == nil {
-		se.ip = net.ParseIP(host)
+	if se.addr.IsValid() {
+		se.ip = net.IP(se.addr.AsSlice())
 	}
-	se.log = s.log.With(slog.String("conn", connID), slog.String("remote", remote))
+	se.log = s.log.With(attrs...)
 	return se
+}
+
+// noteTLS tells the connection about its TLS layer once go-smtp has
+// completed STARTTLS (go-smtp swaps the connection before it ends the old
+// session and before it creates the new one).
+func (se *session) noteTLS() {
+	if t, ok := se.conn.Conn().(*tls.Conn); ok && se.tc != nil {
+		se.tc.setTLS(t)
+	}
 }
 
 // isTLS reports whether the connection is encrypted.
@@ -77,10 +98,13 @@ func (se *session) AuthMechanisms() []string {
 
 // Auth implements smtp.AuthSession.
 func (se *session) Auth(mech string) (sasl.Server, error) {
+	if se.tc != nil {
+		se.tc.progress()
+	}
 	if !se.authAllowed() {
 		return nil, errEncryptionRequired()
 	}
-	if se.srv.limiter.Blocked(se.ip) {
+	if se.srv.limiter.Blocked(se.addr) {
 		se.log.Warn("AUTH refused: too many failures from this address")
 		return nil, errAuthBlocked()
 	}
@@ -90,7 +114,7 @@ func (se *session) Auth(mech string) (sasl.Server, error) {
 			// RFC 4616 2: the authorization identity must be empty or the
 			// username itself; acting as another account is not offered.
 			if authzid != "" && authzid != username {
-				return se.authFailed(username, errAuthzid())
+				return se.authFailed(username, password, errAuthzid())
 			}
 			return se.login(username, password)
 		})}, nil
@@ -110,18 +134,37 @@ func (se *session) login(username, password string) error {
 	}
 	acct, err := snap.Authenticate(username, password)
 	if err != nil {
-		return se.authFailed(username, errBadCredentials())
+		return se.authFailed(username, password, errBadCredentials())
 	}
 	se.acct = acct
+	if se.tc != nil {
+		se.tc.authed.Store(true)
+		se.tc.useful()
+	}
 	se.log.Info("authenticated", slog.String("account", acct.Username), slog.String("org", acct.Org))
 	return nil
 }
 
-// authFailed counts a failure against the client address and returns reply.
-func (se *session) authFailed(username string, reply *smtp.SMTPError) error {
+// authFailed counts a failure against the client address and returns
+// reply. A connection that fails again with the username and password
+// that failed last on it is not counted again: a client trying one wrong
+// password with LOGIN, then PLAIN (swaks does) costs one failure, while
+// every different password still counts.
+func (se *session) authFailed(username, password string, reply *smtp.SMTPError) error {
 	se.srv.metrics.authFailures.Inc()
-	blocked := se.srv.limiter.Fail(se.ip)
-	se.log.Warn("AUTH failed", slog.String("username", username), slog.Bool("now_blocked", blocked))
+	count := true
+	if tc := se.tc; tc != nil {
+		sum := sha256.Sum256([]byte(username + "\x00" + password))
+		tc.authMu.Lock()
+		count = sum != tc.lastFailed
+		tc.lastFailed = sum
+		tc.authMu.Unlock()
+	}
+	blocked := false
+	if count {
+		blocked = se.srv.limiter.Fail(se.addr)
+	}
+	se.log.Warn("AUTH failed", slog.String("username", username), slog.Bool("counted", count), slog.Bool("now_blocked", blocked))
 	return reply
 }
 
@@ -151,17 +194,23 @@ func (se *session) Mail(from string, opts *smtp.MailOptions) error {
 	if err != nil {
 		return se.mailRefused(from, errNotReady())
 	}
-	// Use this snapshot's account: a deleted account stops here.
+	// Use this snapshot's account: a deleted account stops here, and so
+	// does a session authenticated with a password rotated since.
 	acct, ok := snap.Account(se.acct.Username)
 	if !ok || acct.ID != se.acct.ID {
 		return se.mailRefused(from, errAccountGone())
 	}
+	if !acct.SameCredentials(se.acct) {
+		return se.mailRefused(from, errCredentialsChanged())
+	}
+	if opts != nil && opts.Size > se.srv.cfg.MaxMessageBytes {
+		// go-smtp checks SIZE against its limit, one octet higher.
+		return se.mailRefused(from, errTooLarge(se.srv.cfg.MaxMessageBytes))
+	}
 	se.acct = acct
 	se.tx = transaction{id: newID(), mailFrom: from, start: se.srv.cfg.Now()}
-	if opts != nil {
-		se.tx.sizeHint = opts.Size
-	}
 	if se.tc != nil {
+		se.tc.useful()
 		se.tc.busy.Store(true)
 	}
 	return nil
@@ -184,14 +233,21 @@ func (se *session) mailRefused(from string, reply *smtp.SMTPError) error {
 // Rcpt implements smtp.Session; go-smtp enforces MaxRecipients.
 func (se *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	se.tx.rcpts = append(se.tx.rcpts, to)
+	if se.tc != nil {
+		se.tc.useful()
+	}
 	return nil
 }
 
-// Reset implements smtp.Session. go-smtp calls it after writing the reply
-// to DATA, so during a shutdown the connection is closed here.
+// Reset implements smtp.Session (RSET, a repeated EHLO, the end of a
+// transaction). go-smtp calls it after writing the reply to DATA, so the
+// message transfer ends here, and during a shutdown the connection is
+// closed here.
 func (se *session) Reset() {
 	se.tx = transaction{}
 	if se.tc != nil {
+		se.tc.endData()
+		se.tc.progress()
 		se.tc.busy.Store(false)
 		if se.srv.closing.Load() {
 			se.tc.Close()
@@ -199,44 +255,79 @@ func (se *session) Reset() {
 	}
 }
 
-// Logout implements smtp.Session.
-func (se *session) Logout() error { return nil }
+// Logout implements smtp.Session. go-smtp calls it when the connection
+// closes and after STARTTLS, with the TLS connection already in place.
+func (se *session) Logout() error {
+	se.noteTLS()
+	return nil
+}
 
 // Data implements smtp.Session: it reads the message, runs the pipeline
 // and, for an accepted message, relays it before replying.
 func (se *session) Data(r io.Reader) error {
-	buf, err := se.readMessage(r)
-	defer se.srv.putBuffer(buf)
-	if errors.Is(err, smtp.ErrDataTooLarge) {
-		se.logTx(&txLog{reply: errTooLarge(), size: buf.Len()})
-		return errTooLarge()
+	tx := se.tx // go-smtp may Reset concurrently when a BDAT transfer fails
+	if se.tc != nil {
+		// go-smtp hands DATA its dot-unstuffing reader and BDAT a pipe
+		// that it fills from the connection while reading commands.
+		_, bdat := r.(*io.PipeReader)
+		se.tc.startData(bdat)
+		if bdat {
+			r = &creditReader{r: r, tc: se.tc}
+		}
+		defer se.tc.useful()
 	}
-	if err != nil { // the client went away or timed out
-		reply := errInternal(se.tx.id)
-		se.logTx(&txLog{reply: reply, size: buf.Len(), err: fmt.Errorf("smtpd: read message: %w", err)})
+	m, err := se.readMessage(r)
+	defer m.release()
+	size := m.len()
+	if err != nil {
+		reply, logErr := se.readFailed(err, tx.id)
+		se.logTx(&tx, &txLog{reply: reply, size: size, err: logErr})
 		return reply
 	}
 	sub := &submission{
-		ID: se.tx.id, Account: se.acct, Helo: se.conn.Hostname(), TLS: se.isTLS(),
-		Rcpts: se.tx.rcpts, Data: buf.Bytes(), Time: se.srv.cfg.Now(),
+		ID: tx.id, Account: se.acct, Helo: se.conn.Hostname(), TLS: se.isTLS(),
+		Rcpts: tx.rcpts, Data: m.data, Time: se.srv.cfg.Now(),
 	}
-	if se.ip != nil {
-		sub.RemoteIP = se.ip.String()
+	if se.addr.IsValid() {
+		sub.RemoteIP = se.addr.String()
 	}
 	out := se.srv.pipe.process(se.srv.ctx, sub)
-	l := &txLog{outcome: out, reply: out.Reply, size: buf.Len(), err: out.Err}
+	l := &txLog{outcome: out, reply: out.Reply, size: size, err: out.Err}
 	if out.Message != nil {
 		start := time.Now()
 		err := se.srv.out.Send(se.srv.ctx, out.Message)
 		l.relay = time.Since(start)
 		se.srv.metrics.relay.Observe(l.relay.Seconds())
-		l.reply, l.err = relayReply(err, se.tx.id)
+		l.reply, l.err = relayReply(err, tx.id)
 	}
 	if out.Sign > 0 {
 		se.srv.metrics.sign.Observe(out.Sign.Seconds())
 	}
-	se.logTx(l)
+	se.logTx(&tx, l)
 	return l.reply
+}
+
+// readFailed is the reply to a message that could not be read whole, and
+// the error to log with it (nil for the client's own doing).
+func (se *session) readFailed(err error, id string) (*smtp.SMTPError, error) {
+	cfg := &se.srv.cfg
+	switch {
+	case errors.Is(err, smtp.ErrDataTooLarge):
+		return errTooLarge(cfg.MaxMessageBytes), nil
+	case errors.Is(err, errBudget):
+		return errStorage(), nil
+	}
+	var ne net.Error
+	if se.tc != nil && errors.As(err, &ne) && ne.Timeout() {
+		if timeoutKind(se.tc.timeout.Load()) == timeoutData {
+			se.srv.metrics.closed.WithLabelValues(timeoutData.label()).Inc()
+			return errDataTimeLimit(cfg.MaxDataTime), nil
+		}
+		se.srv.metrics.closed.WithLabelValues(timeoutRead.label()).Inc()
+		return errDataStalled(cfg.ReadTimeout), nil
+	}
+	// The client went away, or a limit closed the connection.
+	return errInternal(id), fmt.Errorf("smtpd: read message: %w", err)
 }
 
 // relayReply is the client's reply for the relay's verdict: 250 with the
@@ -251,27 +342,31 @@ func relayReply(err error, id string) (*smtp.SMTPError, error) {
 	return errInternal(id), err // not in relay's contract: log it
 }
 
-// readMessage reads the whole message into a pooled buffer, renewing the
-// read deadline on every read so that it bounds a stalled client, not a
-// slow transfer.
-func (se *session) readMessage(r io.Reader) (*bytes.Buffer, error) {
-	buf := se.srv.getBuffer()
-	if h := se.tx.sizeHint; h > 0 && h <= se.srv.cfg.MaxMessageBytes {
-		buf.Grow(int(h) + 4096) // room for go-smtp's counting and a last read
+// readMessage reads the whole message into a buffer that grows with the
+// data received (see buffers). The returned message is nil when the
+// daemon-wide budget could not even provide an empty buffer.
+func (se *session) readMessage(r io.Reader) (*message, error) {
+	m := se.srv.bufs.get()
+	if m == nil {
+		return nil, errBudget
 	}
-	_, err := buf.ReadFrom(&deadlineReader{r: r, conn: se.conn.Conn(), timeout: se.srv.cfg.ReadTimeout})
-	return buf, err
+	return m, m.readFrom(r, se.srv.cfg.MaxMessageBytes)
 }
 
-type deadlineReader struct {
-	r       io.Reader
-	conn    net.Conn
-	timeout time.Duration
+// creditReader is the BDAT pipe: what the session consumes from it left
+// the connection as message data, not commands.
+type creditReader struct {
+	r  io.Reader
+	tc *trackedConn
 }
 
-func (d *deadlineReader) Read(p []byte) (int, error) {
-	_ = d.conn.SetReadDeadline(time.Now().Add(d.timeout)) // an error shows on Read
-	return d.r.Read(p)
+func (c *creditReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if n > 0 {
+		c.tc.cmdBytes.Add(-int64(n))
+		c.tc.lastUseful.Store(time.Now().UnixNano())
+	}
+	return n, err
 }
 
 // txLog is what the transaction log line reports.
@@ -284,7 +379,7 @@ type txLog struct {
 }
 
 // logTx writes the one log line of the transaction and counts its result.
-func (se *session) logTx(l *txLog) {
+func (se *session) logTx(tx *transaction, l *txLog) {
 	result := classify(l.reply, l.err)
 	se.srv.metrics.transactions.WithLabelValues(result).Inc()
 	decision := string(l.Decision.Reason)
@@ -292,17 +387,17 @@ func (se *session) logTx(l *txLog) {
 		decision = "not_checked"
 	}
 	attrs := []slog.Attr{
-		slog.String("id", se.tx.id),
+		slog.String("id", tx.id),
 		slog.String("account", se.acct.Username),
-		slog.String("mail_from", se.tx.mailFrom),
+		slog.String("mail_from", tx.mailFrom),
 		slog.String("from_domain", l.FromDomain),
-		slog.Int("rcpts", len(se.tx.rcpts)),
+		slog.Int("rcpts", len(tx.rcpts)),
 		slog.String("decision", decision),
 		slog.String("result", result),
 		slog.Int("code", l.reply.Code),
 		slog.String("reply", replyText(l.reply)),
 		slog.Int("size", l.size),
-		slog.Duration("total", se.srv.cfg.Now().Sub(se.tx.start)),
+		slog.Duration("total", se.srv.cfg.Now().Sub(tx.start)),
 		slog.Duration("sign", l.Sign),
 		slog.Duration("relay", l.relay),
 	}

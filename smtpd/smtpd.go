@@ -3,14 +3,27 @@
 // (RFC 8314), AUTH PLAIN (RFC 4954, RFC 4616) and LOGIN, SIZE (RFC 1870)
 // and enhanced status codes (RFC 3463).
 //
-// At the end of DATA each message is checked against the policy: its
-// RFC 5322 From and Sender mailboxes (3.6.2) must belong to domains the
-// authenticated sub-account may use. Accepted mail has its Return-Path
-// removed, Message-ID, Date and a Received trace field (RFC 5321 4.4)
-// added, is DKIM-signed (RFC 6376) as the From domain, gets the envelope
-// sender bounce+ID@<bounce domain>, and is handed to the relay before the
-// client gets any reply: the client's 250 is the upstream's 250, and any
-// other upstream verdict is passed on unchanged.
+// Each message received is handed to the message stage (Config.Gate),
+// which decides, prepares and signs it, and is then given to the relay
+// before the client gets any reply: the client's 250 is the upstream's
+// 250, and any other upstream verdict is passed on unchanged.
+//
+// The server defends itself before and around the SMTP dialogue:
+//
+//   - connections are admitted by its own listener (conns.go): a trusted
+//     proxy's PROXY protocol header (v1 or v2) gives the client's real
+//     address, used for every limit, the logs and the Received field;
+//     past MaxConnections or MaxConnectionsPerIP the greeting is
+//     421 4.7.0 and the connection is closed;
+//   - every read has its own deadline: ReadTimeout per read, PreAuthTimeout
+//     before AUTH and IdleTimeout after it, counted since the last command
+//     that made progress (AUTH, MAIL, RCPT, DATA, STARTTLS; not NOOP, RSET,
+//     HELP or EHLO), then 421 4.4.2; DATA may take at most MaxDataTime;
+//   - message buffers grow with the data received, never from a declared
+//     SIZE, and the bytes all transactions hold are capped daemon-wide by
+//     MaxBufferedBytes (451 4.3.1 past it);
+//   - message lines of any length are read (the message stage judges
+//     them); outside DATA at most maxCommandBytes without progress.
 //
 // Every reply a session method returns is a bare *smtp.SMTPError from a
 // named constructor (replies.go), because go-smtp recognises replies by
@@ -18,7 +31,6 @@
 package smtpd
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/tls"
@@ -54,6 +66,23 @@ const (
 	// server-side write timeout; a client that does not read a short reply
 	// within a minute is gone.
 	DefaultWriteTimeout = time.Minute
+	// DefaultPreAuthTimeout is how long a connection may go without
+	// authenticating (or making other progress: STARTTLS): a minute is
+	// plenty for a client that means to send.
+	DefaultPreAuthTimeout = time.Minute
+	// DefaultIdleTimeout is how long an authenticated connection may go
+	// without a mail command (MAIL, RCPT, DATA); NOOP and RSET do not
+	// count, so a keep-alive cannot hold a connection forever.
+	DefaultIdleTimeout = 5 * time.Minute
+	// DefaultMaxDataTime bounds one message transfer, however steadily
+	// the data trickles in: 25 MiB in 30 minutes is under 15 KiB/s.
+	DefaultMaxDataTime = 30 * time.Minute
+	// DefaultMaxConnections, DefaultMaxConnectionsPerIP and
+	// DefaultMaxBufferedBytes are submission.max_connections,
+	// max_connections_per_ip and max_buffered_bytes.
+	DefaultMaxConnections      = 1000
+	DefaultMaxConnectionsPerIP = 50
+	DefaultMaxBufferedBytes    = 256 << 20
 )
 
 // Config configures a Server. Zero values take the defaults above.
@@ -71,12 +100,35 @@ type Config struct {
 	// TrustedNet reports whether plaintext AUTH is allowed from ip anyway;
 	// nil means loopback addresses only.
 	TrustedNet func(ip net.IP) bool
-	// MaxMessageBytes limits the message size (552 5.3.4 beyond it).
+	// MaxMessageBytes limits the message size (552 5.3.4 beyond it): the
+	// octets of the message as received, after dot-unstuffing, CRLFs
+	// included, the final "." line not (RFC 1870's count). A message of
+	// exactly MaxMessageBytes is accepted.
 	MaxMessageBytes int64
 	// MaxRecipients limits RCPT per transaction (452 4.5.3 beyond it).
 	MaxRecipients int
 	// ReadTimeout and WriteTimeout: see DefaultReadTimeout.
 	ReadTimeout, WriteTimeout time.Duration
+	// PreAuthTimeout and IdleTimeout are the idle limits before and after
+	// AUTH, counted since the last command that made progress; past them
+	// the connection gets 421 4.4.2 and is closed. See
+	// DefaultPreAuthTimeout.
+	PreAuthTimeout, IdleTimeout time.Duration
+	// MaxDataTime bounds one DATA (or BDAT) transfer from its start
+	// (421 4.4.2 and close past it).
+	MaxDataTime time.Duration
+	// MaxConnections and MaxConnectionsPerIP bound open connections, in
+	// total and per client address (IPv4 address, IPv6 /64); past either
+	// the greeting is 421 4.7.0 and the connection is closed.
+	MaxConnections, MaxConnectionsPerIP int
+	// MaxBufferedBytes bounds the message bytes all transactions hold at
+	// once; a message that would pass it gets 451 4.3.1.
+	MaxBufferedBytes int64
+	// ProxyFrom lists the IPs and CIDR prefixes of proxies (load
+	// balancers) that must start each connection with a PROXY protocol v1
+	// or v2 header; empty: PROXY protocol off. Connections from other
+	// addresses are direct clients, whatever they send.
+	ProxyFrom []string
 	// Logger receives one line per transaction; nil discards.
 	Logger *slog.Logger
 	// Registerer receives the sendergate_smtpd_* metrics; nil: none.
@@ -113,13 +165,17 @@ type Server struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
+	proxy    proxyTrust
+	counter  *connCounter
+	bufs     *buffers
+	refusing chan struct{} // refusals in progress, at most maxRefusing
+
 	closing   atomic.Bool
 	mu        sync.Mutex
 	addr      net.Addr
 	tlsAddr   net.Addr
 	conns     map[*trackedConn]struct{}
 	listeners []net.Listener
-	bufs      sync.Pool // *bytes.Buffer for message content
 }
 
 // New returns a server relaying accepted mail to out.
@@ -131,15 +187,22 @@ func New(cfg Config, pol Policy, out relay.Sender) (*Server, error) {
 		return nil, errors.New("smtpd: implicit TLS listener configured without a TLS configuration")
 	}
 	cfg = withDefaults(cfg)
-	m, err := newMetrics(cfg.Registerer, pol, cfg.Now)
+	proxy, err := parseProxyFrom(cfg.ProxyFrom)
 	if err != nil {
 		return nil, err
 	}
 	s := &Server{
-		cfg: cfg, pol: pol, out: out, log: cfg.Logger, metrics: m,
-		pipe:    &pipeline{stage: cfg.Gate},
-		limiter: newAuthLimiter(cfg.Now),
-		conns:   make(map[*trackedConn]struct{}),
+		cfg: cfg, pol: pol, out: out, log: cfg.Logger,
+		pipe:     &pipeline{stage: cfg.Gate},
+		limiter:  newAuthLimiter(cfg.Now),
+		proxy:    proxy,
+		counter:  newConnCounter(cfg.MaxConnections, cfg.MaxConnectionsPerIP),
+		bufs:     &buffers{max: cfg.MaxBufferedBytes},
+		refusing: make(chan struct{}, maxRefusing),
+		conns:    make(map[*trackedConn]struct{}),
+	}
+	if s.metrics, err = newMetrics(cfg.Registerer, s); err != nil {
+		return nil, err
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.smtp = newSMTPServer(cfg, s)
@@ -162,6 +225,24 @@ func withDefaults(cfg Config) Config {
 	if cfg.WriteTimeout <= 0 {
 		cfg.WriteTimeout = DefaultWriteTimeout
 	}
+	if cfg.PreAuthTimeout <= 0 {
+		cfg.PreAuthTimeout = DefaultPreAuthTimeout
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	if cfg.MaxDataTime <= 0 {
+		cfg.MaxDataTime = DefaultMaxDataTime
+	}
+	if cfg.MaxConnections <= 0 {
+		cfg.MaxConnections = DefaultMaxConnections
+	}
+	if cfg.MaxConnectionsPerIP <= 0 {
+		cfg.MaxConnectionsPerIP = DefaultMaxConnectionsPerIP
+	}
+	if cfg.MaxBufferedBytes <= 0 {
+		cfg.MaxBufferedBytes = DefaultMaxBufferedBytes
+	}
 	if cfg.TrustedNet == nil {
 		cfg.TrustedNet = net.IP.IsLoopback
 	}
@@ -181,9 +262,18 @@ func newSMTPServer(cfg Config, be smtp.Backend) *smtp.Server {
 	// go-smtp's switch is global; sessions decide per connection in
 	// AuthMechanisms and Auth (TLS, trusted address or configuration).
 	srv.AllowInsecureAuth = true
-	srv.MaxMessageBytes = cfg.MaxMessageBytes // 552 5.3.4 from go-smtp's reader
-	srv.MaxRecipients = cfg.MaxRecipients     // 452 4.5.3 from go-smtp itself
-	srv.ReadTimeout = cfg.ReadTimeout
+	// go-smtp's DATA reader refuses the read that would follow the last
+	// allowed octet, before it sees the end-of-data line, so a message of
+	// exactly its limit would fail: it gets one octet more and the session
+	// enforces MaxMessageBytes itself (EHLO shows SIZE MaxMessageBytes+1).
+	srv.MaxMessageBytes = cfg.MaxMessageBytes + 1
+	srv.MaxRecipients = cfg.MaxRecipients // 452 4.5.3 from go-smtp itself
+	// Off: go-smtp's line limit also applies inside DATA, where it would
+	// cut the connection on a long body line; trackedConn bounds command
+	// input instead (maxCommandBytes).
+	srv.MaxLineLength = 0
+	// Off: trackedConn sets every read deadline (idle and DATA limits).
+	srv.ReadTimeout = 0
 	srv.WriteTimeout = cfg.WriteTimeout
 	srv.ErrorLog = log.New(io.Discard, "", 0)
 	return srv
@@ -194,7 +284,7 @@ func (s *Server) Serve(l net.Listener) error {
 	s.mu.Lock()
 	s.addr = l.Addr()
 	s.mu.Unlock()
-	return s.serve(&trackingListener{Listener: l, s: s})
+	return s.serve(newListener(l, s, nil))
 }
 
 // ServeTLS accepts implicit-TLS connections (RFC 8314) on l, a plain TCP
@@ -206,7 +296,7 @@ func (s *Server) ServeTLS(l net.Listener) error {
 	s.mu.Lock()
 	s.tlsAddr = l.Addr()
 	s.mu.Unlock()
-	return s.serve(tls.NewListener(&trackingListener{Listener: l, s: s}, s.cfg.TLSConfig))
+	return s.serve(newListener(l, s, s.cfg.TLSConfig))
 }
 
 func (s *Server) serve(l net.Listener) error {
@@ -312,24 +402,10 @@ func (s *Server) NewSession(c *smtp.Conn) (smtp.Session, error) {
 	return newSession(s, c), nil
 }
 
-// maxPooledBuffer is the largest message buffer kept for reuse.
-const maxPooledBuffer = 4 << 20
-
-func (s *Server) getBuffer() *bytes.Buffer {
-	if b, ok := s.bufs.Get().(*bytes.Buffer); ok {
-		b.Reset()
-		return b
-	}
-	return new(bytes.Buffer)
-}
-
-// putBuffer returns b for reuse; the relay has finished with it (Send is
-// synchronous and keeps nothing).
-func (s *Server) putBuffer(b *bytes.Buffer) {
-	if b.Cap() <= maxPooledBuffer {
-		s.bufs.Put(b)
-	}
-}
+// BufferedBytes returns the message bytes all transactions hold now
+// (reserved from MaxBufferedBytes); also the sendergate_smtpd_buffered_bytes
+// gauge.
+func (s *Server) BufferedBytes() int64 { return s.bufs.used.Load() }
 
 // newID returns 16 random hex characters.
 func newID() string {

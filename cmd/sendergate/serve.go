@@ -301,6 +301,8 @@ func (d *daemon) setupMail(bg context.Context) error {
 	sub, err := smtpd.New(smtpd.Config{
 		Hostname: cfg.Hostname, TLSConfig: d.tlsConf, AllowInsecureAuth: cfg.Submission.AllowInsecureAuth,
 		MaxMessageBytes: cfg.Submission.MaxMessageBytes, MaxRecipients: cfg.Submission.MaxRecipients,
+		MaxConnections: cfg.Submission.MaxConnections, MaxConnectionsPerIP: cfg.Submission.MaxConnectionsPerIP,
+		MaxBufferedBytes: cfg.Submission.MaxBufferedBytes, ProxyFrom: cfg.Submission.ProxyFrom,
 		Logger: d.log, Registerer: d.reg, Gate: d.gate,
 	}, d.engine, d.out)
 	if err != nil {
