@@ -17,9 +17,9 @@ import (
 // registration, the author address check of mail, and the config file's
 // hostname.
 type callers struct {
-	domain, mail          string // the normalized results
-	domainErr, mailErr    error
-	configOK, configKnown bool
+	domain, mail       string // the normalized results
+	domainErr, mailErr error
+	configOK           bool
 }
 
 func runCallers(t testing.TB, name string) callers {

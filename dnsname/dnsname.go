@@ -62,8 +62,8 @@ var (
 	// which includes the Bidi rule and the CONTEXTJ joiner rules).
 	registration = idna.Registration
 	// lookup is the UTS #46 mapping that a lenient resolver or mail reader
-	// applies; Normalize only uses it to tell the user what a refused
-	// character would have been mapped to.
+	// applies; Normalize uses it to find the characters it would change
+	// (and to say what into), never to change them.
 	lookup = idna.New(idna.MapForLookup(), idna.Transitional(false))
 )
 

@@ -17,6 +17,8 @@ import (
 // encoded word or a quoted display name that looks like an address is
 // ignored, and an addr-spec containing an encoded word is refused.
 //
+// AuthorMailboxes builds on Authors and is what the gate uses.
+//
 // Refusals are *Error values with 550 5.6.0: zero or several From fields,
 // a From without mailbox, group syntax, several From mailboxes without a
 // Sender field, several Sender fields, or a Sender without exactly one
