@@ -27,6 +27,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/sendergate/sendergate/dkim"
 	"github.com/sendergate/sendergate/msg"
 	"github.com/sendergate/sendergate/policy"
@@ -64,6 +66,8 @@ type Options struct {
 	Now func() time.Time
 	// Logger gets internal errors; nil discards.
 	Logger *slog.Logger
+	// Registerer receives the gate's metrics; nil: none.
+	Registerer prometheus.Registerer
 }
 
 // Gate is the message stage. It is safe for concurrent use; one Gate
@@ -74,6 +78,7 @@ type Gate struct {
 	opts    Options
 	signing chan struct{}
 	log     *slog.Logger
+	metrics *metrics
 }
 
 // New returns a gate deciding on pol's snapshots and counting sandbox
@@ -89,7 +94,8 @@ func New(pol Policy, counter Counter, opts Options) *Gate {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Gate{pol: pol, counter: counter, opts: opts, signing: make(chan struct{}, opts.Signers), log: log}
+	return &Gate{pol: pol, counter: counter, opts: opts, signing: make(chan struct{}, opts.Signers), log: log,
+		metrics: newMetrics(opts.Registerer)}
 }
 
 // Envelope is what the adapter knows about one message.
@@ -287,15 +293,18 @@ func (g *Gate) countSandbox(ctx context.Context, acct *policy.Account, d policy.
 	day := g.opts.Now().UTC().Format("2006-01-02")
 	ok, err := g.counter.IncrSandbox(ctx, acct.OrgID, day, n, g.opts.SandboxLimit)
 	if err != nil {
+		g.metrics.sandbox.WithLabelValues("error").Add(float64(n))
 		g.log.Error("sandbox counter failed; refusing temporarily", "org", acct.Org, "err", err)
 		d := policy.Decision{Temporary: true, Reason: policy.Internal, Domain: d.Domain, DomainName: d.DomainName}
 		return &Refusal{Code: 451, Enhanced: [3]int{4, 3, 0}, Reason: string(d.Reason), Decision: d, FromDomain: fromDomain,
 			Text: "the sandbox counter is unavailable, try again later"}
 	}
 	if !ok {
+		g.metrics.sandbox.WithLabelValues("limit").Add(float64(n))
 		d := policy.Decision{Temporary: true, Reason: policy.SandboxLimit, Domain: d.Domain, DomainName: d.DomainName}
 		return decisionRefusal(d, fromDomain)
 	}
+	g.metrics.sandbox.WithLabelValues("admitted").Add(float64(n))
 	return nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	msgauth "github.com/emersion/go-msgauth/dkim"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sendergate/sendergate/dkim"
 	"github.com/sendergate/sendergate/gate"
@@ -36,6 +37,31 @@ type fixture struct {
 	app    store.Account
 	clock  *clocktest.Clock
 	gate   *gate.Gate
+	reg    *prometheus.Registry
+}
+
+// sandboxMetric returns the value of sendergate_sandbox_recipients_total
+// for result, as reg exports it.
+func sandboxMetric(t testing.TB, reg *prometheus.Registry, result string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "sendergate_sandbox_recipients_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "result" && l.GetValue() == result {
+					return m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatalf("sendergate_sandbox_recipients_total{result=%q} is not exported", result)
+	return 0
 }
 
 func newFixture(t testing.TB, st *store.Store, sandboxLimit int) *fixture {
@@ -85,7 +111,9 @@ func newFixture(t testing.TB, st *store.Store, sandboxLimit int) *fixture {
 	if err := f.engine.Reload(ctx); err != nil {
 		t.Fatal(err)
 	}
-	f.gate = gate.New(f.engine, st, gate.Options{Hostname: "submit.test", SandboxLimit: sandboxLimit, Now: f.clock.Now})
+	reg := prometheus.NewRegistry()
+	f.gate = gate.New(f.engine, st, gate.Options{Hostname: "submit.test", SandboxLimit: sandboxLimit, Now: f.clock.Now, Registerer: reg})
+	f.reg = reg
 	return f
 }
 
@@ -250,6 +278,12 @@ func TestSandboxCountsRecipients(t *testing.T) {
 		}
 		if n, _ := st.SandboxCount(ctx, f.org.ID, "2026-11-25"); n != 3 {
 			t.Errorf("stored count = %d, want 3", n)
+		}
+		if got := sandboxMetric(t, f.reg, "admitted"); got != 3 {
+			t.Errorf("admitted recipients metric = %v, want 3", got)
+		}
+		if got := sandboxMetric(t, f.reg, "limit"); got != 3 {
+			t.Errorf("refused recipients metric = %v, want 3 (2 + 1)", got)
 		}
 		// Verified domains do not count against the sandbox limit.
 		if _, ref := f.gate.Submit(ctx, f.envelope(), []byte("From: x@news.example.com\r\n\r\nhi\r\n")); ref != nil {
