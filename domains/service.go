@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/sendergate/sendergate/dkim"
 	"github.com/sendergate/sendergate/store"
 )
@@ -25,8 +27,14 @@ type ServiceOptions struct {
 	Interval     time.Duration // dns.verify_interval
 	Grace        time.Duration // dns.grace
 	CheckTimeout time.Duration // deadline of one domain's check; default 10s
-	Logger       *slog.Logger
-	Now          func() time.Time
+	// CheckQPS is dns.check_qps: the ceiling on background verification
+	// queries per second of this Service; 0 is none. Manual verifies are
+	// not limited.
+	CheckQPS int
+	// Registerer takes the background checker's metrics; nil is none.
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+	Now        func() time.Time
 }
 
 // Service is the domain workflow on top of the store: registration with
@@ -34,6 +42,7 @@ type ServiceOptions struct {
 type Service struct {
 	st   *store.Store
 	opts ServiceOptions
+	chk  *checker
 }
 
 // NewService returns the workflow.
@@ -47,7 +56,7 @@ func NewService(st *store.Store, opts ServiceOptions) *Service {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
-	return &Service{st: st, opts: opts}
+	return &Service{st: st, opts: opts, chk: newChecker(opts)}
 }
 
 func subject(name string) string { return "domain:" + name }
@@ -88,6 +97,7 @@ func (s *Service) Create(ctx context.Context, org store.Org, in Input) (store.Do
 	if in.DMARC != nil {
 		d.DMARCPolicy, d.DMARCRUA, d.DMARCPct = in.DMARC.Policy, in.DMARC.RUA, in.DMARC.Pct
 	}
+	d.NextCheckAt = planCheck(d, s.opts.Interval, s.opts.Grace)
 	ev := store.Event{OrgID: org.ID, Subject: subject(d.Name), Kind: "domain.added", Detail: "status pending", At: now}
 	if err := s.st.CreateDomain(ctx, d, ev); err != nil {
 		return store.Domain{}, err
@@ -105,18 +115,24 @@ func (s *Service) Verify(ctx context.Context, org store.Org, name string) (store
 	if d.Sandbox {
 		return d, nil // verified from the start, nothing to check
 	}
-	return s.check(ctx, d, true)
+	d, _, err = s.check(ctx, d, s.opts.Resolver, true)
+	return d, err
 }
 
-// check runs one verification of d and saves the outcome.
-func (s *Service) check(ctx context.Context, d store.Domain, manual bool) (store.Domain, error) {
+// check runs one verification of d through r, saves the outcome and plans
+// the next background check. A check cut short by the end of ctx saves
+// nothing.
+func (s *Service) check(ctx context.Context, d store.Domain, r Resolver, manual bool) (store.Domain, Outcome, error) {
 	var recs []Record
 	if err := json.Unmarshal([]byte(d.Records), &recs); err != nil {
-		return d, fmt.Errorf("domains: records of %s: %w", d.Name, err)
+		return d, Transient, fmt.Errorf("domains: records of %s: %w", d.Name, err)
 	}
 	cctx, cancel := context.WithTimeout(ctx, s.opts.CheckTimeout)
-	recs = Check(cctx, s.opts.Resolver, recs)
+	recs = Check(cctx, r, recs)
 	cancel()
+	if err := ctx.Err(); err != nil {
+		return d, Transient, fmt.Errorf("domains: check of %s interrupted: %w", d.Name, err)
+	}
 	outcome := OutcomeOf(recs)
 	now := s.opts.Now()
 
@@ -124,7 +140,7 @@ func (s *Service) check(ctx context.Context, d store.Domain, manual bool) (store
 	if outcome == AllOK && !CanSend(Status(d.Status)) {
 		taken, err := s.st.VerifiedElsewhere(ctx, d.Name, d.OrgID)
 		if err != nil {
-			return d, err
+			return d, outcome, err
 		}
 		if taken {
 			refused = &StateError{Code: "conflict", Message: fmt.Sprintf("domain %s is verified by another organization", d.Name)}
@@ -135,9 +151,10 @@ func (s *Service) check(ctx context.Context, d store.Domain, manual bool) (store
 	st := Next(stateOf(d), outcome, now, s.opts.Grace, manual)
 	applyState(&d, st)
 	d.LastCheckedAt = store.At(now)
+	d.NextCheckAt = planCheck(d, s.opts.Interval, s.opts.Grace)
 	b, err := json.Marshal(recs)
 	if err != nil {
-		return d, err
+		return d, outcome, err
 	}
 	d.Records = string(b)
 
@@ -155,9 +172,9 @@ func (s *Service) check(ctx context.Context, d store.Domain, manual bool) (store
 		s.opts.Logger.Info("domain status changed", "domain", d.Name, "org", d.OrgID, "from", prev.Status, "to", d.Status)
 	}
 	if err := s.st.UpdateDomainCheck(ctx, prev, d, events); err != nil {
-		return d, err
+		return d, outcome, err
 	}
-	return d, refused
+	return d, outcome, refused
 }
 
 // summary lists the records that are not ok, or says all are.
@@ -190,63 +207,6 @@ func applyState(d *store.Domain, st State) {
 	}
 	if st.FirstMissAt != nil {
 		d.FirstMissAt = store.At(*st.FirstMissAt)
-	}
-}
-
-// CheckDue runs the background check of every domain that is due, one at a
-// time, and returns how many it checked. A domain changed concurrently by
-// another instance is skipped.
-func (s *Service) CheckDue(ctx context.Context) (int, error) {
-	ds, err := s.st.AllDomains(ctx)
-	if err != nil {
-		return 0, err
-	}
-	n := 0
-	now := s.opts.Now()
-	for _, d := range ds {
-		if d.Sandbox {
-			continue
-		}
-		last := d.LastCheckedAt.Time
-		if last.IsZero() {
-			last = d.CreatedAt.Time
-		}
-		at, ok := NextCheck(stateOf(d), last, s.opts.Interval, s.opts.Grace)
-		if !ok || at.After(now) {
-			continue
-		}
-		if _, err := s.check(ctx, d, false); err != nil && !errors.Is(err, store.ErrConflict) {
-			var se *StateError
-			if !errors.As(err, &se) {
-				s.opts.Logger.Error("background domain check failed", "domain", d.Name, "err", err)
-			}
-		}
-		n++
-		if ctx.Err() != nil {
-			return n, ctx.Err()
-		}
-	}
-	return n, nil
-}
-
-// Run calls CheckDue every tick until ctx is done; changed is called after
-// a round that checked something, so the caller can refresh its views.
-func (s *Service) Run(ctx context.Context, tick time.Duration, changed func()) {
-	t := time.NewTicker(tick)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		n, err := s.CheckDue(ctx)
-		if err != nil && ctx.Err() == nil {
-			s.opts.Logger.Error("background domain checks failed", "err", err)
-		}
-		if n > 0 && changed != nil {
-			changed()
-		}
 	}
 }
 

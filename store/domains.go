@@ -36,6 +36,9 @@ type Domain struct {
 	VerifiedAt    Time   `db:"verified_at"`
 	LastCheckedAt Time   `db:"last_checked_at"`
 	FirstMissAt   Time   `db:"first_miss_at"`
+	// NextCheckAt is when the background checker next looks at the
+	// domain; zero for never (see checkqueue.go).
+	NextCheckAt Time `db:"next_check_at"`
 }
 
 // Grant allows one account to send as one restricted domain.
@@ -45,7 +48,7 @@ type Grant struct {
 }
 
 const domainCols = `id, org_id, name, sandbox, token, status, return_path, tracking, dkim_selector, dkim_algorithm, dkim_key, dkim_txt,
-	dmarc_policy, dmarc_rua, dmarc_pct, restricted, records, history, created_at, verified_at, last_checked_at, first_miss_at`
+	dmarc_policy, dmarc_rua, dmarc_pct, restricted, records, history, created_at, verified_at, last_checked_at, first_miss_at, next_check_at`
 
 func insertDomain(ctx context.Context, tx *sqlx.Tx, d Domain) error {
 	if d.DKIMTXT == "" {
@@ -55,7 +58,7 @@ func insertDomain(ctx context.Context, tx *sqlx.Tx, d Domain) error {
 	}
 	_, err := tx.NamedExecContext(ctx, `INSERT INTO domains (`+domainCols+`) VALUES (:id, :org_id, :name, :sandbox, :token, :status,
 		:return_path, :tracking, :dkim_selector, :dkim_algorithm, :dkim_key, :dkim_txt, :dmarc_policy, :dmarc_rua, :dmarc_pct, :restricted,
-		:records, :history, :created_at, :verified_at, :last_checked_at, :first_miss_at)`, d)
+		:records, :history, :created_at, :verified_at, :last_checked_at, :first_miss_at, :next_check_at)`, d)
 	if err != nil {
 		if isUnique(err) {
 			return ErrConflict
@@ -120,14 +123,15 @@ func (s *Store) VerifiedElsewhere(ctx context.Context, name, orgID string) (bool
 }
 
 // UpdateDomainCheck saves the result of a verification: status, records,
-// history and timestamps, plus the events it produced. prev is the domain
+// history, timestamps and the next check (which ends a checker's lease),
+// plus the events it produced. prev is the domain
 // as it was read before the check; when another process has changed the
 // status or history since, the update is skipped and ErrConflict returned.
 func (s *Store) UpdateDomainCheck(ctx context.Context, prev, d Domain, events []Event) error {
 	return s.inTx(ctx, func(tx *sqlx.Tx) error {
 		err := affected(tx.ExecContext(ctx, tx.Rebind(`UPDATE domains SET status = ?, records = ?, history = ?, verified_at = ?,
-			last_checked_at = ?, first_miss_at = ? WHERE id = ? AND status = ? AND history = ?`),
-			d.Status, d.Records, d.History, d.VerifiedAt, d.LastCheckedAt, d.FirstMissAt, d.ID, prev.Status, prev.History))
+			last_checked_at = ?, first_miss_at = ?, next_check_at = ? WHERE id = ? AND status = ? AND history = ?`),
+			d.Status, d.Records, d.History, d.VerifiedAt, d.LastCheckedAt, d.FirstMissAt, d.NextCheckAt, d.ID, prev.Status, prev.History))
 		if err == ErrNotFound || isUnique(err) {
 			return ErrConflict
 		}

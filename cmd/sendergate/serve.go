@@ -153,8 +153,25 @@ func (d *daemon) setup(ctx, bg context.Context) error {
 	}
 	d.domains = domains.NewService(d.st, domains.ServiceOptions{
 		Zone: cfg.DNS.Zone, Resolver: resolver, Interval: cfg.DNS.VerifyInterval.Duration, Grace: cfg.DNS.Grace.Duration, Logger: d.log,
+		CheckQPS: cfg.DNS.CheckQPS, Registerer: d.reg,
 	})
-	go d.domains.Run(bg, checkTick(cfg.DNS.VerifyInterval.Duration), d.changed)
+	// The checker stops, its checks in flight ended and its leases given
+	// back, before the store closes (serve closes it after every closer).
+	checks, stopChecks := context.WithCancel(bg)
+	checksDone := make(chan struct{})
+	go func() {
+		defer close(checksDone)
+		d.domains.Run(checks, checkTick(cfg.DNS.VerifyInterval.Duration), d.changed)
+	}()
+	d.onClose(func(ctx context.Context) error {
+		stopChecks()
+		select {
+		case <-checksDone:
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("background domain checks did not stop: %w", ctx.Err())
+		}
+	})
 
 	if err := d.setupMail(bg); err != nil {
 		return err
@@ -162,12 +179,12 @@ func (d *daemon) setup(ctx, bg context.Context) error {
 	return d.setupAdmin()
 }
 
-// checkTick is how often the background checker looks for due domains.
+// checkTick is the longest the background checker waits between looks at
+// its queue (it looks sooner when a planned check comes due); a look with
+// nothing due costs one indexed query, so it can be short, and it bounds
+// how late a check planned by another instance or the API is seen.
 func checkTick(interval time.Duration) time.Duration {
-	if interval < time.Minute {
-		return interval / 2
-	}
-	return 30 * time.Second
+	return min(5*time.Second, interval/2)
 }
 
 // changed applies a write at once in this process (other processes follow
