@@ -8,6 +8,7 @@ package loader
 
 import (
 	"context"
+	"crypto/sha256"
 	"sync"
 
 	"github.com/sendergate/sendergate/dkim"
@@ -81,7 +82,9 @@ func (l *Loader) Load(ctx context.Context, since int64) (*policy.Delta, error) {
 		}
 		o.Domains = append(o.Domains, policy.DomainInput{ID: d.ID, Name: d.Name, Status: d.Status, Sandbox: d.Sandbox,
 			Restricted: d.Restricted, Selector: d.Selector, Grants: grants[d.ID],
-			BounceDomain: domains.EnvelopeDomain(d.Name, d.ReturnPath, d.Token, l.zone)})
+			BounceDomain: domains.EnvelopeDomain(d.Name, d.ReturnPath, d.Token, l.zone),
+			KeyID:        keyID(d.DKIMTXT), KeyPEM: d.DKIMKey})
+		d.DKIMKey = "" // the zone rows kept below need no private key
 		zoneRows[d.OrgID] = append(zoneRows[d.OrgID], d)
 	}
 	for _, a := range st.Confirmed {
@@ -122,6 +125,16 @@ func (l *Loader) updateZone(st *store.State, zoneRows map[string][]store.DomainR
 		all = append(all, rows...)
 	}
 	l.onZone(uint32(st.ZoneVersion), all)
+}
+
+// keyID names a key by its public TXT value (one per key), so the
+// policy's key cache keeps a parsed key across changes that leave it.
+func keyID(txt string) string {
+	if txt == "" || txt == "-" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(txt))
+	return string(sum[:12])
 }
 
 // NewEngine returns a policy engine loading from st through a Loader for

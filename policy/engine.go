@@ -36,6 +36,14 @@ type DomainInput struct {
 	Selector            string
 	BounceDomain        string   // return-path domain, or T.bounce.ZONE
 	Grants              []string // account ids, when Restricted
+	// KeyID names the domain's key (e.g. a hash of its public key): a
+	// parsed key is cached under it, so a change of the domain's
+	// organization does not drop a key that stayed the same.
+	KeyID string
+	// KeyPEM, when set, is the private key, parsed at once into the cache
+	// (a loader sets it for domains added or changed after start, so that
+	// signing them does not depend on a later read of the database).
+	KeyPEM string
 }
 
 // Delta is what changed since a version: every organization (Full) or the
@@ -187,9 +195,6 @@ func (e *Engine) apply(ctx context.Context, since int64) error {
 				delete(s.orgs, id)
 				delete(s.byName, old.name)
 				s.domains -= len(old.domains)
-				for _, d := range old.domains {
-					e.keys.evict(d.ID) // the key may have changed
-				}
 			}
 		}
 	}
@@ -221,7 +226,19 @@ func (e *Engine) build(in *OrgInput) *orgView {
 	}
 	for _, d := range in.Domains {
 		dom := &Domain{ID: d.ID, OrgID: in.ID, Name: d.Name, Status: d.Status, Sandbox: d.Sandbox, Restricted: d.Restricted,
-			Selector: d.Selector, BounceDomain: d.BounceDomain}
+			Selector: d.Selector, BounceDomain: d.BounceDomain, keyID: d.KeyID}
+		if dom.keyID == "" {
+			dom.keyID = d.ID
+		}
+		if d.KeyPEM != "" && e.opts.ParseKey != nil {
+			if _, ok := e.keys.get(dom.keyID); !ok {
+				if k, err := e.opts.ParseKey(d.KeyPEM); err != nil {
+					e.opts.Logger.Error("domain has an unreadable DKIM key; it cannot send", "domain", d.Name, "err", err)
+				} else {
+					e.keys.put(dom.keyID, k)
+				}
+			}
+		}
 		if len(d.Grants) > 0 {
 			dom.grants = make(map[string]struct{}, len(d.Grants))
 			for _, g := range d.Grants {
@@ -241,7 +258,7 @@ func (e *Engine) build(in *OrgInput) *orgView {
 // kept in a bounded cache. A key that cannot be read is an error (the
 // caller answers 451: fail closed, never an unsigned message).
 func (e *Engine) Signer(ctx context.Context, d *Domain) (crypto.Signer, error) {
-	if k, ok := e.keys.get(d.ID); ok {
+	if k, ok := e.keys.get(d.keyID); ok {
 		return k, nil
 	}
 	if e.opts.Keys == nil || e.opts.ParseKey == nil {
@@ -255,7 +272,7 @@ func (e *Engine) Signer(ctx context.Context, d *Domain) (crypto.Signer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("policy: parse the DKIM key of %s: %w", d.Name, err)
 	}
-	e.keys.put(d.ID, k)
+	e.keys.put(d.keyID, k)
 	return k, nil
 }
 

@@ -109,13 +109,21 @@ func parse(id string) (crypto.Signer, error) {
 	return ed25519.NewKeyFromSeed(seed), nil
 }
 
-// TestSignerCache: keys are read on first use, kept up to the cache size
-// (least recently used out first), re-read after their organization
-// changed, and a key that cannot be read is an error, never a nil signer.
+// TestSignerCache: keys are read on first use and kept up to the cache
+// size (least recently used out first) under their key id, so a change of
+// the organization that leaves a key keeps it; a key given with the delta
+// is parsed at once (no read later); a key that cannot be read is an
+// error, never a nil signer.
 func TestSignerCache(t *testing.T) {
+	withKey := func(name, keyID, pem string) DomainInput {
+		d := verified(name)
+		d.KeyID, d.KeyPEM = keyID, pem
+		return d
+	}
 	src := &deltas{version: 1, next: map[int64]*Delta{
-		0: {Version: 1, Full: true, Orgs: []OrgInput{org("o1", "acme", verified("a.example"), verified("b.example"), verified("c.example"))}},
-		1: {Version: 2, Changed: []string{"o1"}, Orgs: []OrgInput{org("o1", "acme", verified("a.example"), verified("b.example"), verified("c.example"))}},
+		0: {Version: 1, Full: true, Orgs: []OrgInput{org("o1", "acme", withKey("a.example", "ka", ""), withKey("b.example", "kb", ""), withKey("c.example", "kc", ""))}},
+		1: {Version: 2, Changed: []string{"o1"}, Orgs: []OrgInput{org("o1", "acme", withKey("a.example", "ka", ""), withKey("b.example", "kb", ""),
+			withKey("c.example", "kc", ""), withKey("new.example", "knew", "d-new.example"))}},
 	}}
 	ks := &keys{reads: map[string]int{}}
 	e := NewEngine(src, Options{Keys: ks, ParseKey: parse, KeyCache: 2})
@@ -124,9 +132,9 @@ func TestSignerCache(t *testing.T) {
 		t.Fatal(err)
 	}
 	s, _ := e.Current()
-	dom := func(name string) *Domain { d, _ := s.Domain("o1", name); return d }
+	dom := func(s *Snapshot, name string) *Domain { d, _ := s.Domain("o1", name); return d }
 	for _, n := range []string{"a.example", "a.example", "b.example", "c.example", "a.example"} {
-		if k, err := e.Signer(ctx, dom(n)); err != nil || k == nil {
+		if k, err := e.Signer(ctx, dom(s, n)); err != nil || k == nil {
 			t.Fatalf("Signer(%s) = %v, %v", n, k, err)
 		}
 	}
@@ -141,11 +149,15 @@ func TestSignerCache(t *testing.T) {
 	if err := e.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if e.keys.len() != 0 {
-		t.Errorf("the changed organization's keys are still cached: %d", e.keys.len())
+	s2, _ := e.Current()
+	ks.fail = true // from now on, nothing can be read
+	if k, err := e.Signer(ctx, dom(s2, "new.example")); err != nil || k == nil {
+		t.Errorf("a key given with the delta needs a read: %v", err)
 	}
-	ks.fail = true
-	if k, err := e.Signer(ctx, dom("a.example")); err == nil || k != nil {
+	if k, err := e.Signer(ctx, dom(s2, "a.example")); err != nil || k == nil {
+		t.Errorf("a key unchanged by the organization's change was dropped: %v", err)
+	}
+	if k, err := e.Signer(ctx, dom(s2, "b.example")); err == nil || k != nil {
 		t.Errorf("an unreadable key gave %v, %v; want an error", k, err)
 	}
 }

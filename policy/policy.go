@@ -75,6 +75,7 @@ type Domain struct {
 	// return-path domain, or T.bounce.ZONE without one.
 	BounceDomain string
 	grants       map[string]struct{} // account ids
+	keyID        string              // the key cache's name of its key
 }
 
 // CanSend reports whether the domain's status allows sending.

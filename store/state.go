@@ -39,6 +39,10 @@ type DomainRow struct {
 	DMARCRUA    string `db:"dmarc_rua"`
 	DMARCPct    int    `db:"dmarc_pct"`
 	Restricted  bool   `db:"restricted"`
+	// DKIMKey is the PEM private key, read only in an incremental load
+	// (a few organizations), so that a domain added or changed after
+	// start is signed without a later read of the database.
+	DKIMKey string `db:"dkim_key"`
 }
 
 // AddressRow is a confirmed sender address.
@@ -183,7 +187,7 @@ func (st *State) readOrgs(ctx context.Context, tx *sqlx.Tx, ids []string) error 
 		}{
 			{&st.OrgRows, `SELECT id, name FROM orgs WHERE id IN (?)`},
 			{&st.Accounts, `SELECT ` + stateAccountCols + ` FROM smtp_accounts WHERE org_id IN (?)`},
-			{&st.Domains, `SELECT ` + stateDomainCols + ` FROM domains WHERE org_id IN (?)`},
+			{&st.Domains, `SELECT ` + stateDomainCols + `, dkim_key FROM domains WHERE org_id IN (?)`},
 			{&st.Grants, `SELECT g.domain_id, g.account_id FROM domain_grants g JOIN domains d ON d.id = g.domain_id WHERE d.org_id IN (?)`},
 			{&st.Confirmed, `SELECT org_id, email FROM addresses WHERE status = 'confirmed' AND org_id IN (?)`},
 		}

@@ -133,7 +133,7 @@ func (d *daemon) setup(ctx, bg context.Context) error {
 		RequireConfirmed: cfg.Submission.RequireConfirmedAddress, Logger: d.log,
 	})
 	// One message stage for every adapter: they share its signing admission.
-	d.gate = gate.New(d.engine, d.st, gate.Options{Hostname: cfg.Hostname, SandboxLimit: cfg.Sandbox.DailyLimit, Logger: d.log})
+	d.gate = gate.New(d.engine, d.st, gate.Options{Hostname: cfg.Hostname, SandboxLimit: cfg.Sandbox.DailyLimit, Logger: d.log, Registerer: d.reg})
 	if err := d.engine.Reload(ctx); err != nil {
 		// Fail closed: mail gets 451 until a snapshot loads.
 		d.log.Error("initial policy snapshot failed; mail is refused with 451 until it loads", "err", err)
@@ -192,8 +192,10 @@ func checkTick(interval time.Duration) time.Duration {
 func (d *daemon) changed() {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := d.engine.Reload(ctx); err != nil {
-		d.log.Error("policy snapshot reload failed", "err", err)
+	// Only the organizations changed since the current snapshot are read;
+	// concurrent writers coalesce on the engine's lock.
+	if err := d.engine.Refresh(ctx); err != nil {
+		d.log.Error("policy snapshot refresh failed", "err", err)
 	}
 }
 
