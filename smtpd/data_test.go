@@ -175,7 +175,7 @@ func TestDeclaredSizeAllocatesNothing(t *testing.T) {
 func TestBufferedBytesCap(t *testing.T) {
 	const budget = 1 << 20
 	f := testServer(t, withConfig(func(c *smtpd.Config) {
-		c.MaxMessageBytes = 2 << 20
+		c.MaxMessageBytes = 900 << 10 // with its 64 KiB margin, within the budget
 		c.MaxBufferedBytes = budget
 	}))
 	// a holds 600 KiB in an unfinished transaction.

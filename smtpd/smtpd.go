@@ -122,7 +122,9 @@ type Config struct {
 	// the greeting is 421 4.7.0 and the connection is closed.
 	MaxConnections, MaxConnectionsPerIP int
 	// MaxBufferedBytes bounds the message bytes all transactions hold at
-	// once; a message that would pass it gets 451 4.3.1.
+	// once; a message that would pass it gets 451 4.3.1. It is raised to
+	// MaxMessageBytes + 64 KiB if lower, so that one message of the
+	// largest size always fits.
 	MaxBufferedBytes int64
 	// ProxyFrom lists the IPs and CIDR prefixes of proxies (load
 	// balancers) that must start each connection with a PROXY protocol v1
@@ -243,6 +245,9 @@ func withDefaults(cfg Config) Config {
 	if cfg.MaxBufferedBytes <= 0 {
 		cfg.MaxBufferedBytes = DefaultMaxBufferedBytes
 	}
+	// One message of the largest size must always fit (buffers grow in
+	// chunks and hold one octet over the limit to detect it).
+	cfg.MaxBufferedBytes = max(cfg.MaxBufferedBytes, cfg.MaxMessageBytes+readChunk)
 	if cfg.TrustedNet == nil {
 		cfg.TrustedNet = net.IP.IsLoopback
 	}
