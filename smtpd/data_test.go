@@ -80,9 +80,9 @@ func TestLongLinesAndBareCR(t *testing.T) {
 }
 
 func TestDataTrickle(t *testing.T) {
-	// Every pause is shorter than ReadTimeout, the whole transfer three
-	// times longer: the deadline slides with each read.
-	const readTimeout = 400 * time.Millisecond
+	// Every pause is shorter than ReadTimeout, the whole transfer longer:
+	// the deadline slides with each read.
+	const readTimeout = time.Second
 	f := testServer(t, withConfig(func(c *smtpd.Config) { c.ReadTimeout = readTimeout }))
 	c := login(t, f.addr)
 	c.startData("")
@@ -97,7 +97,7 @@ func TestDataTrickle(t *testing.T) {
 		if err := c.write([]byte(msg[i*step : end])); err != nil {
 			t.Fatalf("write part %d: %v", i, err)
 		}
-		time.Sleep(readTimeout / 4)
+		time.Sleep(readTimeout / 6)
 	}
 	c.send(".")
 	c.want(250, "2.0.0")
