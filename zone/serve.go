@@ -71,42 +71,41 @@ func (s *Server) answer(m *dns.Msg, q dns.Question) {
 	}
 	m.Authoritative = true
 	d := s.data.Load()
-	sets, ok := d.nodes[name]
+	rrs, _, ok := d.shards.lookup(name)
 	if !ok {
 		m.Rcode = dns.RcodeNameError // RFC 8020: nothing exists below it either
 		m.Ns = []dns.RR{d.negativeSOA()}
 		return
 	}
-	var rrs []dns.RR
-	if q.Qtype == dns.TypeANY {
-		for _, set := range sets {
-			rrs = append(rrs, set...)
-		}
-	} else {
-		rrs = sets[q.Qtype]
+	apex := name == s.origin
+	switch {
+	case q.Qtype == dns.TypeANY && apex:
+		rrs = append([]dns.RR{d.soa}, rrs...)
+	case q.Qtype == dns.TypeANY:
+	case q.Qtype == dns.TypeSOA && apex:
+		rrs = []dns.RR{d.soa}
+	default:
+		rrs = ofType(rrs, q.Qtype)
 	}
 	if len(rrs) == 0 {
 		m.Ns = []dns.RR{d.negativeSOA()} // NODATA (RFC 2308 2.2)
 		return
 	}
-	m.Answer = withOwner(rrs, q.Name)
-	m.Extra = append(m.Extra, d.glue(rrs)...) // after the OPT record, if any
+	m.Answer = s.servedAll(rrs, q.Name) // the question's spelling: 0x20 randomization
+	m.Extra = append(m.Extra, s.glue(d, rrs)...) // after the OPT record, if any
 }
 
-// withOwner copies rrs with the owner name spelled as in the question, so
-// resolvers using 0x20 case randomization see their own spelling back.
-func withOwner(rrs []dns.RR, qname string) []dns.RR {
-	out := make([]dns.RR, len(rrs))
-	for i, rr := range rrs {
-		if rr.Header().Name == qname {
-			out[i] = rr // already identical; records are never modified
-			continue
-		}
-		c := dns.Copy(rr)
-		c.Header().Name = qname
-		out[i] = c
+// ofType returns the records of type t among rrs, which are sorted by type.
+func ofType(rrs []dns.RR, t uint16) []dns.RR {
+	i := 0
+	for i < len(rrs) && rrs[i].Header().Rrtype < t {
+		i++
 	}
-	return out
+	j := i
+	for j < len(rrs) && rrs[j].Header().Rrtype == t {
+		j++
+	}
+	return rrs[i:j:j]
 }
 
 // negativeSOA is the SOA for the authority section of negative answers; its
@@ -119,7 +118,7 @@ func (d *zoneData) negativeSOA() dns.RR {
 
 // glue returns the in-zone A and AAAA records of NS and MX targets, for the
 // additional section (RFC 1035 3.3.9, 3.3.11).
-func (d *zoneData) glue(rrs []dns.RR) []dns.RR {
+func (s *Server) glue(d *zoneData, rrs []dns.RR) []dns.RR {
 	var extra []dns.RR
 	for _, rr := range rrs {
 		var target string
@@ -131,9 +130,16 @@ func (d *zoneData) glue(rrs []dns.RR) []dns.RR {
 		default:
 			continue
 		}
-		sets := d.nodes[strings.ToLower(target)]
-		extra = append(extra, sets[dns.TypeA]...)
-		extra = append(extra, sets[dns.TypeAAAA]...)
+		target = strings.ToLower(target)
+		if !dns.IsSubDomain(s.origin, target) {
+			continue
+		}
+		addrs, _, _ := d.shards.lookup(target)
+		for _, t := range []uint16{dns.TypeA, dns.TypeAAAA} {
+			for _, a := range ofType(addrs, t) {
+				extra = append(extra, s.servedOwn1(a))
+			}
+		}
 	}
 	return extra
 }

@@ -1,6 +1,8 @@
 package zone
 
 import (
+	"iter"
+	"slices"
 	"strings"
 
 	"github.com/miekg/dns"
@@ -43,36 +45,45 @@ func (s *Server) transferOut(w dns.ResponseWriter, r, m *dns.Msg, opt *dns.OPT) 
 	}
 	d := s.data.Load()
 	m.Authoritative = true
-	rrs, kind := d.transferRecords(r)
+	rrs, kind := d.ixfrAnswer(r)
+	rrs = s.servedOwn(rrs) // journaled records keep a TTL of zero
 	if !tcp {
 		// RFC 1995 2: over UDP the answer must fit in one message; if it
 		// does not, the SOA alone tells the client to retry over TCP.
 		m.Compress = true
 		m.Answer = rrs
-		if m.Len() > replySize(w, opt) || kind == kindAXFR {
+		if kind == kindAXFR || m.Len() > replySize(w, opt) {
 			m.Answer, kind = []dns.RR{d.soa}, kindUDPFallback
 		}
 		s.metrics.transfers(kind).Add(1)
 		return false
 	}
+	count := len(rrs)
+	if kind == kindAXFR {
+		count = d.records + 2
+	}
 	s.log.Info("dns: zone transfer", "zone", s.origin, "remote", w.RemoteAddr(),
-		"type", dns.TypeToString[q.Qtype], "answer", kind, "serial", d.soa.Serial, "records", len(rrs))
+		"type", dns.TypeToString[q.Qtype], "answer", kind, "serial", d.soa.Serial, "records", count)
 	s.metrics.transfers(kind).Add(1)
-	for _, msg := range transferMessages(r, m, rrs) {
-		if err := w.WriteMsg(msg); err != nil {
-			s.log.Warn("dns: zone transfer aborted", "zone", s.origin, "remote", w.RemoteAddr(), "error", err)
-			return true
-		}
+	tw := &transferWriter{w: w, r: r, opt: m.Extra}
+	if kind == kindAXFR {
+		tw.send(s.axfr(d))
+	} else {
+		tw.send(slices.Values(rrs))
+	}
+	if err := tw.flush(); err != nil {
+		s.log.Warn("dns: zone transfer aborted", "zone", s.origin, "remote", w.RemoteAddr(), "error", err)
 	}
 	return true
 }
 
-// transferRecords returns the records answering the AXFR or IXFR r, and
-// which kind of answer they are. An IXFR (RFC 1995 4) from a client whose
-// serial is the current one, or newer (another instance may be ahead),
-// gets the SOA alone; from a serial in the journal the changes since; from
-// any other serial, or without the client's SOA, the full zone.
-func (d *zoneData) transferRecords(r *dns.Msg) ([]dns.RR, string) {
+// ixfrAnswer returns the records answering the IXFR r, and which kind of
+// answer they are. An IXFR (RFC 1995 4) from a client whose serial is the
+// current one, or newer (another instance may be ahead), gets the SOA
+// alone; from a serial in the journal the changes since. From any other
+// serial, without the client's SOA, and for an AXFR, the answer is the
+// full zone: kindAXFR and no records (axfr streams them).
+func (d *zoneData) ixfrAnswer(r *dns.Msg) ([]dns.RR, string) {
 	if r.Question[0].Qtype == dns.TypeIXFR {
 		if client, ok := clientSerial(r, d.soa.Hdr.Name); ok {
 			if client == d.soa.Serial || serialGreater(client, d.soa.Serial) {
@@ -83,10 +94,34 @@ func (d *zoneData) transferRecords(r *dns.Msg) ([]dns.RR, string) {
 			}
 		}
 	}
-	rrs := make([]dns.RR, 0, len(d.ordered)+2)
-	rrs = append(rrs, d.soa)
-	rrs = append(rrs, d.ordered...)
-	return append(rrs, d.soa), kindAXFR
+	return nil, kindAXFR
+}
+
+// axfr yields the records of d in AXFR order (RFC 5936 2.2): the SOA, the
+// apex NS records, every other record shard by shard, the SOA again. It
+// reads d, an immutable snapshot, while the transfer is written, so the
+// full zone is never copied.
+func (s *Server) axfr(d *zoneData) iter.Seq[dns.RR] {
+	return func(yield func(dns.RR) bool) {
+		if !yield(d.soa) {
+			return
+		}
+		apex, _, _ := d.shards.lookup(s.origin)
+		for _, rr := range ofType(apex, dns.TypeNS) {
+			if !yield(s.servedOwn1(rr)) {
+				return
+			}
+		}
+		for rr := range d.shards.all() {
+			if h := rr.Header(); h.Rrtype == dns.TypeNS && h.Name == s.origin {
+				continue
+			}
+			if !yield(s.servedOwn1(rr)) {
+				return
+			}
+		}
+		yield(d.soa)
+	}
 }
 
 // clientSerial returns the serial of the SOA an IXFR request carries in its
@@ -122,27 +157,62 @@ func (d *zoneData) incremental(serial uint32) []dns.RR {
 	return nil
 }
 
-// transferMessages splits a transfer answer into response messages, each
-// well under the 64 KiB TCP limit (RFC 5936 2.2). Every message repeats
-// the question and the reply's OPT (RFC 5936 2.2.1).
-func transferMessages(r, reply *dns.Msg, rrs []dns.RR) []*dns.Msg {
-	next := func() *dns.Msg {
-		m := new(dns.Msg)
-		m.SetReply(r)
-		m.Authoritative = true
-		m.Compress = true
-		m.Extra = reply.Extra // the OPT record, if any
-		return m
-	}
-	msgs := []*dns.Msg{next()}
-	cur, size := msgs[0], 0
-	for _, rr := range rrs {
-		if n := dns.Len(rr); size > 0 && size+n > axfrChunk {
-			cur, size = next(), 0
-			msgs = append(msgs, cur)
+// transferWriter writes a transfer answer as response messages of about
+// axfrChunk bytes each, well under the 64 KiB TCP limit (RFC 5936 2.2),
+// sending each as soon as it is full. Every message repeats the question
+// and the reply's OPT (RFC 5936 2.2.1).
+type transferWriter struct {
+	w   dns.ResponseWriter
+	r   *dns.Msg
+	opt []dns.RR // the reply's additional section: the OPT record, if any
+	cur *dns.Msg
+	len int
+	err error
+}
+
+// send adds every record of rrs, stopping at the first write error.
+func (t *transferWriter) send(rrs iter.Seq[dns.RR]) {
+	for rr := range rrs {
+		if !t.add(rr) {
+			return
 		}
-		cur.Answer = append(cur.Answer, rr)
-		size += dns.Len(rr)
 	}
-	return msgs
+}
+
+// add appends rr to the current message, writing that one first when rr
+// would take it past axfrChunk. It returns false once a write failed.
+func (t *transferWriter) add(rr dns.RR) bool {
+	n := dns.Len(rr)
+	if t.cur != nil && t.len > 0 && t.len+n > axfrChunk {
+		t.write()
+	}
+	if t.err != nil {
+		return false
+	}
+	if t.cur == nil {
+		t.cur = new(dns.Msg)
+		t.cur.SetReply(t.r)
+		t.cur.Authoritative = true
+		t.cur.Compress = true
+		t.cur.Extra = t.opt
+		t.len = 0
+	}
+	t.cur.Answer = append(t.cur.Answer, rr)
+	t.len += n
+	return true
+}
+
+func (t *transferWriter) write() {
+	if t.err == nil {
+		t.err = t.w.WriteMsg(t.cur)
+	}
+	t.cur = nil
+}
+
+// flush writes the last message and returns the first write error.
+func (t *transferWriter) flush() error {
+	if t.cur != nil {
+		t.write()
+	}
+	return t.err
 }

@@ -14,7 +14,10 @@
 // serves the same serial), keeps the current one when the records did not
 // change, and journals each change so secondaries can catch up
 // incrementally. Queries read an immutable snapshot, so serving never waits
-// for an update.
+// for an update. Update replaces the whole zone (the first load); Patch
+// applies a change in time proportional to the change: the names are split
+// into shards by a hash of the owner name, and a change copies only the
+// shards it touches.
 package zone
 
 import (
@@ -95,7 +98,8 @@ type Config struct {
 type Server struct {
 	origin      string // lowercase FQDN of the apex
 	nameservers []string
-	generated   []dns.RR // address records from the config, served with the apex
+	generated   []dns.RR // address records from the config
+	fixed       []dns.RR // the apex NS records and generated: in every version of the zone
 	transfer    []netip.Prefix
 	ttl         uint32
 	timers      [4]uint32 // refresh, retry, expire, minimum
@@ -105,7 +109,7 @@ type Server struct {
 
 	data atomic.Pointer[zoneData] // the snapshot queries read
 
-	updateMu sync.Mutex // serializes Update's compare, serial choice and swap
+	updateMu sync.Mutex // serializes Update and Patch: compare, serial choice and swap
 
 	notify        []notifyTarget
 	notifyTimeout time.Duration // per attempt
@@ -168,7 +172,12 @@ func New(cfg Config) (*Server, error) {
 	if err := s.metrics.register(cfg.Registerer, s); err != nil {
 		return nil, err
 	}
-	s.data.Store(s.build(nil).withSerial(s, 0))
+	for _, ns := range s.nameservers {
+		s.fixed = append(s.fixed, &dns.NS{Hdr: header(s.origin, dns.TypeNS, s.ttl), Ns: ns})
+	}
+	s.fixed = append(s.fixed, s.generated...)
+	z := s.build(nil)
+	s.data.Store(&zoneData{soa: s.soaRecord(0), shards: z, records: z.count()})
 	return s, nil
 }
 
