@@ -91,7 +91,7 @@ func (s *Server) answer(m *dns.Msg, q dns.Question) {
 		m.Ns = []dns.RR{d.negativeSOA()} // NODATA (RFC 2308 2.2)
 		return
 	}
-	m.Answer = s.servedAll(rrs, q.Name) // the question's spelling: 0x20 randomization
+	m.Answer = s.servedAll(rrs, q.Name)          // the question's spelling: 0x20 randomization
 	m.Extra = append(m.Extra, s.glue(d, rrs)...) // after the OPT record, if any
 }
 
