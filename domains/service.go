@@ -31,6 +31,12 @@ type ServiceOptions struct {
 	// queries per second of this Service; 0 is none. Manual verifies are
 	// not limited.
 	CheckQPS int
+	// Served, when its Zone is set, is what the provider zone publishes:
+	// each check then follows the CNAME to its target and compares what
+	// the target serves with it (a broken delegation is a mismatch, a
+	// flattened record that serves the right data is ok with a note).
+	// Empty: checks stop at the CNAME.
+	Served ZoneOptions
 	// Registerer takes the background checker's metrics; nil is none.
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
@@ -126,6 +132,12 @@ func (s *Service) check(ctx context.Context, d store.Domain, r Resolver, manual 
 	var recs []Record
 	if err := json.Unmarshal([]byte(d.Records), &recs); err != nil {
 		return d, Transient, fmt.Errorf("domains: records of %s: %w", d.Name, err)
+	}
+	if s.opts.Served.Zone != "" {
+		// What the zone serves for this domain, built as the zone builds it.
+		row := store.DomainRow{ID: d.ID, Name: d.Name, Sandbox: d.Sandbox, Token: d.Token, Selector: d.DKIMSelector,
+			DKIMTXT: d.DKIMTXT, DMARCPolicy: d.DMARCPolicy, DMARCRUA: d.DMARCRUA, DMARCPct: d.DMARCPct}
+		recs = ExpectServed(recs, ZoneRecordsFromRows([]store.DomainRow{row}, s.opts.Served))
 	}
 	cctx, cancel := context.WithTimeout(ctx, s.opts.CheckTimeout)
 	recs = Check(cctx, r, recs)

@@ -19,8 +19,11 @@ import (
 // (UpdateDomainCheck) or RescheduleCheck ends the lease; a lease that runs
 // out, because its instance died, makes the row due again.
 
-// checkCols are the columns a check reads: no private key, no token.
-const checkCols = `id, org_id, name, sandbox, status, records, history, created_at, verified_at, last_checked_at, first_miss_at, next_check_at`
+// checkCols are the columns a check reads: no private key; the token,
+// selector, public key and DMARC fields say what the provider zone serves
+// at the CNAMEs' targets, which the check compares.
+const checkCols = `id, org_id, name, sandbox, token, status, dkim_selector, dkim_txt, dmarc_policy, dmarc_rua, dmarc_pct,
+	records, history, created_at, verified_at, last_checked_at, first_miss_at, next_check_at`
 
 // EarliestCheck returns the earliest next_check_at of any domain, or the
 // zero Time when no check is planned. It reads one index entry.

@@ -127,6 +127,7 @@ func TestEndToEnd(t *testing.T) {
 	up := relaytest.NewServer(t)
 	cust := dnstest.NewServer(t)
 	in := startDaemon(t, daemonOpts{upstream: up.Addr, resolvers: []string{cust.Addr()}})
+	cust.Delegate("sg.localhost", in.dns) // resolvers reach the provider zone, as on the Internet
 	key := in.adminKey(t)
 	lookup := lookupTXT(in, cust)
 
@@ -280,6 +281,7 @@ func TestLifecycleThroughBinary(t *testing.T) {
 	up := relaytest.NewServer(t)
 	cust := dnstest.NewServer(t)
 	in := startDaemon(t, daemonOpts{upstream: up.Addr, resolvers: []string{cust.Addr()}, grace: "25s"})
+	cust.Delegate("sg.localhost", in.dns) // resolvers reach the provider zone, as on the Internet
 	key := in.adminKey(t)
 	in.call(t, key, "POST", "/v1/orgs", `{"name":"life"}`, nil)
 	var acct map[string]string
@@ -338,6 +340,7 @@ func TestSandboxLimitStrictModeAndRestart(t *testing.T) {
 	cust := dnstest.NewServer(t)
 	opts := daemonOpts{upstream: up.Addr, resolvers: []string{cust.Addr()}, strict: true, extra: "[sandbox]\ndaily_limit = 3\n"}
 	in := startDaemon(t, opts)
+	cust.Delegate("sg.localhost", in.dns) // resolvers reach the provider zone, as on the Internet
 	key := in.adminKey(t)
 	in.call(t, key, "POST", "/v1/orgs", `{"name":"acme"}`, nil)
 	var acct map[string]string

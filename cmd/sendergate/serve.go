@@ -154,6 +154,7 @@ func (d *daemon) setup(ctx, bg context.Context) error {
 	d.domains = domains.NewService(d.st, domains.ServiceOptions{
 		Zone: cfg.DNS.Zone, Resolver: resolver, Interval: cfg.DNS.VerifyInterval.Duration, Grace: cfg.DNS.Grace.Duration, Logger: d.log,
 		CheckQPS: cfg.DNS.CheckQPS, Registerer: d.reg,
+		Served: d.zoneOpts, // verification follows each CNAME to what the zone serves
 	})
 	// The checker stops, its checks in flight ended and its leases given
 	// back, before the store closes (serve closes it after every closer).
