@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 
 	"github.com/jmoiron/sqlx"
@@ -181,61 +182,34 @@ func (st *State) readOrgs(ctx context.Context, tx *sqlx.Tx, ids []string) error 
 		n := min(batch, len(ids))
 		part := ids[:n]
 		ids = ids[n:]
-		queries := []struct {
-			dest any
-			q    string
-		}{
-			{&st.OrgRows, `SELECT id, name FROM orgs WHERE id IN (?)`},
-			{&st.Accounts, `SELECT ` + stateAccountCols + ` FROM smtp_accounts WHERE org_id IN (?)`},
-			{&st.Domains, `SELECT ` + stateDomainCols + `, dkim_key FROM domains WHERE org_id IN (?)`},
-			{&st.Grants, `SELECT g.domain_id, g.account_id FROM domain_grants g JOIN domains d ON d.id = g.domain_id WHERE d.org_id IN (?)`},
-			{&st.Confirmed, `SELECT org_id, email FROM addresses WHERE status = 'confirmed' AND org_id IN (?)`},
-		}
-		for _, q := range queries {
-			query, args, err := sqlx.In(q.q, part)
-			if err != nil {
-				return fmt.Errorf("store: load state: %w", err)
-			}
-			if err := selectAppend(ctx, tx, q.dest, tx.Rebind(query), args...); err != nil {
-				return fmt.Errorf("store: load state: %w", err)
-			}
+		err := errors.Join(
+			appendIn(ctx, tx, &st.OrgRows, `SELECT id, name FROM orgs WHERE id IN (?)`, part),
+			appendIn(ctx, tx, &st.Accounts, `SELECT `+stateAccountCols+` FROM smtp_accounts WHERE org_id IN (?)`, part),
+			appendIn(ctx, tx, &st.Domains, `SELECT `+stateDomainCols+`, dkim_key FROM domains WHERE org_id IN (?)`, part),
+			appendIn(ctx, tx, &st.Grants, `SELECT g.domain_id, g.account_id FROM domain_grants g
+				JOIN domains d ON d.id = g.domain_id WHERE d.org_id IN (?)`, part),
+			appendIn(ctx, tx, &st.Confirmed, `SELECT org_id, email FROM addresses WHERE status = 'confirmed' AND org_id IN (?)`, part),
+		)
+		if err != nil {
+			return err
 		}
 	}
 	return nil
 }
 
-// selectAppend runs a select into a fresh slice and appends it to dest (a
-// pointer to a slice of one of the row types).
-func selectAppend(ctx context.Context, tx *sqlx.Tx, dest any, q string, args ...any) error {
-	switch d := dest.(type) {
-	case *[]OrgRow:
-		var rows []OrgRow
-		err := tx.SelectContext(ctx, &rows, q, args...)
-		*d = append(*d, rows...)
-		return err
-	case *[]AccountRow:
-		var rows []AccountRow
-		err := tx.SelectContext(ctx, &rows, q, args...)
-		*d = append(*d, rows...)
-		return err
-	case *[]DomainRow:
-		var rows []DomainRow
-		err := tx.SelectContext(ctx, &rows, q, args...)
-		*d = append(*d, rows...)
-		return err
-	case *[]Grant:
-		var rows []Grant
-		err := tx.SelectContext(ctx, &rows, q, args...)
-		*d = append(*d, rows...)
-		return err
-	case *[]AddressRow:
-		var rows []AddressRow
-		err := tx.SelectContext(ctx, &rows, q, args...)
-		*d = append(*d, rows...)
-		return err
-	default:
-		return fmt.Errorf("store: selectAppend: unsupported %T", dest)
+// appendIn runs q with its "IN (?)" expanded to ids and appends the rows
+// to dest.
+func appendIn[T any](ctx context.Context, tx *sqlx.Tx, dest *[]T, q string, ids []string) error {
+	query, args, err := sqlx.In(q, ids)
+	if err != nil {
+		return fmt.Errorf("store: load state: %w", err)
 	}
+	var rows []T
+	if err := tx.SelectContext(ctx, &rows, tx.Rebind(query), args...); err != nil {
+		return fmt.Errorf("store: load state: %w", err)
+	}
+	*dest = append(*dest, rows...)
+	return nil
 }
 
 // DomainKey returns the PEM private key of a domain, read when the policy
