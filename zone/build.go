@@ -1,20 +1,55 @@
 package zone
 
 import (
-	"slices"
+	"runtime"
 
 	"github.com/miekg/dns"
 )
 
-// buildChunk is the number of input records one worker of build accepts
-// at a time.
+// buildChunk is the number of input records one worker of bucketize
+// accepts at a time.
 const buildChunk = 64 * 1024
 
 // build returns the shards of a zone holding the generated records (apex
-// NS, configured addresses) and rrs. Records are accepted and sorted on
-// every core; the only full-size temporary is one slice of the accepted
-// records.
+// NS, configured addresses) and rrs: the first load, on every core.
 func (s *Server) build(rrs []dns.RR) *shards {
+	buckets := s.bucketize(rrs)
+	z := new(shards)
+	tmp := make([]scratch, runtime.GOMAXPROCS(0))
+	parallelW(len(tmp), numShards, func(w, b int) {
+		z[b] = s.newShard(buckets[b], &tmp[w])
+		buckets[b] = nil
+	})
+	s.linkParents(z)
+	return z
+}
+
+// diffFull returns the records cur holds that the zone of the generated
+// records and rrs lacks, and those it holds that cur lacks: a full reload
+// as a change. Each shard of the new zone is built, compared with cur's and
+// dropped, so the whole new zone never exists at once.
+func (s *Server) diffFull(cur *shards, rrs []dns.RR) (deleted, added []dns.RR) {
+	buckets := s.bucketize(rrs)
+	type result struct{ deleted, added []dns.RR }
+	results := make([]result, numShards)
+	tmp := make([]scratch, runtime.GOMAXPROCS(0))
+	parallelW(len(tmp), numShards, func(w, b int) {
+		next := s.newShard(buckets[b], &tmp[w])
+		buckets[b] = nil
+		r := &results[b]
+		r.deleted, r.added = s.diffShard(cur[b], next)
+	})
+	for _, r := range results {
+		deleted = append(deleted, r.deleted...)
+		added = append(added, r.added...)
+	}
+	return deleted, added
+}
+
+// bucketize accepts the generated records and rrs and returns them by
+// shard, in no particular order. Records are accepted on every core; the
+// temporaries are one slice of the accepted records and their shards.
+func (s *Server) bucketize(rrs []dns.RR) [][]dns.RR {
 	fixed := len(s.fixed)
 	total := fixed + len(rrs)
 	acc := make([]dns.RR, total)
@@ -58,37 +93,12 @@ func (s *Server) build(rrs []dns.RR) *shards {
 			}
 		}
 	})
-	acc, bucket = nil, nil
-	z := new(shards)
-	parallel(numShards, func(b int) { z[b] = s.newShard(buckets[b]) })
-	s.linkParents(z)
-	return z
+	return buckets
 }
 
-// diffShards returns the records of old missing from next and those of
-// next missing from old. Shards of next equal to old's are replaced by
-// old's, so the records already served stay and the new copies go.
-func (s *Server) diffShards(old, next *shards) (deleted, added []dns.RR) {
-	type result struct{ deleted, added []dns.RR }
-	results := make([]result, numShards)
-	parallel(numShards, func(b int) {
-		var same bool
-		r := &results[b]
-		r.deleted, r.added, same = s.diffShard(old[b], next[b])
-		if same {
-			next[b] = old[b]
-		}
-	})
-	for _, r := range results {
-		deleted = append(deleted, r.deleted...)
-		added = append(added, r.added...)
-	}
-	return deleted, added
-}
-
-// diffShard compares two versions of one shard (nil: empty). same also
-// requires equal counts of children, which depend on other shards.
-func (s *Server) diffShard(a, b *shard) (deleted, added []dns.RR, same bool) {
+// diffShard compares the records of two versions of one shard (nil:
+// empty); names without records (empty non-terminals) do not count.
+func (s *Server) diffShard(a, b *shard) (deleted, added []dns.RR) {
 	var x, y shard
 	if a != nil {
 		x = *a
@@ -96,29 +106,34 @@ func (s *Server) diffShard(a, b *shard) (deleted, added []dns.RR, same bool) {
 	if b != nil {
 		y = *b
 	}
-	same = len(x.names) == len(y.names)
 	i, j := 0, 0
 	for i < len(x.names) || j < len(y.names) {
 		switch {
 		case j == len(y.names) || i < len(x.names) && x.names[i] < y.names[j]:
 			deleted = append(deleted, x.records(i)...)
-			same = false
 			i++
 		case i == len(x.names) || y.names[j] < x.names[i]:
 			added = append(added, y.records(j)...)
-			same = false
 			j++
 		default:
 			xr, yr := x.records(i), y.records(j)
-			if !slices.EqualFunc(xr, yr, s.same) {
-				d, a := s.minus(xr, yr), s.minus(yr, xr)
-				deleted, added = append(deleted, d...), append(added, a...)
-				same = same && len(d) == 0 && len(a) == 0 // reordered only
+			if len(xr) != len(yr) || !s.sameRecords(xr, yr) {
+				deleted, added = append(deleted, s.minus(xr, yr)...), append(added, s.minus(yr, xr)...)
 			}
-			same = same && x.nodes[i].children == y.nodes[j].children
 			i++
 			j++
 		}
 	}
-	return deleted, added, same
+	return deleted, added
+}
+
+// sameRecords reports whether a and b, of equal length, hold the same
+// records in the same order.
+func (s *Server) sameRecords(a, b []dns.RR) bool {
+	for i := range a {
+		if !s.same(a[i], b[i]) {
+			return false
+		}
+	}
+	return true
 }

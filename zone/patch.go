@@ -25,29 +25,48 @@ import (
 func (s *Server) Patch(serial uint32, deleted, added []dns.RR) uint32 {
 	s.updateMu.Lock()
 	defer s.updateMu.Unlock()
-	cur := s.data.Load()
-	p := &patch{s: s, cur: cur.shards, names: map[string]*pending{}}
+	var del, add []dns.RR
 	for _, rr := range deleted {
 		if rr = s.accept(rr); rr != nil && !s.isGenerated(rr) {
-			p.remove(rr)
+			del = append(del, rr)
 		}
 	}
 	for _, rr := range added {
 		if rr = s.accept(rr); rr != nil {
-			p.add(rr)
+			add = append(add, rr)
 		}
 	}
-	del, add := p.changes()
-	if len(del) == 0 && len(add) == 0 {
+	cur := s.data.Load()
+	next, del, add := s.change(cur, del, add)
+	if next == nil {
 		s.log.Debug("zone unchanged by patch", "zone", s.origin, "serial", cur.soa.Serial, "version", serial)
 		return cur.soa.Serial
+	}
+	s.publish(cur, next, serial, del, add)
+	return next.soa.Serial
+}
+
+// change returns the successor of cur (without SOA and journal) that has
+// the records deleted removed and then the records added added, all
+// accepted, and the records it actually removed and added; nil and no
+// records when that changes nothing. It copies only the shards holding the
+// names it touches.
+func (s *Server) change(cur *zoneData, deleted, added []dns.RR) (next *zoneData, del, add []dns.RR) {
+	p := &patch{s: s, cur: cur.shards, names: map[string]*pending{}}
+	for _, rr := range deleted {
+		p.remove(rr)
+	}
+	for _, rr := range added {
+		p.add(rr)
+	}
+	del, add = p.changes()
+	if len(del) == 0 && len(add) == 0 {
+		return nil, nil, nil
 	}
 	for _, name := range slices.Clone(p.order) {
 		p.settle(name)
 	}
-	next := &zoneData{shards: p.apply(), records: cur.records - len(del) + len(add)}
-	s.publish(cur, next, serial, del, add)
-	return next.soa.Serial
+	return &zoneData{shards: p.apply(), records: cur.records - len(del) + len(add)}, del, add
 }
 
 // patch collects the new state of the names a Patch touches.

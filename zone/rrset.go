@@ -1,6 +1,9 @@
 package zone
 
 import (
+	"slices"
+	"strings"
+
 	"github.com/miekg/dns"
 )
 
@@ -17,9 +20,25 @@ func (s *Server) ttlOf(rr dns.RR) uint32 {
 }
 
 // same reports whether a and b are the same record: owner, class, type,
-// served TTL and data (names in the data compared without case).
+// served TTL and data (names in the data compared without case). Owners
+// are compared exactly: accepted records have lowercase owners.
 func (s *Server) same(a, b dns.RR) bool {
-	return s.ttlOf(a) == s.ttlOf(b) && dns.IsDuplicate(a, b)
+	if a == b {
+		return true
+	}
+	ha, hb := a.Header(), b.Header()
+	if ha.Rrtype != hb.Rrtype || ha.Class != hb.Class || ha.Name != hb.Name || s.ttlOf(a) != s.ttlOf(b) {
+		return false
+	}
+	switch x := a.(type) { // the types this zone holds, without dns.IsDuplicate's name folding
+	case *dns.TXT:
+		y, ok := b.(*dns.TXT)
+		return ok && slices.Equal(x.Txt, y.Txt)
+	case *dns.MX:
+		y, ok := b.(*dns.MX)
+		return ok && x.Preference == y.Preference && strings.EqualFold(x.Mx, y.Mx)
+	}
+	return dns.IsDuplicate(a, b)
 }
 
 // key is the identity of rr as a string, for large record sets.

@@ -53,23 +53,27 @@ func (c delta) cost() int { return 2 + len(c.deleted) + len(c.added) }
 // Update or Patch) takes serial as it is and is not journaled: a secondary
 // has nothing older to catch up from. Update returns the serial now served.
 //
-// Update costs time in proportion to the whole zone: it is for the first
-// load. Apply later changes with Patch.
+// Update costs time in proportion to the whole zone (a reload builds the
+// new zone shard by shard, compares it with the served one and applies the
+// difference as Patch does): it is for the first load. Apply later changes
+// with Patch.
 func (s *Server) Update(serial uint32, rrs []dns.RR) uint32 {
 	s.updateMu.Lock()
 	defer s.updateMu.Unlock()
 	cur := s.data.Load()
-	next := &zoneData{shards: s.build(rrs), loaded: true}
-	next.records = next.shards.count()
-	var deleted, added []dns.RR
-	if cur.loaded {
-		// Shards without a change are taken over from cur: the new copies
-		// of their records are garbage at once.
-		deleted, added = s.diffShards(cur.shards, next.shards)
-		if len(deleted) == 0 && len(added) == 0 {
-			s.log.Debug("zone unchanged", "zone", s.origin, "serial", cur.soa.Serial, "version", serial)
-			return cur.soa.Serial
-		}
+	if !cur.loaded {
+		next := &zoneData{shards: s.build(rrs)}
+		next.records = next.shards.count()
+		s.publish(cur, next, serial, nil, nil)
+		return next.soa.Serial
+	}
+	// A reload: the difference with the served zone, applied as a Patch
+	// would, so unchanged shards and the records in them stay as they are.
+	deleted, added := s.diffFull(cur.shards, rrs)
+	next, deleted, added := s.change(cur, deleted, added)
+	if next == nil {
+		s.log.Debug("zone unchanged", "zone", s.origin, "serial", cur.soa.Serial, "version", serial)
+		return cur.soa.Serial
 	}
 	s.publish(cur, next, serial, deleted, added)
 	return next.soa.Serial
@@ -143,6 +147,9 @@ func (s *Server) accept(rr dns.RR) dns.RR {
 		return nil
 	}
 	h := rr.Header()
+	if s.plainInZone(h.Name) && h.Class != 0 && h.Rrtype != dns.TypeSOA && h.Rrtype != dns.TypeNS {
+		return rr // the common case, decided without normalizing
+	}
 	name, err := normalizeName(h.Name)
 	switch {
 	case err != nil:
@@ -165,3 +172,41 @@ func (s *Server) accept(rr dns.RR) dns.RR {
 	}
 	return rr
 }
+
+// plainInZone reports whether name is a lowercase FQDN strictly inside the
+// zone made only of letters, digits, hyphens and underscores, with labels
+// of 1 to 63 octets and at most 254 octets in all: a name accept keeps as
+// it is. Anything else (upper case, escapes, odd octets) goes the slow
+// way, through normalizeName and dns.IsSubDomain.
+func (s *Server) plainInZone(name string) bool {
+	n, o := len(name), len(s.origin)
+	if n <= o+1 || n > 254 || name[n-o-1] != '.' || name[n-o:] != s.origin {
+		return false
+	}
+	label := 0
+	for i := 0; i < n-o; i++ {
+		c := name[i]
+		if c == '.' {
+			if label == 0 {
+				return false
+			}
+			label = 0
+			continue
+		}
+		if !plainOctet[c] {
+			return false
+		}
+		if label++; label > 63 {
+			return false
+		}
+	}
+	return true
+}
+
+// plainOctet marks the octets plainInZone accepts in a label (read only).
+var plainOctet = func() (t [256]bool) {
+	for _, c := range "abcdefghijklmnopqrstuvwxyz0123456789-_" {
+		t[c] = true
+	}
+	return t
+}()
