@@ -21,6 +21,8 @@
 #   SECOND=1             second instance on the same database (propagation);
 #                        default 1 for postgres, 0 for sqlite
 #   SNAPSHOT=1           run bench/snapshot (in-process load, decision, AUTH)
+#   VERIFY_INTERVAL=1h   dns.verify_interval, seeded and configured (720h:
+#                        almost no background check comes due)
 #   SCALE_FLAGS="..."    extra flags for bench/scale (e.g. -adds 2000 -idle 10s)
 #   DATA=DIR             where the database and data dirs go (default /tmp)
 #   OUT=DIR              report and logs (default a new /tmp/sendergate-scale-out.* dir, kept)
@@ -33,6 +35,7 @@ PGURL=${PGURL:-postgres://postgres@127.0.0.1:5432}
 ORGS=${ORGS:-100000}
 DOMAINS=${DOMAINS:-10}
 ALG=${ALG:-ed25519}
+VERIFY_INTERVAL=${VERIFY_INTERVAL:-1h}
 SG_REV=${SG_REV:-HEAD}
 SNAPSHOT=${SNAPSHOT:-1}
 if [[ "$DB" == postgres ]]; then SECOND=${SECOND:-1}; else SECOND=${SECOND:-0}; fi
@@ -84,12 +87,12 @@ esac
 
 {
 	echo "# sendergate scale run $(date -u +%Y-%m-%dT%H:%MZ)"
-	echo "sendergate commit $REV; $DB; $ORGS orgs × $DOMAINS domains, $ALG"
+	echo "sendergate commit $REV; $DB; $ORGS orgs × $DOMAINS domains, $ALG; verify_interval $VERIFY_INTERVAL"
 	echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(free -g | awk '/^Mem:/{print $2}') GiB RAM, load $(cut -d' ' -f1-3 /proc/loadavg)"
 } | tee "$OUT/report.md"
 
 log "seeding $DATABASE"
-"$WORK/bin/seed" -database "$DATABASE" -orgs "$ORGS" -domains "$DOMAINS" -alg "$ALG" 2>"$OUT/seed.log" | tee -a "$OUT/report.md"
+"$WORK/bin/seed" -database "$DATABASE" -orgs "$ORGS" -domains "$DOMAINS" -alg "$ALG" -verify-interval "$VERIFY_INTERVAL" 2>"$OUT/seed.log" | tee -a "$OUT/report.md"
 if [[ "$DB" == sqlite ]]; then
 	echo "database file: $(du -sh "$WORK/db" | cut -f1)" | tee -a "$OUT/report.md"
 else
@@ -107,6 +110,6 @@ second=()
 log "daemon harness"
 # shellcheck disable=SC2086
 "$WORK/bin/scale" -bin "$WORK/bin/sendergate" -database "$DATABASE" -orgs "$ORGS" -domains "$DOMAINS" \
-	-work "$WORK/run" -json "$OUT/report.json" "${second[@]}" ${SCALE_FLAGS:-} 2> >(tee "$OUT/scale.log" >&2) | tee -a "$OUT/report.md"
+	-verify-interval "$VERIFY_INTERVAL" -work "$WORK/run" -json "$OUT/report.json" "${second[@]}" ${SCALE_FLAGS:-} 2> >(tee "$OUT/scale.log" >&2) | tee -a "$OUT/report.md"
 for f in "$WORK"/run/*/sendergate.log; do cp "$f" "$OUT/sendergate-$(basename "$(dirname "$f")").log"; done 2>/dev/null || true
 log "report: $OUT/report.md"

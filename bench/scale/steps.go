@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net/url"
 	"strings"
 	"time"
@@ -212,11 +213,17 @@ func (m *measure) propagation(ctx context.Context) error {
 	}
 	const limit = 30 * time.Second
 	var rot, dom, acc []time.Duration
+	// Each write waits a random part of a second first: B polls the
+	// state version every second, and a write made right after B's
+	// previous poll was seen would otherwise always wait a whole period.
+	rnd := rand.New(rand.NewPCG(5, 6))
+	pause := func() { time.Sleep(time.Duration(rnd.Int64N(int64(time.Second)))) }
 	for k := range m.o.propN {
 		i := m.o.orgs - 1 - k // the last organizations: untouched so far
 		org := seeddb.OrgName(i)
 		// A password rotation: B accepts the new password, then refuses the old one.
 		var out struct{ Password string }
+		pause()
 		if err := m.api.do("POST", "/v1/orgs/"+org+"/smtp-accounts/"+seeddb.AccountName+"/password", nil, 200, &out); err != nil {
 			return err
 		}
@@ -238,6 +245,7 @@ func (m *measure) propagation(ctx context.Context) error {
 			Records []struct{ Purpose, Value string } `json:"records"`
 		}
 		name := fmt.Sprintf("p%d.%s.bench.example", k, org)
+		pause()
 		if err := m.api.do("POST", "/v1/orgs/"+org+"/domains", newDomain(name), 201, &dj); err != nil {
 			return err
 		}
@@ -267,6 +275,7 @@ func (m *measure) propagation(ctx context.Context) error {
 			return fmt.Errorf("B before the restriction: %d %s %v, want 250", code, text, err)
 		}
 		path := "/v1/orgs/" + org + "/domains/" + url.PathEscape(seeddb.DomainName(i, 3)) + "/access"
+		pause()
 		if err := m.api.do("PUT", path, map[string]any{"restricted": true, "accounts": []string{}}, 200, nil); err != nil {
 			return err
 		}
