@@ -21,6 +21,7 @@
 #   SECOND=1             second instance on the same database (propagation);
 #                        default 1 for postgres, 0 for sqlite
 #   SNAPSHOT=1           run bench/snapshot (in-process load, decision, AUTH)
+#   SNAPSHOT_FLAGS="..." extra flags for bench/snapshot (e.g. -writes 5)
 #   VERIFY_INTERVAL=1h   dns.verify_interval, seeded and configured (720h:
 #                        almost no background check comes due)
 #   SCALE_FLAGS="..."    extra flags for bench/scale (e.g. -adds 2000 -idle 10s)
@@ -101,8 +102,9 @@ fi
 
 if [[ "$SNAPSHOT" == 1 ]]; then
 	log "in-process snapshot benchmark"
+	# shellcheck disable=SC2086
 	"$WORK/bin/snapshot" -database "$DATABASE" -orgs "$ORGS" -domains "$DOMAINS" \
-		-cpuprofile "$OUT/load.pprof" 2>"$OUT/snapshot.log" | tee -a "$OUT/report.md"
+		-cpuprofile "$OUT/load.pprof" ${SNAPSHOT_FLAGS:-} 2>"$OUT/snapshot.log" | tee -a "$OUT/report.md"
 fi
 
 second=()
