@@ -37,10 +37,11 @@ func syntheticDomains(n, keyBytes int, seed uint64) [][]dns.RR {
 			key[j] = byte(rng.Uint32())
 		}
 		tok := benchToken(seed, i)
+		bounce := tok + ".bounce.sg.localhost."
 		rrs := []dns.RR{
 			TXT("sg1."+tok+".dkim.sg.localhost.", 0, "v=DKIM1; k="+alg+"; p="+base64.StdEncoding.EncodeToString(key)),
-			MX(tok+".bounce.sg.localhost.", 0, 10, "mx.sg.localhost"),
-			TXT(tok+".bounce.sg.localhost.", 0, "v=spf1 ip4:192.0.2.25 -all"),
+			MX(bounce, 0, 10, "mx.sg.localhost"),
+			TXT(bounce, 0, "v=spf1 ip4:192.0.2.25 -all"),
 		}
 		if i%4 != 3 {
 			rrs = append(rrs, TXT(tok+".dmarc.sg.localhost.", 0, "v=DMARC1; p=quarantine; pct=50; rua=mailto:dmarc-"+tok+"@example.com"))

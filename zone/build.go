@@ -1,7 +1,12 @@
 package zone
 
 import (
+	"cmp"
 	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/miekg/dns"
 )
@@ -110,15 +115,15 @@ func (s *Server) diffShard(a, b *shard) (deleted, added []dns.RR) {
 	for i < len(x.names) || j < len(y.names) {
 		switch {
 		case j == len(y.names) || i < len(x.names) && x.names[i] < y.names[j]:
-			deleted = append(deleted, x.records(i)...)
+			deleted = append(deleted, x.decodeAll(i)...)
 			i++
 		case i == len(x.names) || y.names[j] < x.names[i]:
-			added = append(added, y.records(j)...)
+			added = append(added, y.decodeAll(j)...)
 			j++
 		default:
-			xr, yr := x.records(i), y.records(j)
-			if len(xr) != len(yr) || !s.sameRecords(xr, yr) {
-				deleted, added = append(deleted, s.minus(xr, yr)...), append(added, s.minus(yr, xr)...)
+			if xr, yr := x.recsOf(i), y.recsOf(j); !s.sameRecs(&x, xr, &y, yr) {
+				xd, yd := x.decodeAll(i), y.decodeAll(j)
+				deleted, added = append(deleted, s.minus(xd, yd)...), append(added, s.minus(yd, xd)...)
 			}
 			i++
 			j++
@@ -127,13 +132,230 @@ func (s *Server) diffShard(a, b *shard) (deleted, added []dns.RR) {
 	return deleted, added
 }
 
-// sameRecords reports whether a and b, of equal length, hold the same
-// records in the same order.
-func (s *Server) sameRecords(a, b []dns.RR) bool {
+// sameRecs reports whether a of x and b of y hold the same records in the
+// same order.
+func (s *Server) sameRecs(x *shard, a []rec, y *shard, b []rec) bool {
+	if len(a) != len(b) {
+		return false
+	}
 	for i := range a {
-		if !s.same(a[i], b[i]) {
+		if !x.sameRec(a[i], y, b[i], s.ttl) {
 			return false
 		}
 	}
 	return true
+}
+
+// sortKey orders the records of a shard by owner name, type, then input
+// position (a stable sort). prefix, the name's first 8 bytes, settles most
+// comparisons without reading the name itself.
+type sortKey struct {
+	prefix uint64
+	i      uint32
+	t      uint16
+}
+
+func namePrefix(name string) uint64 {
+	if len(name) >= 8 {
+		return uint64(name[0])<<56 | uint64(name[1])<<48 | uint64(name[2])<<40 | uint64(name[3])<<32 |
+			uint64(name[4])<<24 | uint64(name[5])<<16 | uint64(name[6])<<8 | uint64(name[7])
+	}
+	var p uint64
+	for i := range 8 {
+		p <<= 8
+		if i < len(name) {
+			p |= uint64(name[i])
+		}
+	}
+	return p
+}
+
+// scratch is one worker's reusable memory for newShard.
+type scratch struct {
+	keys  []sortKey
+	names []string // owner of the record at each input position
+	rrs   []dns.RR
+}
+
+// newShard builds a shard from rrs, records of one bucket in any order,
+// which it sorts and deduplicates in place (rrs is garbage afterwards). Records of one name and type
+// keep their order (the NS records the configured one). Each record is
+// read once: its memory is scattered, and reading it is what costs.
+// Empty non-terminals are added later, by linkParents.
+func (s *Server) newShard(rrs []dns.RR, tmp *scratch) *shard {
+	if len(rrs) == 0 {
+		return nil
+	}
+	keys, names := tmp.keys[:0], tmp.names[:0]
+	for i, rr := range rrs {
+		h := rr.Header()
+		keys = append(keys, sortKey{prefix: namePrefix(h.Name), i: uint32(i), t: h.Rrtype})
+		names = append(names, h.Name)
+	}
+	slices.SortFunc(keys, func(a, b sortKey) int {
+		if a.prefix != b.prefix {
+			return cmp.Compare(a.prefix, b.prefix)
+		}
+		if c := strings.Compare(names[a.i], names[b.i]); c != 0 {
+			return c
+		}
+		if a.t != b.t {
+			return cmp.Compare(a.t, b.t)
+		}
+		return cmp.Compare(a.i, b.i)
+	})
+	orig := append(tmp.rrs[:0], rrs...)
+	distinct := 0
+	for i, k := range keys {
+		rrs[i] = orig[k.i]
+		if i == 0 || names[k.i] != names[keys[i-1].i] {
+			distinct++
+		}
+	}
+	sh := &shard{names: make([]string, 0, distinct), nodes: make([]node, 0, distinct), recs: make([]rec, 0, len(rrs))}
+	for start := 0; start < len(rrs); {
+		name := names[keys[start].i]
+		end, repeated := start+1, false
+		for ; end < len(rrs) && names[keys[end].i] == name; end++ {
+			repeated = repeated || keys[end].t == keys[end-1].t
+		}
+		set := rrs[start:end]
+		if repeated { // two records of one type: maybe duplicates
+			set = s.dedupe(set)
+		}
+		sh.names = append(sh.names, name)
+		sh.nodes = append(sh.nodes, node{off: uint32(len(sh.recs)), n: uint32(len(set))})
+		for _, rr := range set {
+			sh.put(rr)
+		}
+		start = end
+	}
+	clear(orig)
+	clear(names) // the scratch memory keeps no references
+	tmp.keys, tmp.names, tmp.rrs = keys, names, orig
+	sh.recs, sh.strs = slices.Clip(sh.recs), slices.Clip(sh.strs)
+	return sh
+}
+
+// parentRef designates names[i] of shard b, n names whose parent starts
+// at offset parent in it, without a pointer: linkParents writes millions
+// of them, which the garbage collector then neither scans nor tracks
+// through write barriers.
+type parentRef struct {
+	i      uint32
+	n      uint32
+	b      uint16
+	parent uint16 // names are at most 255 octets, 1020 escaped
+}
+
+// linkParents counts, for every name of z, the existing names directly
+// below it, and adds the empty non-terminals: the names between a record's
+// owner and the apex that hold no record (RFC 8020). It goes up one level
+// per round: each round sends the names found in the previous one to the
+// shards of their parents, where the parents are counted.
+func (s *Server) linkParents(z *shards) {
+	level := make([][]uint32, numShards) // by shard: indexes of names whose parent is to be counted
+	for b, sh := range z {
+		if sh != nil {
+			level[b] = make([]uint32, len(sh.names))
+			for i := range level[b] {
+				level[b][i] = uint32(i)
+			}
+		}
+	}
+	workers := runtime.GOMAXPROCS(0)
+	for {
+		// out[w][t]: the names whose parent is in shard t, found by worker
+		// w; consecutive names with the same parent (most go to a few
+		// parents: bounce.ZONE, dmarc.ZONE) are counted in one entry.
+		out := make([][][]parentRef, workers)
+		for w := range out {
+			out[w] = make([][]parentRef, numShards)
+		}
+		parallelW(workers, numShards, func(w, b int) {
+			for _, i := range level[b] {
+				name := z[b].names[i]
+				if name == s.origin {
+					continue
+				}
+				off := parentOffset(name)
+				t := shardOf(name[off:])
+				refs := out[w][t]
+				if k := len(refs) - 1; k >= 0 {
+					last := refs[k]
+					if p := z[last.b].names[last.i]; p[last.parent:] == name[off:] {
+						refs[k].n++
+						continue
+					}
+				}
+				out[w][t] = append(refs, parentRef{i: i, n: 1, b: uint16(b), parent: uint16(off)})
+			}
+		})
+		// Each shard changes only below, by one worker, once every name
+		// of out has been read from the shards as they were.
+		old := *z
+		next := make([][]uint32, numShards)
+		var more atomic.Bool
+		parallel(numShards, func(t int) {
+			n := 0
+			for w := range out {
+				n += len(out[w][t])
+			}
+			if n == 0 {
+				return
+			}
+			counts := make(map[string]uint32, n)
+			for w := range out {
+				for _, r := range out[w][t] {
+					counts[old[r.b].names[r.i][r.parent:]] += r.n
+				}
+			}
+			ents := make([]entName, 0, len(counts))
+			for p, c := range counts {
+				if i, ok := z[t].find(p); ok {
+					z[t].nodes[i].children += c // z is still private to the builder
+				} else {
+					ents = append(ents, entName{name: p, children: c})
+				}
+			}
+			if len(ents) == 0 {
+				return
+			}
+			slices.SortFunc(ents, func(a, b entName) int { return strings.Compare(a.name, b.name) })
+			z[t], next[t] = z[t].withENTs(ents)
+			more.Store(true)
+		})
+		if !more.Load() {
+			return
+		}
+		level = next
+	}
+}
+
+// parallel calls fn(0) to fn(n-1) on up to GOMAXPROCS goroutines and
+// waits for them.
+func parallel(n int, fn func(i int)) {
+	parallelW(runtime.GOMAXPROCS(0), n, func(_, i int) { fn(i) })
+}
+
+// parallelW calls fn(w, 0) to fn(w, n-1) on up to workers goroutines, w
+// being the goroutine's number, and waits for them.
+func parallelW(workers, n int, fn func(w, i int)) {
+	workers = min(workers, n)
+	if workers <= 1 {
+		for i := range n {
+			fn(0, i)
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				fn(w, i)
+			}
+		})
+	}
+	wg.Wait()
 }

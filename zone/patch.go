@@ -90,7 +90,7 @@ func (p *patch) get(name string) *pending {
 	if pn, ok := p.names[name]; ok {
 		return pn
 	}
-	rrs, nd, ok := p.cur.lookup(name)
+	rrs, nd, ok := p.cur.records(name)
 	pn := &pending{old: rrs, rrs: rrs, children: nd.children, exists: ok}
 	p.names[name] = pn
 	p.order = append(p.order, name)

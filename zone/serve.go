@@ -71,41 +71,47 @@ func (s *Server) answer(m *dns.Msg, q dns.Question) {
 	}
 	m.Authoritative = true
 	d := s.data.Load()
-	rrs, _, ok := d.shards.lookup(name)
+	sh, i, ok := d.shards.find(name)
 	if !ok {
 		m.Rcode = dns.RcodeNameError // RFC 8020: nothing exists below it either
 		m.Ns = []dns.RR{d.negativeSOA()}
 		return
 	}
 	apex := name == s.origin
-	switch {
-	case q.Qtype == dns.TypeANY && apex:
-		rrs = append([]dns.RR{d.soa}, rrs...)
-	case q.Qtype == dns.TypeANY:
-	case q.Qtype == dns.TypeSOA && apex:
-		rrs = []dns.RR{d.soa}
-	default:
-		rrs = ofType(rrs, q.Qtype)
+	var rrs []dns.RR
+	if apex && (q.Qtype == dns.TypeSOA || q.Qtype == dns.TypeANY) {
+		rrs = append(rrs, s.servedOwn1(d.soa))
+	}
+	if !apex || q.Qtype != dns.TypeSOA {
+		// The question's spelling: resolvers randomizing case (0x20) see
+		// their own back.
+		rrs = append(rrs, s.decodeType(sh, i, q.Name, q.Qtype)...)
 	}
 	if len(rrs) == 0 {
 		m.Ns = []dns.RR{d.negativeSOA()} // NODATA (RFC 2308 2.2)
 		return
 	}
-	m.Answer = s.servedAll(rrs, q.Name)          // the question's spelling: 0x20 randomization
+	if apex && q.Name != rrs[0].Header().Name {
+		rrs[0] = s.served(rrs[0], q.Name) // the SOA
+	}
+	m.Answer = rrs
 	m.Extra = append(m.Extra, s.glue(d, rrs)...) // after the OPT record, if any
 }
 
-// ofType returns the records of type t among rrs, which are sorted by type.
-func ofType(rrs []dns.RR, t uint16) []dns.RR {
-	i := 0
-	for i < len(rrs) && rrs[i].Header().Rrtype < t {
-		i++
+// decodeType returns the records of type t (every one for ANY) of
+// sh.names[i], as they are sent: owner name owner, the zone TTL for zero.
+func (s *Server) decodeType(sh *shard, i int, owner string, t uint16) []dns.RR {
+	var out []dns.RR
+	for _, r := range sh.recsOf(i) {
+		if r.t == t || t == dns.TypeANY {
+			ttl := r.ttl
+			if ttl == 0 {
+				ttl = s.ttl
+			}
+			out = append(out, sh.decode(r, owner, ttl))
+		}
 	}
-	j := i
-	for j < len(rrs) && rrs[j].Header().Rrtype == t {
-		j++
-	}
-	return rrs[i:j:j]
+	return out
 }
 
 // negativeSOA is the SOA for the authority section of negative answers; its
@@ -134,11 +140,9 @@ func (s *Server) glue(d *zoneData, rrs []dns.RR) []dns.RR {
 		if !dns.IsSubDomain(s.origin, target) {
 			continue
 		}
-		addrs, _, _ := d.shards.lookup(target)
-		for _, t := range []uint16{dns.TypeA, dns.TypeAAAA} {
-			for _, a := range ofType(addrs, t) {
-				extra = append(extra, s.servedOwn1(a))
-			}
+		if sh, i, ok := d.shards.find(target); ok {
+			extra = append(extra, s.decodeType(sh, i, target, dns.TypeA)...)
+			extra = append(extra, s.decodeType(sh, i, target, dns.TypeAAAA)...)
 		}
 	}
 	return extra

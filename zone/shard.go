@@ -1,20 +1,19 @@
 package zone
 
 import (
-	"cmp"
+	"encoding/binary"
 	"iter"
-	"runtime"
+	"net"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
+	"unique"
 
 	"github.com/miekg/dns"
 )
 
 // numShards is the number of parts the zone's names are split into, by a
 // hash of the owner name. A Patch copies only the shards it touches: at a
-// million customer domains (about four million names) a shard holds about
+// million customer domains (about five million names) a shard holds about
 // a thousand names, so a change copies a few tens of kilobytes.
 const numShards = 4096
 
@@ -23,20 +22,41 @@ const numShards = 4096
 // one; a change copies the array and replaces the shards it touched.
 type shards [numShards]*shard
 
-// shard holds the names of one hash bucket. It is never modified once
-// published: a change builds a new shard.
+// shard holds the names of one hash bucket and their records. It is never
+// modified once published: a change builds a new shard.
+//
+// Records are kept in a compact form rather than as dns.RR values: a
+// million domains are some four million records, and a dns.RR costs a
+// heap object (two for a TXT) with a copy of its owner name's header. The
+// strings (TXT values, MX targets) are the caller's, shared, not copied.
 type shard struct {
 	names []string // sorted; every name of the bucket that exists
 	nodes []node   // nodes[i] describes names[i]
-	rrs   []dns.RR // the records, grouped by name in names order, by type within a name
+	recs  []rec    // the records, grouped by name in names order, by type within a name
+	strs  []string // the strings recs refer to
+	other []dns.RR // records of types without a compact form
 }
 
 // node is one name of a shard. A name with no record exists when names
 // below it do: an empty non-terminal, which answers NODATA (RFC 8020).
 type node struct {
-	off, n   uint32 // the name's records: rrs[off : off+n]
+	off, n   uint32 // the name's records: recs[off : off+n]
 	children uint32 // names directly below this one that exist, in any shard
 }
+
+// rec is one record in compact form. What a and b hold depends on the
+// type: TXT strs[a:a+b]; MX the target strs[a] and preference b; A the
+// IPv4 address a; AAAA the address strs[a]; any other type (b ==
+// otherRec) the record other[a] as given.
+type rec struct {
+	t     uint16
+	class uint16
+	ttl   uint32 // as given: zero is the zone's TTL
+	a, b  uint32
+}
+
+// otherRec marks a record kept as a dns.RR in shard.other.
+const otherRec = ^uint32(0)
 
 // shardOf returns the bucket of name, a lowercase FQDN (FNV-1a).
 func shardOf(name string) int {
@@ -56,44 +76,34 @@ func (sh *shard) find(name string) (int, bool) {
 	return slices.BinarySearch(sh.names, name)
 }
 
-// records returns the records of sh.names[i]; the caller must not modify
-// the slice.
-func (sh *shard) records(i int) []dns.RR {
+// recsOf returns the records of sh.names[i].
+func (sh *shard) recsOf(i int) []rec {
 	nd := sh.nodes[i]
-	return sh.rrs[nd.off : nd.off+nd.n : nd.off+nd.n]
+	return sh.recs[nd.off : nd.off+nd.n : nd.off+nd.n]
 }
 
-// lookup returns the records of name (a lowercase FQDN) and its node, and
+// find returns the shard and index of name (a lowercase FQDN), and
 // whether the name exists.
-func (z *shards) lookup(name string) ([]dns.RR, node, bool) {
+func (z *shards) find(name string) (*shard, int, bool) {
 	sh := z[shardOf(name)]
 	i, ok := sh.find(name)
+	return sh, i, ok
+}
+
+// records returns the records of name as dns.RR values, owner name and TTL
+// as stored, with its node, and whether the name exists.
+func (z *shards) records(name string) ([]dns.RR, node, bool) {
+	sh, i, ok := z.find(name)
 	if !ok {
 		return nil, node{}, false
 	}
-	return sh.records(i), sh.nodes[i], true
+	return sh.decodeAll(i), sh.nodes[i], true
 }
 
 // hasRecords reports whether name holds at least one record.
 func (z *shards) hasRecords(name string) bool {
-	rrs, _, _ := z.lookup(name)
-	return len(rrs) > 0
-}
-
-// all yields every record of the zone, shard by shard.
-func (z *shards) all() iter.Seq[dns.RR] {
-	return func(yield func(dns.RR) bool) {
-		for _, sh := range z {
-			if sh == nil {
-				continue
-			}
-			for _, rr := range sh.rrs {
-				if !yield(rr) {
-					return
-				}
-			}
-		}
-	}
+	sh, i, ok := z.find(name)
+	return ok && sh.nodes[i].n > 0
 }
 
 // count returns the number of records in z.
@@ -101,10 +111,160 @@ func (z *shards) count() int {
 	n := 0
 	for _, sh := range z {
 		if sh != nil {
-			n += len(sh.rrs)
+			n += len(sh.recs)
 		}
 	}
 	return n
+}
+
+// put appends rr, whose owner is the name being added, to sh.
+func (sh *shard) put(rr dns.RR) {
+	h := rr.Header()
+	r := rec{t: h.Rrtype, class: h.Class, ttl: h.Ttl}
+	switch x := rr.(type) {
+	case *dns.TXT:
+		if h.Rrtype == dns.TypeTXT {
+			r.a, r.b = uint32(len(sh.strs)), uint32(len(x.Txt))
+			sh.strs = append(sh.strs, x.Txt...)
+			sh.recs = append(sh.recs, r)
+			return
+		}
+	case *dns.MX:
+		if h.Rrtype == dns.TypeMX {
+			// Every bounce domain has the same target: one copy of it.
+			r.a, r.b = uint32(len(sh.strs)), uint32(x.Preference)
+			sh.strs = append(sh.strs, unique.Make(x.Mx).Value())
+			sh.recs = append(sh.recs, r)
+			return
+		}
+	case *dns.A:
+		if v4 := x.A.To4(); h.Rrtype == dns.TypeA && v4 != nil {
+			r.a = binary.BigEndian.Uint32(v4)
+			sh.recs = append(sh.recs, r)
+			return
+		}
+	case *dns.AAAA:
+		if h.Rrtype == dns.TypeAAAA && len(x.AAAA) == net.IPv6len {
+			r.a = uint32(len(sh.strs))
+			sh.strs = append(sh.strs, string(x.AAAA))
+			sh.recs = append(sh.recs, r)
+			return
+		}
+	}
+	r.a, r.b = uint32(len(sh.other)), otherRec
+	sh.other = append(sh.other, rr)
+	sh.recs = append(sh.recs, r)
+}
+
+// copyRec appends r, a record of src, to sh.
+func (sh *shard) copyRec(src *shard, r rec) {
+	switch {
+	case r.b == otherRec:
+		o := src.other[r.a]
+		r.a = uint32(len(sh.other))
+		sh.other = append(sh.other, o)
+	case r.t == dns.TypeTXT:
+		strs := src.strs[r.a : r.a+r.b]
+		r.a = uint32(len(sh.strs))
+		sh.strs = append(sh.strs, strs...)
+	case r.t == dns.TypeMX || r.t == dns.TypeAAAA:
+		str := src.strs[r.a]
+		r.a = uint32(len(sh.strs))
+		sh.strs = append(sh.strs, str)
+	}
+	sh.recs = append(sh.recs, r)
+}
+
+// decode returns r, a record of sh, as a new dns.RR with owner and ttl
+// (for a record kept as given, that one when they match).
+func (sh *shard) decode(r rec, owner string, ttl uint32) dns.RR {
+	h := dns.RR_Header{Name: owner, Rrtype: r.t, Class: r.class, Ttl: ttl}
+	switch {
+	case r.b == otherRec:
+		o := sh.other[r.a]
+		if oh := o.Header(); oh.Name == owner && oh.Ttl == ttl {
+			return o // never modified
+		}
+		c := dns.Copy(o)
+		*c.Header() = h
+		return c
+	case r.t == dns.TypeTXT:
+		return &dns.TXT{Hdr: h, Txt: sh.strs[r.a : r.a+r.b : r.a+r.b]}
+	case r.t == dns.TypeMX:
+		return &dns.MX{Hdr: h, Preference: uint16(r.b), Mx: sh.strs[r.a]}
+	case r.t == dns.TypeA:
+		ip := make(net.IP, net.IPv4len)
+		binary.BigEndian.PutUint32(ip, r.a)
+		return &dns.A{Hdr: h, A: ip}
+	default: // AAAA
+		return &dns.AAAA{Hdr: h, AAAA: net.IP(sh.strs[r.a])}
+	}
+}
+
+// decodeAll returns the records of names[i] as stored.
+func (sh *shard) decodeAll(i int) []dns.RR {
+	recs := sh.recsOf(i)
+	if len(recs) == 0 {
+		return nil
+	}
+	out := make([]dns.RR, len(recs))
+	for k, r := range recs {
+		out[k] = sh.decode(r, sh.names[i], r.ttl)
+	}
+	return out
+}
+
+// sameRec reports whether r of sh and q of other are the same record of
+// one owner: type, class, served TTL (zero read as zoneTTL) and data.
+func (sh *shard) sameRec(r rec, other *shard, q rec, zoneTTL uint32) bool {
+	ttl := func(r rec) uint32 {
+		if r.ttl == 0 {
+			return zoneTTL
+		}
+		return r.ttl
+	}
+	if r.t != q.t || r.class != q.class || ttl(r) != ttl(q) || (r.b == otherRec) != (q.b == otherRec) {
+		return false
+	}
+	switch {
+	case r.b == otherRec:
+		a, b := sh.other[r.a], other.other[q.a]
+		return a == b || dns.IsDuplicate(a, b)
+	case r.t == dns.TypeTXT:
+		return slices.Equal(sh.strs[r.a:r.a+r.b], other.strs[q.a:q.a+q.b])
+	case r.t == dns.TypeMX:
+		return r.b == q.b && strings.EqualFold(sh.strs[r.a], other.strs[q.a])
+	case r.t == dns.TypeA:
+		return r.a == q.a
+	default: // AAAA
+		return sh.strs[r.a] == other.strs[q.a]
+	}
+}
+
+// all yields every record of z as it is sent (owner and TTL filled in),
+// shard by shard, but for the NS records of name apex.
+func (z *shards) all(apex string, zoneTTL uint32) iter.Seq[dns.RR] {
+	return func(yield func(dns.RR) bool) {
+		for _, sh := range z {
+			if sh == nil {
+				continue
+			}
+			for i, name := range sh.names {
+				for _, r := range sh.recsOf(i) {
+					if r.t == dns.TypeNS && name == apex {
+						continue
+					}
+					ttl := r.ttl
+					if ttl == 0 {
+						ttl = zoneTTL
+					}
+					if !yield(sh.decode(r, name, ttl)) {
+						return
+					}
+				}
+			}
+		}
+	}
 }
 
 // nameChange is the new state of one name of a shard: its records (by
@@ -131,219 +291,47 @@ func (sh *shard) apply(changes []nameChange) *shard {
 	out := &shard{
 		names: make([]string, 0, len(old.names)+len(changes)),
 		nodes: make([]node, 0, len(old.names)+len(changes)),
-		rrs:   make([]dns.RR, 0, len(old.rrs)+extra),
+		recs:  make([]rec, 0, len(old.recs)+extra),
+		strs:  make([]string, 0, len(old.strs)+2*extra),
+		other: slices.Grow([]dns.RR(nil), len(old.other)),
 	}
-	emit := func(name string, rrs []dns.RR, children uint32) {
-		if len(rrs) == 0 && children == 0 {
+	keep := func(i int) {
+		if old.nodes[i].n == 0 && old.nodes[i].children == 0 {
 			return
 		}
-		out.names = append(out.names, name)
-		out.nodes = append(out.nodes, node{off: uint32(len(out.rrs)), n: uint32(len(rrs)), children: children})
-		out.rrs = append(out.rrs, rrs...)
+		out.names = append(out.names, old.names[i])
+		out.nodes = append(out.nodes, node{off: uint32(len(out.recs)), n: old.nodes[i].n, children: old.nodes[i].children})
+		for _, r := range old.recsOf(i) {
+			out.copyRec(&old, r)
+		}
 	}
 	i := 0
 	for _, c := range changes {
 		for ; i < len(old.names) && old.names[i] < c.name; i++ {
-			emit(old.names[i], old.records(i), old.nodes[i].children)
+			keep(i)
 		}
 		if i < len(old.names) && old.names[i] == c.name {
 			i++
 		}
-		emit(c.name, c.rrs, c.children)
+		if len(c.rrs) == 0 && c.children == 0 {
+			continue
+		}
+		out.names = append(out.names, c.name)
+		out.nodes = append(out.nodes, node{off: uint32(len(out.recs)), n: uint32(len(c.rrs)), children: c.children})
+		for _, rr := range c.rrs {
+			out.put(rr)
+		}
 	}
 	for ; i < len(old.names); i++ {
-		emit(old.names[i], old.records(i), old.nodes[i].children)
+		keep(i)
 	}
 	if len(out.names) == 0 {
 		return nil
 	}
+	if len(out.other) == 0 {
+		out.other = nil
+	}
 	return out
-}
-
-// sortKey orders the records of a shard by owner name, type, then input
-// position (a stable sort). prefix, the name's first 8 bytes, settles most
-// comparisons without reading the name itself.
-type sortKey struct {
-	prefix uint64
-	i      uint32
-	t      uint16
-}
-
-func namePrefix(name string) uint64 {
-	if len(name) >= 8 {
-		return uint64(name[0])<<56 | uint64(name[1])<<48 | uint64(name[2])<<40 | uint64(name[3])<<32 |
-			uint64(name[4])<<24 | uint64(name[5])<<16 | uint64(name[6])<<8 | uint64(name[7])
-	}
-	var p uint64
-	for i := range 8 {
-		p <<= 8
-		if i < len(name) {
-			p |= uint64(name[i])
-		}
-	}
-	return p
-}
-
-// scratch is one worker's reusable memory for newShard.
-type scratch struct {
-	keys  []sortKey
-	names []string // owner of the record at each input position
-	rrs   []dns.RR
-}
-
-// newShard builds a shard from rrs, records of one bucket in any order,
-// which it sorts and deduplicates in place. Records of one name and type
-// keep their order (the NS records the configured one). Each record is
-// read once: its memory is scattered, and reading it is what costs.
-// Empty non-terminals are added later, by linkParents.
-func (s *Server) newShard(rrs []dns.RR, tmp *scratch) *shard {
-	if len(rrs) == 0 {
-		return nil
-	}
-	keys, names := tmp.keys[:0], tmp.names[:0]
-	for i, rr := range rrs {
-		h := rr.Header()
-		keys = append(keys, sortKey{prefix: namePrefix(h.Name), i: uint32(i), t: h.Rrtype})
-		names = append(names, h.Name)
-	}
-	slices.SortFunc(keys, func(a, b sortKey) int {
-		if a.prefix != b.prefix {
-			return cmp.Compare(a.prefix, b.prefix)
-		}
-		if c := strings.Compare(names[a.i], names[b.i]); c != 0 {
-			return c
-		}
-		if a.t != b.t {
-			return cmp.Compare(a.t, b.t)
-		}
-		return cmp.Compare(a.i, b.i)
-	})
-	orig := append(tmp.rrs[:0], rrs...)
-	distinct := 0
-	for i, k := range keys {
-		rrs[i] = orig[k.i]
-		if i == 0 || names[k.i] != names[keys[i-1].i] {
-			distinct++
-		}
-	}
-	sh := &shard{names: make([]string, 0, distinct), nodes: make([]node, 0, distinct)}
-	kept := rrs[:0]
-	for start := 0; start < len(rrs); {
-		name := names[keys[start].i]
-		end, repeated := start+1, false
-		for ; end < len(rrs) && names[keys[end].i] == name; end++ {
-			repeated = repeated || keys[end].t == keys[end-1].t
-		}
-		set := rrs[start:end]
-		if repeated { // two records of one type: maybe duplicates
-			set = s.dedupe(set)
-		}
-		sh.names = append(sh.names, name)
-		sh.nodes = append(sh.nodes, node{off: uint32(len(kept)), n: uint32(len(set))})
-		kept = append(kept, set...) // never past end: set is a prefix of rrs[start:end]
-		start = end
-	}
-	clear(rrs[len(kept):]) // duplicates dropped: no stale references
-	clear(orig)
-	clear(names) // the scratch memory keeps no references
-	tmp.keys, tmp.names, tmp.rrs = keys, names, orig
-	sh.rrs = slices.Clip(kept)
-	return sh
-}
-
-// parentRef designates names[i] of shard b, n names whose parent starts
-// at offset parent in it, without a pointer: linkParents writes millions
-// of them, which the garbage collector then neither scans nor tracks
-// through write barriers.
-type parentRef struct {
-	i      uint32
-	n      uint32
-	b      uint16
-	parent uint16 // names are at most 255 octets, 1020 escaped
-}
-
-// linkParents counts, for every name of z, the existing names directly
-// below it, and adds the empty non-terminals: the names between a record's
-// owner and the apex that hold no record (RFC 8020). It goes up one level
-// per round: each round sends the names found in the previous one to the
-// shards of their parents, where the parents are counted.
-func (s *Server) linkParents(z *shards) {
-	level := make([][]uint32, numShards) // by shard: indexes of names whose parent is to be counted
-	for b, sh := range z {
-		if sh != nil {
-			level[b] = make([]uint32, len(sh.names))
-			for i := range level[b] {
-				level[b][i] = uint32(i)
-			}
-		}
-	}
-	workers := runtime.GOMAXPROCS(0)
-	for {
-		// out[w][t]: the names whose parent is in shard t, found by worker
-		// w; consecutive names with the same parent (most go to a few
-		// parents: bounce.ZONE, dmarc.ZONE) are counted in one entry.
-		out := make([][][]parentRef, workers)
-		for w := range out {
-			out[w] = make([][]parentRef, numShards)
-		}
-		parallelW(workers, numShards, func(w, b int) {
-			for _, i := range level[b] {
-				name := z[b].names[i]
-				if name == s.origin {
-					continue
-				}
-				off := parentOffset(name)
-				t := shardOf(name[off:])
-				refs := out[w][t]
-				if k := len(refs) - 1; k >= 0 {
-					last := refs[k]
-					if p := z[last.b].names[last.i]; p[last.parent:] == name[off:] {
-						refs[k].n++
-						continue
-					}
-				}
-				out[w][t] = append(refs, parentRef{i: i, n: 1, b: uint16(b), parent: uint16(off)})
-			}
-		})
-		// Each shard changes only below, by one worker, once every name
-		// of out has been read from the shards as they were.
-		old := *z
-		next := make([][]uint32, numShards)
-		var more atomic.Bool
-		parallel(numShards, func(t int) {
-			n := 0
-			for w := range out {
-				n += len(out[w][t])
-			}
-			if n == 0 {
-				return
-			}
-			counts := make(map[string]uint32, n)
-			for w := range out {
-				for _, r := range out[w][t] {
-					counts[old[r.b].names[r.i][r.parent:]] += r.n
-				}
-			}
-			ents := make([]entName, 0, len(counts))
-			for p, c := range counts {
-				if i, ok := z[t].find(p); ok {
-					z[t].nodes[i].children += c // z is still private to the builder
-				} else {
-					ents = append(ents, entName{name: p, children: c})
-				}
-			}
-			if len(ents) == 0 {
-				return
-			}
-			slices.SortFunc(ents, func(a, b entName) int { return strings.Compare(a.name, b.name) })
-			z[t], next[t] = z[t].withENTs(ents)
-			more.Store(true)
-		})
-		if !more.Load() {
-			return
-		}
-		level = next
-	}
 }
 
 // entName is an empty non-terminal found by linkParents.
@@ -361,14 +349,14 @@ func (sh *shard) withENTs(ents []entName) (*shard, []uint32) {
 		old = *sh
 	}
 	n := len(old.names) + len(ents)
-	out := &shard{names: make([]string, 0, n), nodes: make([]node, 0, n), rrs: old.rrs}
+	out := &shard{names: make([]string, 0, n), nodes: make([]node, 0, n), recs: old.recs, strs: old.strs, other: old.other}
 	at := make([]uint32, 0, len(ents))
 	i := 0
 	for _, e := range ents {
 		for ; i < len(old.names) && old.names[i] < e.name; i++ {
 			out.names, out.nodes = append(out.names, old.names[i]), append(out.nodes, old.nodes[i])
 		}
-		off := uint32(len(old.rrs))
+		off := uint32(len(old.recs))
 		if i < len(old.nodes) {
 			off = old.nodes[i].off
 		}
@@ -400,32 +388,4 @@ func parentOffset(name string) int {
 		}
 	}
 	return len(name) - 1
-}
-
-// parallel calls fn(0) to fn(n-1) on up to GOMAXPROCS goroutines and
-// waits for them.
-func parallel(n int, fn func(i int)) {
-	parallelW(runtime.GOMAXPROCS(0), n, func(_, i int) { fn(i) })
-}
-
-// parallelW calls fn(w, 0) to fn(w, n-1) on up to workers goroutines, w
-// being the goroutine's number, and waits for them.
-func parallelW(workers, n int, fn func(w, i int)) {
-	workers = min(workers, n)
-	if workers <= 1 {
-		for i := range n {
-			fn(0, i)
-		}
-		return
-	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for w := range workers {
-		wg.Go(func() {
-			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
-				fn(w, i)
-			}
-		})
-	}
-	wg.Wait()
 }

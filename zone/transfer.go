@@ -106,17 +106,15 @@ func (s *Server) axfr(d *zoneData) iter.Seq[dns.RR] {
 		if !yield(d.soa) {
 			return
 		}
-		apex, _, _ := d.shards.lookup(s.origin)
-		for _, rr := range ofType(apex, dns.TypeNS) {
-			if !yield(s.servedOwn1(rr)) {
-				return
+		if sh, i, ok := d.shards.find(s.origin); ok {
+			for _, rr := range s.decodeType(sh, i, s.origin, dns.TypeNS) {
+				if !yield(rr) {
+					return
+				}
 			}
 		}
-		for rr := range d.shards.all() {
-			if h := rr.Header(); h.Rrtype == dns.TypeNS && h.Name == s.origin {
-				continue
-			}
-			if !yield(s.servedOwn1(rr)) {
+		for rr := range d.shards.all(s.origin, s.ttl) {
+			if !yield(rr) {
 				return
 			}
 		}
