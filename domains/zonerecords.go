@@ -50,7 +50,21 @@ func ZoneRecords(ds []store.Domain, pub func(domainID string) crypto.PublicKey, 
 // DKIM TXT value is the one stored at key creation: no key is parsed. A
 // domain without one ("" or "-": an unreadable key) is left out.
 func ZoneRecordsFromRows(ds []store.DomainRow, o ZoneOptions) []dns.RR {
-	rrs := make([]dns.RR, 0, 4*len(ds)+2)
+	return append(DomainZoneRecords(make([]dns.RR, 0, 4*len(ds)+2), ds, o), GlobalZoneRecords(o)...)
+}
+
+// ZoneOwners returns the names at which the zone serves d's records (see
+// DomainZoneRecords): what a change of d replaces.
+func ZoneOwners(sandbox bool, name, selector, token string, o ZoneOptions) []string {
+	if sandbox {
+		return []string{selector + "._domainkey." + name, BounceDomain(token, o.Zone), DMARCTarget(token, o.Zone)}
+	}
+	return []string{DKIMTarget(selector, token, o.Zone), BounceDomain(token, o.Zone), DMARCTarget(token, o.Zone)}
+}
+
+// DomainZoneRecords appends to rrs the records the zone serves for the
+// domains ds (without the zone-wide ones: GlobalZoneRecords).
+func DomainZoneRecords(rrs []dns.RR, ds []store.DomainRow, o ZoneOptions) []dns.RR {
 	for _, d := range ds {
 		txt := d.DKIMTXT
 		if txt == "" || txt == "-" {
@@ -68,6 +82,13 @@ func ZoneRecordsFromRows(ds []store.DomainRow, o ZoneOptions) []dns.RR {
 				DMARCValue(DMARC{Policy: d.DMARCPolicy, RUA: d.DMARCRUA, Pct: d.DMARCPct})))
 		}
 	}
+	return rrs
+}
+
+// GlobalZoneRecords are the zone's records that belong to no domain:
+// track.ZONE and sendergate's own DKIM key.
+func GlobalZoneRecords(o ZoneOptions) []dns.RR {
+	var rrs []dns.RR
 	if ip := net.ParseIP(o.TrackingAddress); ip != nil {
 		if rr := zone.A(TrackingTarget(o.Zone), 0, ip); rr != nil {
 			rrs = append(rrs, rr)

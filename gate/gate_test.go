@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sendergate/sendergate/dkim"
+	"github.com/sendergate/sendergate/domains"
 	"github.com/sendergate/sendergate/gate"
 	"github.com/sendergate/sendergate/internal/clocktest"
 	"github.com/sendergate/sendergate/loader"
@@ -107,7 +108,7 @@ func newFixture(t testing.TB, st *store.Store, sandboxLimit int) *fixture {
 	if err := st.SetAccess(ctx, r.ID, true, []string{billing.ID}, store.Event{OrgID: f.org.ID, Subject: "x", Kind: "x", At: now}); err != nil {
 		t.Fatal(err)
 	}
-	f.engine = loader.NewEngine(st, "sg.localhost", nil, policy.Options{})
+	f.engine = loader.NewEngine(st, "sg.localhost", nil, domains.ZoneOptions{}, policy.Options{})
 	if err := f.engine.Reload(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -241,7 +242,7 @@ func TestSubmitRefusals(t *testing.T) {
 
 func TestNotReadyFailsClosed(t *testing.T) {
 	st := storetest.SQLite(t)
-	g := gate.New(loader.NewEngine(st, "sg.localhost", nil, policy.Options{}), st, gate.Options{SandboxLimit: 10})
+	g := gate.New(loader.NewEngine(st, "sg.localhost", nil, domains.ZoneOptions{}, policy.Options{}), st, gate.Options{SandboxLimit: 10})
 	_, ref := g.Submit(context.Background(), &gate.Envelope{Username: "app@acme"}, []byte("From: a@example.com\r\n\r\nx\r\n"))
 	if ref == nil || ref.Code != 451 || ref.Enhanced != [3]int{4, 3, 0} || ref.Reason != "not_ready" {
 		t.Fatalf("before the first snapshot: %v, want 451 4.3.0 not_ready", ref)

@@ -11,35 +11,51 @@ import (
 	"crypto/sha256"
 	"sync"
 
+	"github.com/miekg/dns"
+
 	"github.com/sendergate/sendergate/dkim"
 	"github.com/sendergate/sendergate/domains"
 	"github.com/sendergate/sendergate/policy"
 	"github.com/sendergate/sendergate/store"
 )
 
-// ZoneFunc receives the provider zone's domain rows whenever its content
-// may have changed, with the zone version (the SOA serial: the state
-// version of the last change that touched the zone, the same on every
-// instance). rows must not be modified.
-type ZoneFunc func(serial uint32, rows []store.DomainRow)
+// Zone is the provider zone the loader keeps up to date; *zone.Server
+// implements it.
+type Zone interface {
+	// Update replaces every record (a full load).
+	Update(serial uint32, rrs []dns.RR) uint32
+	// Patch deletes and adds records (a change of some organizations).
+	Patch(serial uint32, deleted, added []dns.RR) uint32
+	// Records returns the records served at a name.
+	Records(name string) []dns.RR
+}
 
 // Loader implements policy.Source over a store.
 type Loader struct {
-	st     *store.Store
-	zone   string // dns.zone, for T.bounce.ZONE
-	onZone ZoneFunc
+	st   *store.Store
+	zone string // dns.zone, for T.bounce.ZONE
+	z    Zone   // nil: no zone to keep
+	zo   domains.ZoneOptions
 
-	mu          sync.Mutex
-	rows        map[string][]store.DomainRow // by organization id
-	zoneVersion int64
+	mu sync.Mutex
+	// keys names, per organization, the zone's records of its domains, so
+	// that a change replaces exactly them (a few strings per domain; the
+	// records themselves live in the zone only).
+	keys map[string][]zoneKey
+}
+
+// zoneKey is what names a domain's records in the zone.
+type zoneKey struct {
+	sandbox               bool
+	name, selector, token string
 }
 
 var _ policy.Source = (*Loader)(nil)
 
-// New returns a loader over st for the provider zone zone; onZone may be
-// nil.
-func New(st *store.Store, zone string, onZone ZoneFunc) *Loader {
-	return &Loader{st: st, zone: zone, onZone: onZone, rows: map[string][]store.DomainRow{}}
+// New returns a loader over st for the provider zone zone; z, when not
+// nil, is kept serving the domains' records built with zo.
+func New(st *store.Store, zone string, z Zone, zo domains.ZoneOptions) *Loader {
+	return &Loader{st: st, zone: zone, z: z, zo: zo, keys: map[string][]zoneKey{}}
 }
 
 // Version implements policy.Source.
@@ -75,7 +91,8 @@ func (l *Loader) Load(ctx context.Context, since int64) (*policy.Delta, error) {
 		grants[g.DomainID] = append(grants[g.DomainID], g.AccountID)
 	}
 	zoneRows := make(map[string][]store.DomainRow, len(st.Orgs))
-	for _, d := range st.Domains {
+	for i := range st.Domains {
+		d := &st.Domains[i]
 		o := byOrg[d.OrgID]
 		if o == nil {
 			continue
@@ -84,8 +101,8 @@ func (l *Loader) Load(ctx context.Context, since int64) (*policy.Delta, error) {
 			Restricted: d.Restricted, Selector: d.Selector, Grants: grants[d.ID],
 			BounceDomain: domains.EnvelopeDomain(d.Name, d.ReturnPath, d.Token, l.zone),
 			KeyID:        keyID(d.DKIMTXT), KeyPEM: d.DKIMKey})
-		d.DKIMKey = "" // the zone rows kept below need no private key
-		zoneRows[d.OrgID] = append(zoneRows[d.OrgID], d)
+		d.DKIMKey = "" // the zone needs no private key
+		zoneRows[d.OrgID] = append(zoneRows[d.OrgID], *d)
 	}
 	for _, a := range st.Confirmed {
 		if o := byOrg[a.OrgID]; o != nil {
@@ -96,35 +113,54 @@ func (l *Loader) Load(ctx context.Context, since int64) (*policy.Delta, error) {
 	return delta, nil
 }
 
-// updateZone keeps the zone's rows per organization and hands the zone
-// all of them when the zone version moved (or on a full load).
+// updateZone brings the zone to the state read: a full Update on a full
+// load, otherwise a Patch replacing the records of the changed
+// organizations' old domains with those of their new ones. The serial is
+// the zone version; a Patch that changes nothing keeps the served one.
 func (l *Loader) updateZone(st *store.State, zoneRows map[string][]store.DomainRow) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if st.Full {
-		l.rows = zoneRows
-	} else {
-		for _, id := range st.Orgs {
-			if rows, ok := zoneRows[id]; ok {
-				l.rows[id] = rows
-			} else {
-				delete(l.rows, id)
-			}
-		}
-	}
-	if l.onZone == nil || (!st.Full && st.ZoneVersion == l.zoneVersion) {
+	if l.z == nil {
 		return
 	}
-	l.zoneVersion = st.ZoneVersion
-	n := 0
-	for _, rows := range l.rows {
-		n += len(rows)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	serial := uint32(st.ZoneVersion)
+	if st.Full {
+		l.keys = make(map[string][]zoneKey, len(zoneRows))
+		rrs := make([]dns.RR, 0, 4*len(st.Domains)+2)
+		for org, rows := range zoneRows {
+			rrs = domains.DomainZoneRecords(rrs, rows, l.zo)
+			l.keys[org] = keysOf(rows)
+		}
+		l.z.Update(serial, append(rrs, domains.GlobalZoneRecords(l.zo)...))
+		return
 	}
-	all := make([]store.DomainRow, 0, n)
-	for _, rows := range l.rows {
-		all = append(all, rows...)
+	var deleted, added []dns.RR
+	for _, org := range st.Orgs {
+		for _, k := range l.keys[org] {
+			for _, name := range domains.ZoneOwners(k.sandbox, k.name, k.selector, k.token, l.zo) {
+				deleted = append(deleted, l.z.Records(name)...)
+			}
+		}
+		rows := zoneRows[org]
+		added = domains.DomainZoneRecords(added, rows, l.zo)
+		if len(rows) > 0 {
+			l.keys[org] = keysOf(rows)
+		} else {
+			delete(l.keys, org)
+		}
 	}
-	l.onZone(uint32(st.ZoneVersion), all)
+	l.z.Patch(serial, deleted, added)
+}
+
+func keysOf(rows []store.DomainRow) []zoneKey {
+	ks := make([]zoneKey, len(rows))
+	for i, d := range rows {
+		ks[i] = zoneKey{sandbox: d.Sandbox, selector: d.Selector, token: d.Token}
+		if d.Sandbox {
+			ks[i].name = d.Name
+		}
+	}
+	return ks
 }
 
 // keyID names a key by its public TXT value (one per key), so the
@@ -138,14 +174,14 @@ func keyID(txt string) string {
 }
 
 // NewEngine returns a policy engine loading from st through a Loader for
-// zone (with onZone, which may be nil), reading private keys from st on
-// first use unless opts names another key source.
-func NewEngine(st *store.Store, zone string, onZone ZoneFunc, opts policy.Options) *policy.Engine {
+// the provider zone zone (kept in z, which may be nil), reading private
+// keys from st on first use unless opts names another key source.
+func NewEngine(st *store.Store, zone string, z Zone, zo domains.ZoneOptions, opts policy.Options) *policy.Engine {
 	if opts.Keys == nil {
 		opts.Keys = st
 	}
 	if opts.ParseKey == nil {
 		opts.ParseKey = dkim.ParsePrivateKey
 	}
-	return policy.NewEngine(New(st, zone, onZone), opts)
+	return policy.NewEngine(New(st, zone, z, zo), opts)
 }

@@ -7,10 +7,12 @@ import (
 	"time"
 
 	"github.com/sendergate/sendergate/dkim"
+	"github.com/sendergate/sendergate/domains"
 	"github.com/sendergate/sendergate/loader"
 	"github.com/sendergate/sendergate/policy"
 	"github.com/sendergate/sendergate/store"
 	"github.com/sendergate/sendergate/store/storetest"
+	"github.com/sendergate/sendergate/zone"
 )
 
 // fixture is a store with two organizations, their accounts and domains.
@@ -87,7 +89,7 @@ func newFixture(t testing.TB, st *store.Store) *fixture {
 // loaded returns an engine on st with its first snapshot loaded.
 func loaded(t testing.TB, st *store.Store, opts policy.Options) (*policy.Engine, *policy.Snapshot) {
 	t.Helper()
-	e := policy.NewEngine(loader.New(st, "sg.localhost", nil), opts)
+	e := loader.NewEngine(st, "sg.localhost", nil, domains.ZoneOptions{}, opts)
 	if err := e.Reload(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +169,7 @@ func TestAuthenticate(t *testing.T) {
 
 func TestNotReadyFailsClosed(t *testing.T) {
 	st := storetest.SQLite(t)
-	e := policy.NewEngine(loader.New(st, "sg.localhost", nil), policy.Options{})
+	e := loader.NewEngine(st, "sg.localhost", nil, domains.ZoneOptions{}, policy.Options{})
 	if _, err := e.Current(); err != policy.ErrNotReady {
 		t.Fatalf("Current before load = %v", err)
 	}
@@ -184,7 +186,7 @@ func TestRequireConfirmed(t *testing.T) {
 	if err := st.CreateAddress(context.Background(), a, store.Event{OrgID: f.acme.ID, Subject: "x", Kind: "x", At: now}); err != nil {
 		t.Fatal(err)
 	}
-	e := policy.NewEngine(loader.New(st, "sg.localhost", nil), policy.Options{RequireConfirmed: true})
+	e := loader.NewEngine(st, "sg.localhost", nil, domains.ZoneOptions{}, policy.Options{RequireConfirmed: true})
 	e.Reload(context.Background())
 	s, _ := e.Current()
 	app, _ := s.Account("app@acme")
@@ -231,7 +233,7 @@ func TestSecondProcessSeesChange(t *testing.T) {
 	}
 	defer b.Close()
 	f := newFixture(t, a)
-	e := policy.NewEngine(loader.New(b, "sg.localhost", nil), policy.Options{Poll: 100 * time.Millisecond})
+	e := loader.NewEngine(b, "sg.localhost", nil, domains.ZoneOptions{}, policy.Options{Poll: 100 * time.Millisecond})
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go e.Run(rctx)
@@ -286,57 +288,88 @@ func BenchmarkAuthenticate(b *testing.B) {
 	}
 }
 
-// TestZoneSerialIsContentVersion: the zone is handed its rows with the
-// zone version as serial; a change that does not touch the zone (a
-// password rotation) does not hand it anything, a new domain does, and
-// two instances on one database give the same serial.
-func TestZoneSerialIsContentVersion(t *testing.T) {
+// newZone is a real provider zone server (not listening: tests read it
+// directly).
+func newZone(t *testing.T) *zone.Server {
+	t.Helper()
+	z, err := zone.New(zone.Config{Zone: "sg.localhost", Nameservers: []string{"ns1.sg.localhost"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return z
+}
+
+var zopts = domains.ZoneOptions{Zone: "sg.localhost", BounceMX: "mx.sg.localhost", SPF: "v=spf1 -all"}
+
+// TestZoneFollowsChanges: the zone is loaded whole at start with the zone
+// version as serial, then patched per changed organization: a password
+// rotation changes nothing in it (same serial), a new domain's DKIM TXT
+// appears and a deleted organization's records go, each with a higher
+// serial, and two instances on one database serve the same serial.
+func TestZoneFollowsChanges(t *testing.T) {
 	storetest.ForEach(t, func(t *testing.T, st *store.Store) {
 		ctx := context.Background()
 		f := newFixture(t, st)
-		type call struct {
-			serial uint32
-			rows   int
-		}
-		var calls []call
-		e := loader.NewEngine(st, "sg.localhost", func(serial uint32, rows []store.DomainRow) {
-			calls = append(calls, call{serial, len(rows)})
-		}, policy.Options{})
+		z := newZone(t)
+		e := loader.NewEngine(st, "sg.localhost", z, zopts, policy.Options{})
 		if err := e.Reload(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if len(calls) != 1 || calls[0].rows != 8 {
-			t.Fatalf("first load: zone calls %+v, want one with 8 domains", calls)
+		first := z.Serial()
+		if first < 2 {
+			t.Fatalf("serial after the first load = %d, want the zone version", first)
 		}
-		first := calls[0].serial
 		if err := st.SetAccountPassword(ctx, f.acme.ID, "app", policy.HashPassword("new-password-0123456789"), store.At(time.Now())); err != nil {
 			t.Fatal(err)
 		}
 		if err := e.Refresh(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if len(calls) != 1 {
-			t.Errorf("a password rotation handed the zone new content: %+v", calls)
+		if z.Serial() != first {
+			t.Errorf("a password rotation moved the serial from %d to %d", first, z.Serial())
 		}
 		s, _ := e.Current()
 		if _, err := s.Authenticate("app@acme", "new-password-0123456789"); err != nil {
 			t.Errorf("the rotated password is not in the snapshot: %v", err)
 		}
-		addDomain(t, st, f.other, "added.example", "pending", "")
+		added := addDomain(t, st, f.other, "added.example", "pending", "")
 		if err := e.Refresh(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if len(calls) != 2 || calls[1].rows != 9 || calls[1].serial <= first {
-			t.Fatalf("after a new domain: zone calls %+v, want a second with 9 domains and a higher serial than %d", calls, first)
+		dkimName := domains.DKIMTarget(added.DKIMSelector, added.Token, "sg.localhost")
+		if rrs := z.Records(dkimName); len(rrs) != 1 || !strings.Contains(rrs[0].String(), "v=DKIM1") {
+			t.Fatalf("new domain's DKIM TXT at %s: %v", dkimName, rrs)
 		}
-		// A second instance starting now gives the same serial.
-		var second uint32
-		e2 := loader.NewEngine(st, "sg.localhost", func(serial uint32, _ []store.DomainRow) { second = serial }, policy.Options{})
-		if err := e2.Reload(ctx); err != nil {
+		afterAdd := z.Serial()
+		if afterAdd <= first {
+			t.Errorf("serial after a new domain = %d, want more than %d", afterAdd, first)
+		}
+		// A second instance starting now serves the same serial.
+		z2 := newZone(t)
+		if err := loader.NewEngine(st, "sg.localhost", z2, zopts, policy.Options{}).Reload(ctx); err != nil {
 			t.Fatal(err)
 		}
-		if second != calls[1].serial {
-			t.Errorf("second instance serial %d, first instance %d", second, calls[1].serial)
+		if z2.Serial() != afterAdd {
+			t.Errorf("second instance serial %d, first instance %d", z2.Serial(), afterAdd)
+		}
+		if err := st.DeleteOrg(ctx, f.other.ID); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Refresh(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if rrs := z.Records(dkimName); len(rrs) != 0 {
+			t.Errorf("a deleted organization's DKIM TXT is still served: %v", rrs)
+		}
+		if rrs := z.Records(domains.BounceDomain(added.Token, "sg.localhost")); len(rrs) != 0 {
+			t.Errorf("a deleted organization's bounce records are still served: %v", rrs)
+		}
+		acmeDomain, _ := st.DomainByName(ctx, f.acme.ID, "example.com")
+		if rrs := z.Records(domains.BounceDomain(acmeDomain.Token, "sg.localhost")); len(rrs) != 2 {
+			t.Errorf("another organization's bounce records changed: %v", rrs)
+		}
+		if z.Serial() <= afterAdd {
+			t.Errorf("serial after deleting an organization = %d, want more than %d", z.Serial(), afterAdd)
 		}
 	})
 }

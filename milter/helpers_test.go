@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/sendergate/sendergate/dkim"
+	"github.com/sendergate/sendergate/domains"
 	"github.com/sendergate/sendergate/gate"
 	"github.com/sendergate/sendergate/loader"
 	"github.com/sendergate/sendergate/milter"
@@ -77,7 +78,7 @@ func newFixture(t testing.TB, alg dkim.Algorithm) *fixture {
 	if err := st.SetAccess(ctx, restricted.ID, true, nil, store.Event{OrgID: org.ID, Subject: "domain:restricted.example", Kind: "domain.access", At: now}); err != nil {
 		t.Fatal(err)
 	}
-	eng := loader.NewEngine(st, testZone, nil, policy.Options{})
+	eng := loader.NewEngine(st, testZone, nil, domains.ZoneOptions{}, policy.Options{})
 	if err := eng.Reload(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +88,7 @@ func newFixture(t testing.TB, alg dkim.Algorithm) *fixture {
 // notLoaded is a gate on an engine that has never loaded a snapshot.
 func notLoaded(t testing.TB) *gate.Gate {
 	st := storetest.SQLite(t)
-	return gate.New(loader.NewEngine(st, testZone, nil, policy.Options{}), st, gate.Options{SandboxLimit: 100})
+	return gate.New(loader.NewEngine(st, testZone, nil, domains.ZoneOptions{}, policy.Options{}), st, gate.Options{SandboxLimit: 100})
 }
 
 // startMilter serves a milter gate on 127.0.0.1:0 until the test ends.

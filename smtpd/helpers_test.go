@@ -22,6 +22,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/sendergate/sendergate/dkim"
+	"github.com/sendergate/sendergate/domains"
 	"github.com/sendergate/sendergate/gate"
 	"github.com/sendergate/sendergate/internal/logtest"
 	"github.com/sendergate/sendergate/loader"
@@ -98,7 +99,7 @@ func testServer(t testing.TB, opts ...option) *fixture {
 	}
 	f := &fixture{store: storetest.SQLite(t), key: key, domains: map[string]store.Domain{}, logs: &logtest.Buffer{}}
 	f.populate(t)
-	f.engine = loader.NewEngine(f.store, "sg.localhost", nil, policy.Options{})
+	f.engine = loader.NewEngine(f.store, "sg.localhost", nil, domains.ZoneOptions{}, policy.Options{})
 	if !o.noReload {
 		f.reload(t)
 	}

@@ -132,9 +132,7 @@ func load(ctx context.Context, st *store.Store, profile string) (*policy.Engine,
 		return nil, nil, 0, err
 	}
 	opts := domains.ZoneOptions{Zone: zoneName, BounceMX: "mx." + zoneName, SPF: "v=spf1 ip4:127.0.0.1 -all"}
-	e := loader.NewEngine(st, zoneName, func(serial uint32, rows []store.DomainRow) {
-		z.Update(serial, domains.ZoneRecordsFromRows(rows, opts))
-	}, policy.Options{})
+	e := loader.NewEngine(st, zoneName, z, opts, policy.Options{})
 	var stop func()
 	if profile != "" {
 		stop = startProfile(profile)

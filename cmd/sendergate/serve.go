@@ -129,7 +129,11 @@ func (d *daemon) setup(ctx, bg context.Context) error {
 	}
 	// The snapshot and the zone come from one read of the store; after the
 	// first, only the organizations the change log names are read again.
-	d.engine = loader.NewEngine(d.st, cfg.DNS.Zone, d.refreshZone, policy.Options{
+	// The zone is loaded whole at start, then patched per changed
+	// organization; its serial is the zone version kept in the database
+	// (the state version of the last change that touched the zone), so
+	// every instance serving the same data gives the same serial.
+	d.engine = loader.NewEngine(d.st, cfg.DNS.Zone, d.zone, d.zoneOpts, policy.Options{
 		RequireConfirmed: cfg.Submission.RequireConfirmedAddress, Logger: d.log,
 	})
 	// One message stage for every adapter: they share its signing admission.
@@ -263,15 +267,6 @@ func (d *daemon) setupZone() error {
 	d.onClose(z.Shutdown)
 	d.log.Info("DNS zone server listening", "zone", cfg.DNS.Zone, "udp", z.UDPAddr().String(), "tcp", z.TCPAddr().String())
 	return nil
-}
-
-// refreshZone serves the zone built from the loader's domain rows. The
-// serial is the zone version kept in the database (the state version of
-// the last change that touched the zone), so every instance serving the
-// same data gives the same serial, and a change that does not touch the
-// zone (a password rotation) does not bump it.
-func (d *daemon) refreshZone(serial uint32, rows []store.DomainRow) {
-	d.zone.Update(serial, domains.ZoneRecordsFromRows(rows, d.zoneOpts))
 }
 
 func (d *daemon) setupAdmin() error {

@@ -54,8 +54,12 @@ func checkSeed(t *testing.T, driver, dsn string, alg dkim.Algorithm) {
 	if v, err := st.Version(ctx); err != nil || v != res.Version || v < 2 {
 		t.Fatalf("state version %d, %v; seed said %d", v, err, res.Version)
 	}
-	var zoneRows []store.DomainRow
-	e := loader.NewEngine(st, "sg.localhost", func(_ uint32, rows []store.DomainRow) { zoneRows = rows }, policy.Options{})
+	full, err := st.LoadState(ctx, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zoneRows := full.Domains
+	e := loader.NewEngine(st, "sg.localhost", nil, domains.ZoneOptions{}, policy.Options{})
 	if err := e.Reload(ctx); err != nil {
 		t.Fatal(err)
 	}
