@@ -175,13 +175,17 @@ type scratch struct {
 	keys  []sortKey
 	names []string // owner of the record at each input position
 	rrs   []dns.RR
+	recs  []rec
+	strs  []string
+	mx    string // the MX target put last, interned
 }
 
 // newShard builds a shard from rrs, records of one bucket in any order,
-// which it sorts and deduplicates in place (rrs is garbage afterwards). Records of one name and type
-// keep their order (the NS records the configured one). Each record is
-// read once: its memory is scattered, and reading it is what costs.
-// Empty non-terminals are added later, by linkParents.
+// which it sorts and deduplicates in place (rrs is garbage afterwards).
+// Records of one name and type keep their order (the NS records the
+// configured one). Each record is read twice, to sort and to encode it:
+// its memory is scattered, and reading it is what costs. Empty
+// non-terminals are added later, by linkParents.
 func (s *Server) newShard(rrs []dns.RR, tmp *scratch) *shard {
 	if len(rrs) == 0 {
 		return nil
@@ -212,7 +216,8 @@ func (s *Server) newShard(rrs []dns.RR, tmp *scratch) *shard {
 			distinct++
 		}
 	}
-	sh := &shard{names: make([]string, 0, distinct), nodes: make([]node, 0, distinct), recs: make([]rec, 0, len(rrs))}
+	sh := &shard{names: make([]string, 0, distinct), nodes: make([]node, 0, distinct),
+		recs: tmp.recs[:0], strs: tmp.strs[:0]} // copied out below, at their exact size
 	for start := 0; start < len(rrs); {
 		name := names[keys[start].i]
 		end, repeated := start+1, false
@@ -226,14 +231,16 @@ func (s *Server) newShard(rrs []dns.RR, tmp *scratch) *shard {
 		sh.names = append(sh.names, name)
 		sh.nodes = append(sh.nodes, node{off: uint32(len(sh.recs)), n: uint32(len(set))})
 		for _, rr := range set {
-			sh.put(rr)
+			sh.put(rr, &tmp.mx)
 		}
 		start = end
 	}
+	tmp.recs, tmp.strs = sh.recs, sh.strs
+	sh.recs, sh.strs = slices.Clone(sh.recs), slices.Clone(sh.strs)
 	clear(orig)
-	clear(names) // the scratch memory keeps no references
+	clear(names)
+	clear(tmp.strs) // the scratch memory keeps no references
 	tmp.keys, tmp.names, tmp.rrs = keys, names, orig
-	sh.recs, sh.strs = slices.Clip(sh.recs), slices.Clip(sh.strs)
 	return sh
 }
 
@@ -244,6 +251,7 @@ func (s *Server) newShard(rrs []dns.RR, tmp *scratch) *shard {
 type parentRef struct {
 	i      uint32
 	n      uint32
+	hash   uint32 // of the parent
 	b      uint16
 	parent uint16 // names are at most 255 octets, 1020 escaped
 }
@@ -279,16 +287,16 @@ func (s *Server) linkParents(z *shards) {
 					continue
 				}
 				off := parentOffset(name)
-				t := shardOf(name[off:])
+				h := nameHash(name[off:])
+				t := h % numShards
 				refs := out[w][t]
-				if k := len(refs) - 1; k >= 0 {
-					last := refs[k]
-					if p := z[last.b].names[last.i]; p[last.parent:] == name[off:] {
+				if k := len(refs) - 1; k >= 0 && refs[k].hash == h {
+					if last := refs[k]; z[last.b].names[last.i][last.parent:] == name[off:] {
 						refs[k].n++
 						continue
 					}
 				}
-				out[w][t] = append(refs, parentRef{i: i, n: 1, b: uint16(b), parent: uint16(off)})
+				out[w][t] = append(refs, parentRef{i: i, n: 1, hash: h, b: uint16(b), parent: uint16(off)})
 			}
 		})
 		// Each shard changes only below, by one worker, once every name

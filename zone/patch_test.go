@@ -429,3 +429,58 @@ func TestConcurrentPatches(t *testing.T) {
 	close(stop)
 	wg.Wait()
 }
+
+// Every kind of record is served, transferred and patched as given,
+// whichever form the zone keeps it in.
+func TestRecordKinds(t *testing.T) {
+	mustRR := func(s string) dns.RR {
+		rr, err := dns.NewRR(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rr
+	}
+	rrs := []dns.RR{
+		TXT("txt.sg.localhost", 0, longValue+`\"; `),
+		TXT("txt.sg.localhost", 60, ""),
+		MX("mx1.sg.localhost", 120, 5, "MX.Example.NET"),
+		A("a.sg.localhost", 0, net.ParseIP("192.0.2.7")),
+		A("a.sg.localhost", 0, net.ParseIP("2001:db8::7")),
+		mustRR("srv.sg.localhost. 300 IN SRV 10 20 25 mx.sg.localhost."),
+		mustRR("caa.sg.localhost. 300 IN CAA 0 issue \"letsencrypt.org\""),
+		mustRR("cn.sg.localhost. 300 IN CNAME target.example.net."),
+		&dns.RFC3597{Hdr: dns.RR_Header{Name: "raw.sg.localhost.", Rrtype: dns.TypeTXT, Class: dns.ClassINET, Ttl: 30}, Rdata: "0161"},
+	}
+	s := handlerServer(t, Config{})
+	s.Update(1, rrs)
+	for _, rr := range rrs {
+		h := rr.Header()
+		want := s.served(rr, strings.ToUpper(h.Name)).String()
+		r := serve(s, query(strings.ToUpper(h.Name), h.Rrtype))[0]
+		found := false
+		for _, got := range r.Answer {
+			found = found || got.String() == want
+		}
+		if !found {
+			t.Errorf("%s: answer %v, want %s", h.Name, r.Answer, want)
+		}
+	}
+	axfr := zoneRecords(t, s)
+	for _, rr := range rrs {
+		if want := s.servedOwn1(rr).String(); !axfr[want] {
+			t.Errorf("AXFR lacks %s", want)
+		}
+	}
+	if got := s.Patch(2, rrs[4:6], nil); got != 2 {
+		t.Fatalf("Patch deleting AAAA and SRV: serial %d, want 2", got)
+	}
+	if r := serve(s, query("srv.sg.localhost.", dns.TypeSRV))[0]; r.Rcode != dns.RcodeNameError {
+		t.Errorf("SRV after its deletion: %v", r)
+	}
+	if r := serve(s, query("a.sg.localhost.", dns.TypeANY))[0]; len(r.Answer) != 1 || r.Answer[0].Header().Rrtype != dns.TypeA {
+		t.Errorf("a.sg.localhost after deleting its AAAA: %v", r.Answer)
+	}
+	if s.Update(3, append(slices.Clone(rrs[:4]), rrs[6:]...)) != 2 {
+		t.Error("Update with the patched set changed the zone")
+	}
+}

@@ -11,7 +11,7 @@ import (
 // larger ones go through a map of presentation forms.
 const smallSet = 16
 
-// ttl returns the TTL rr is served with: its own, or the zone's when zero.
+// ttlOf returns the TTL rr is served with: its own, or the zone's when zero.
 func (s *Server) ttlOf(rr dns.RR) uint32 {
 	if t := rr.Header().Ttl; t != 0 {
 		return t
@@ -139,16 +139,6 @@ func (s *Server) served(rr dns.RR, owner string) dns.RR {
 	ch.Name = owner
 	ch.Ttl = s.ttlOf(rr)
 	return c
-}
-
-// servedAll returns rrs as they are sent with owner as owner name (see
-// served).
-func (s *Server) servedAll(rrs []dns.RR, owner string) []dns.RR {
-	out := make([]dns.RR, len(rrs))
-	for i, rr := range rrs {
-		out[i] = s.served(rr, owner)
-	}
-	return out
 }
 
 // servedOwn1 returns rr as it is sent under its own owner name.

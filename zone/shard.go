@@ -58,14 +58,19 @@ type rec struct {
 // otherRec marks a record kept as a dns.RR in shard.other.
 const otherRec = ^uint32(0)
 
-// shardOf returns the bucket of name, a lowercase FQDN (FNV-1a).
+// shardOf returns the bucket of name, a lowercase FQDN.
 func shardOf(name string) int {
+	return int(nameHash(name) % numShards)
+}
+
+// nameHash is the FNV-1a hash of name.
+func nameHash(name string) uint32 {
 	h := uint32(2166136261)
 	for i := 0; i < len(name); i++ {
 		h ^= uint32(name[i])
 		h *= 16777619
 	}
-	return int(h % numShards)
+	return h
 }
 
 // find returns the index of name in sh.
@@ -117,8 +122,9 @@ func (z *shards) count() int {
 	return n
 }
 
-// put appends rr, whose owner is the name being added, to sh.
-func (sh *shard) put(rr dns.RR) {
+// put appends rr, whose owner is the name being added, to sh. last, when
+// not nil, is the MX target put last, to reuse.
+func (sh *shard) put(rr dns.RR, last *string) {
 	h := rr.Header()
 	r := rec{t: h.Rrtype, class: h.Class, ttl: h.Ttl}
 	switch x := rr.(type) {
@@ -132,8 +138,18 @@ func (sh *shard) put(rr dns.RR) {
 	case *dns.MX:
 		if h.Rrtype == dns.TypeMX {
 			// Every bounce domain has the same target: one copy of it.
+			mx := x.Mx
+			switch {
+			case last == nil:
+				mx = unique.Make(mx).Value()
+			case *last == mx:
+				mx = *last
+			default:
+				mx = unique.Make(mx).Value()
+				*last = mx
+			}
 			r.a, r.b = uint32(len(sh.strs)), uint32(x.Preference)
-			sh.strs = append(sh.strs, unique.Make(x.Mx).Value())
+			sh.strs = append(sh.strs, mx)
 			sh.recs = append(sh.recs, r)
 			return
 		}
@@ -319,7 +335,7 @@ func (sh *shard) apply(changes []nameChange) *shard {
 		out.names = append(out.names, c.name)
 		out.nodes = append(out.nodes, node{off: uint32(len(out.recs)), n: uint32(len(c.rrs)), children: c.children})
 		for _, rr := range c.rrs {
-			out.put(rr)
+			out.put(rr, nil)
 		}
 	}
 	for ; i < len(old.names); i++ {
