@@ -16,8 +16,6 @@ import (
 	"os"
 	"strings"
 	"time"
-
-	"github.com/BurntSushi/toml"
 )
 
 // DefaultPath is the file Load reads when given no path and it exists in
@@ -240,9 +238,13 @@ func Load(path string, getenv func(string) string) (Config, string, error) {
 		}
 	}
 	cfg := Default()
+	// Unknown keys, values of the wrong form and invalid values are
+	// reported together: a typo must not hide a bad value.
+	var errs Errors
 	if path != "" {
-		if err := decodeFile(path, &cfg); err != nil {
-			return Config{}, path, err
+		err := decodeFile(path, &cfg)
+		if !errors.As(err, &errs) && err != nil {
+			return Config{}, path, err // unreadable, or a syntax error
 		}
 	}
 	if v := getenv(EnvDatabase); v != "" {
@@ -250,31 +252,14 @@ func Load(path string, getenv func(string) string) (Config, string, error) {
 	}
 	cfg.AdminKey = getenv(EnvAdminKey)
 	cfg.normalize()
-	if err := cfg.Validate(); err != nil {
-		return Config{}, path, err
-	}
-	return cfg, path, nil
-}
-
-// decodeFile decodes path into cfg and refuses keys cfg has no field for.
-func decodeFile(path string, cfg *Config) error {
-	md, err := toml.DecodeFile(path, cfg)
-	if err != nil {
-		var pe toml.ParseError
-		if errors.As(err, &pe) && pe.LastKey != "" {
-			return Errors{&FieldError{Key: pe.LastKey,
-				Msg: fmt.Sprintf("%s line %d: %s", path, pe.Position.Line, pe.Message)}}
-		}
-		return fmt.Errorf("config: %s: %w", path, err)
-	}
-	var errs Errors
-	for _, k := range md.Undecoded() {
-		errs = append(errs, &FieldError{Key: k.String(), Msg: "unknown key in " + path})
+	var verrs Errors
+	if err := cfg.Validate(); errors.As(err, &verrs) {
+		errs = append(errs, verrs...)
 	}
 	if len(errs) > 0 {
-		return errs
+		return Config{}, path, errs
 	}
-	return nil
+	return cfg, path, nil
 }
 
 // normalize lowercases DNS names and strips trailing dots, so the rest
