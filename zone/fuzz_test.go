@@ -2,6 +2,7 @@ package zone
 
 import (
 	"net"
+	"strings"
 	"testing"
 
 	"github.com/miekg/dns"
@@ -79,6 +80,28 @@ func FuzzServeDNS(f *testing.F) {
 			if m.Id != r.Id || !m.Response {
 				t.Fatalf("reply id %d response %v for query id %d", m.Id, m.Response, r.Id)
 			}
+		}
+	})
+}
+
+// FuzzPlainInZone checks the fast path of accept: a name it keeps as it is
+// must be one normalizeName leaves unchanged, strictly inside the zone.
+func FuzzPlainInZone(f *testing.F) {
+	for _, name := range []string{dkimName, "sg.localhost.", "x.sg.localhost", "X.sg.localhost.", `a\.sg.localhost.`,
+		"xsg.localhost.", "a..sg.localhost.", "_dmarc.sg.localhost.", strings.Repeat("a", 64) + ".sg.localhost.", "a.sg.localhost.."} {
+		f.Add(name)
+	}
+	s, err := New(Config{Zone: testZone, Nameservers: []string{"ns1.sg.localhost"}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Fuzz(func(t *testing.T, name string) {
+		if !s.plainInZone(name) {
+			return
+		}
+		n, err := normalizeName(name)
+		if err != nil || n != name || n == s.origin || !dns.IsSubDomain(s.origin, n) {
+			t.Fatalf("plainInZone(%q) but normalizeName gives %q, %v (in zone: %v)", name, n, err, dns.IsSubDomain(s.origin, n))
 		}
 	})
 }

@@ -105,12 +105,6 @@ func (z *shards) records(name string) ([]dns.RR, node, bool) {
 	return sh.decodeAll(i), sh.nodes[i], true
 }
 
-// hasRecords reports whether name holds at least one record.
-func (z *shards) hasRecords(name string) bool {
-	sh, i, ok := z.find(name)
-	return ok && sh.nodes[i].n > 0
-}
-
 // count returns the number of records in z.
 func (z *shards) count() int {
 	n := 0

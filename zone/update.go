@@ -39,10 +39,11 @@ func (c delta) cost() int { return 2 + len(c.deleted) + len(c.added) }
 // SOA and NS records, and nil entries are skipped (and logged); a record
 // with TTL zero is served with the zone TTL; duplicates count once.
 //
-// The zone keeps the records it is given, unless it has to normalize their
-// owner name or class (then it keeps a copy): the caller may reuse the rrs
-// slice but must not modify the records afterwards. Safe to call
-// concurrently with serving.
+// The zone keeps records in a compact form of its own but shares their
+// strings (TXT values are not copied) and keeps records of types other
+// than TXT, MX, A and AAAA, and the records of the IXFR journal, as given:
+// the caller may reuse the rrs slice but must not modify the records
+// afterwards. Safe to call concurrently with serving.
 //
 // serial is the caller's version of the content. When the records equal
 // the served ones, nothing changes: the serial stays and no NOTIFY is sent.
