@@ -84,6 +84,7 @@ type daemonOpts struct {
 	strict    bool   // submission.require_confirmed_address
 	grace     string // dns.grace (default "72h")
 	dataDir   string // reuse a data dir (a restart); default a new one
+	dnsAddr   string // dns.listen; default a free loopback port
 }
 
 // startDaemon writes a config with free loopback ports and starts
@@ -99,7 +100,10 @@ func startDaemon(t *testing.T, o daemonOpts) *instance {
 	}
 	in := &instance{dir: dir, log: &logtest.Buffer{},
 		admin: fmt.Sprintf("127.0.0.1:%d", freePort(t)), smtp: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-		smtps: fmt.Sprintf("127.0.0.1:%d", freePort(t)), dns: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
+		smtps: fmt.Sprintf("127.0.0.1:%d", freePort(t)), dns: o.dnsAddr}
+	if in.dns == "" {
+		in.dns = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	}
 	cfg := fmt.Sprintf(`data_dir = %q
 database = "sqlite:%s"
 [submission]
