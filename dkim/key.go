@@ -76,7 +76,7 @@ func MarshalPrivateKey(k crypto.Signer) (string, error) {
 	if err := checkKey(k); err != nil {
 		return "", err
 	}
-	der, err := x509.MarshalPKCS8PrivateKey(k)
+	der, err := x509.MarshalPKCS8PrivateKey(unwrapKey(k))
 	if err != nil {
 		return "", fmt.Errorf("dkim: marshal private key: %w", err)
 	}
@@ -87,6 +87,10 @@ func MarshalPrivateKey(k crypto.Signer) (string, error) {
 // "PRIVATE KEY" holding an RSA or Ed25519 key, or a PKCS#1 "RSA PRIVATE
 // KEY". RSA keys shorter than 1024 bits are refused (RFC 8301 3.2).
 // The result is ready for repeated use by Sign; parse once per key.
+//
+// An RSA key comes back as a signer backed by the system OpenSSL where
+// RSASigner says so (its first signature loads it into libcrypto), else as
+// the *rsa.PrivateKey; an Ed25519 key as the ed25519.PrivateKey.
 func ParsePrivateKey(pemText string) (crypto.Signer, error) {
 	block, _ := pem.Decode([]byte(pemText))
 	if block == nil {
@@ -114,13 +118,16 @@ func ParsePrivateKey(pemText string) (crypto.Signer, error) {
 	if err := checkKey(signer); err != nil {
 		return nil, err
 	}
+	if k, ok := signer.(*rsa.PrivateKey); ok {
+		return processBackend().wrap(k), nil
+	}
 	return signer, nil
 }
 
 // checkKey refuses keys DKIM cannot use: anything but RSA (of at least
-// minRSABits) and Ed25519.
+// minRSABits) and Ed25519, directly or behind the OpenSSL signer.
 func checkKey(k crypto.Signer) error {
-	switch key := k.(type) {
+	switch key := unwrapKey(k).(type) {
 	case *rsa.PrivateKey:
 		if bits := key.N.BitLen(); bits < minRSABits {
 			return fmt.Errorf("dkim: rsa key of %d bits is too short (minimum %d, RFC 8301)", bits, minRSABits)

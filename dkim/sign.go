@@ -80,9 +80,9 @@ const maxHeaderBytes = 2 << 20
 // from r and returns the complete "DKIM-Signature: ...\r\n" header field to
 // prepend to it. The signature uses relaxed/relaxed canonicalization
 // (RFC 6376 3.4), SHA-256, d=domain, s=selector and the h= list HeaderKeys
-// gives for the message's fields. key is an *rsa.PrivateKey or
-// ed25519.PrivateKey (RFC 8463), parsed once by the caller with
-// ParsePrivateKey.
+// gives for the message's fields. key is what ParsePrivateKey returns (an
+// RSA key, OpenSSL-backed where available, or an ed25519.PrivateKey, RFC
+// 8463), parsed once by the caller; an *rsa.PrivateKey works too.
 //
 // Only the header is read ahead (to count its fields); the body is streamed
 // through the hasher, never buffered: a caller holding the message in
