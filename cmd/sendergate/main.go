@@ -21,9 +21,21 @@ import (
 var version = "dev"
 
 const usage = `usage:
-  sendergate serve   [-config FILE]   start every configured listener; migrates first
-  sendergate migrate [-config FILE]   apply migrations and exit
+  sendergate serve   [-config FILE] [-demo]   start every configured listener; migrates first
+                                            (-demo: local trial with a customer DNS on loopback)
+  sendergate migrate [-config FILE]         apply migrations and exit
+  sendergate demo                           scripted local trial: add, verify, send, check the signature
+  sendergate check-message [-resolver IP:PORT] FILE.eml   verify a message's DKIM signatures through DNS
   sendergate version
+
+client commands (over the admin API; -api URL, -json; key from SENDERGATE_ADMIN_KEY or data_dir/admin.key):
+  sendergate orgs      [list | add NAME | show NAME | delete NAME]
+  sendergate accounts  -org ORG [list | add [-q] NAME | password [-q] NAME | delete NAME]
+  sendergate keys      -org ORG [add [-q] | delete ID]
+  sendergate domains   -org ORG [list | add [options] DOMAIN | show DOMAIN | verify DOMAIN |
+                                 access DOMAIN ACCOUNT... | access -open DOMAIN | delete DOMAIN]
+  sendergate addresses -org ORG [list | add EMAIL | resend EMAIL | delete EMAIL]
+  sendergate COMMAND -h   the options of one command
 `
 
 func main() {
@@ -46,12 +58,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, usage)
 		return 0
 	default:
+		if code, ok := runCommand(cmd, rest, stdout, stderr); ok {
+			return code
+		}
 		fmt.Fprintf(stderr, "sendergate: unknown command %q\n%s", cmd, usage)
 		return 2
 	}
 	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", "", "TOML config file (default ./sendergate.toml if it exists, else built-in defaults)")
+	demo := demoFlags(fs, cmd)
 	if err := fs.Parse(rest); err != nil {
 		return 2
 	}
@@ -74,6 +90,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return 1
 		}
 		return 0
+	}
+	if demo.on {
+		stopDemo, err := demo.start(&cfg, logger)
+		if err != nil {
+			fmt.Fprintln(stderr, "sendergate:", err)
+			return 2
+		}
+		defer stopDemo()
 	}
 	logger.Info("starting sendergate", "version", version, "config", used)
 	if err := serve(ctx, cfg, logger); err != nil {
