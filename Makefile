@@ -1,11 +1,12 @@
-# sendergate: the two commands that matter are `make run` and `make test`.
+# sendergate: the two commands that matter are `make run` and `make test`;
+# `make demo` is the local trial.
 GO       ?= go
 BIN      := bin/sendergate
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X main.version=$(VERSION)
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: build build-boring run test test-unit test-postfix lint bench fuzz clean
+.PHONY: build build-boring run demo test test-unit test-postfix lint bench fuzz clean
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/sendergate
@@ -18,6 +19,12 @@ build-boring:
 ## run: build and start the daemon on the embedded defaults (SQLite in ./data)
 run: build
 	./$(BIN) serve
+
+## demo: the scripted local trial in a throwaway data directory: a customer
+## DNS on loopback publishes the records, a domain is added, verified and
+## used to send; ends with "signed message verified"
+demo: build
+	./$(BIN) demo
 
 ## test: every test: unit and integration suites, SQLite and PostgreSQL,
 ## and the Postfix milter/policy suite (skipped outside CI when Postfix is missing)
