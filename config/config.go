@@ -69,6 +69,7 @@ type Config struct {
 	Policyd    Policyd    `toml:"policyd"`
 	Sandbox    Sandbox    `toml:"sandbox"`
 	Confirm    Confirm    `toml:"confirm"`
+	Debug      Debug      `toml:"debug"`
 
 	// AdminKey comes only from SENDERGATE_ADMIN_KEY; when empty the
 	// daemon uses (or creates) data_dir/admin.key.
@@ -170,6 +171,13 @@ type Sandbox struct {
 type Confirm struct {
 	From string   `toml:"from"`
 	TTL  Duration `toml:"ttl"`
+}
+
+// Debug configures the operator's profiling listener.
+type Debug struct {
+	// Listen serves net/http/pprof at /debug/pprof/ on a loopback
+	// "ip:port"; empty (the default) = off.
+	Listen string `toml:"listen"`
 }
 
 // Default returns the configuration used when no file is given: every

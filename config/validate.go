@@ -85,6 +85,7 @@ func (c *Config) Validate() error {
 	if c.Sandbox.DailyLimit < 0 {
 		v.add("sandbox.daily_limit", "must be 0 (sandbox sending off) or more")
 	}
+	v.check("debug.listen", checkLoopbackListen(c.Debug.Listen))
 	v.check("confirm.from", checkEmail(c.Confirm.From))
 	if c.Confirm.TTL.Duration <= 0 {
 		v.add("confirm.ttl", "must be positive")
@@ -245,6 +246,25 @@ func checkGateListen(addr string) error {
 		return nil
 	}
 	return checkListen(addr, true)
+}
+
+// checkLoopbackListen checks debug.listen: empty (off) or a loopback IP
+// and port, since profiles show memory contents and cost CPU on demand.
+func checkLoopbackListen(addr string) error {
+	if addr == "" {
+		return nil
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q must be ip:port on loopback, e.g. 127.0.0.1:6060", addr)
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Errorf("%q: bad port %q", addr, port)
+	}
+	if ip, err := netip.ParseAddr(host); err != nil || !ip.IsLoopback() {
+		return fmt.Errorf("%q is not a loopback address: the profiling listener serves only 127.0.0.1 or [::1] (reach it from elsewhere through an SSH tunnel)", addr)
+	}
+	return nil
 }
 
 // checkListen checks a listen address "host:port" (host may be empty for

@@ -14,6 +14,7 @@ import (
 	"syscall"
 
 	"github.com/sendergate/sendergate/config"
+	"github.com/sendergate/sendergate/dkim"
 	"github.com/sendergate/sendergate/store"
 )
 
@@ -52,6 +53,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch cmd {
 	case "version", "-version", "--version":
 		fmt.Fprintln(stdout, "sendergate", version)
+		fmt.Fprintln(stdout, "DKIM RSA signer:", dkim.RSASigner())
 		return 0
 	case "serve", "migrate":
 	case "help", "-h", "-help", "--help":

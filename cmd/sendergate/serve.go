@@ -91,6 +91,10 @@ func (d *daemon) onClose(f func(context.Context) error) { d.closers = append(d.c
 // setup builds and starts the components in dependency order.
 func (d *daemon) setup(ctx, bg context.Context) error {
 	cfg := d.cfg
+	if err := d.setupDebug(); err != nil {
+		return err
+	}
+	d.log.Info("DKIM RSA signer", "signer", dkim.RSASigner().Name, "detail", dkim.RSASigner().Detail)
 	key, keyPath, created, err := adminKey(cfg.AdminKey, cfg.DataDir)
 	if err != nil {
 		return err
