@@ -32,6 +32,7 @@ type report struct {
 	AddsWall        float64
 	PropRotate      stats // from A's answer until B accepts the new password
 	PropDomain      stats // until B's zone serves the new domain's DKIM key
+	PropDomainReq   stats // the same from the request to A (A answers after its own reload)
 	PropAccess      stats // until B refuses mail from the restricted domain
 	Errors          []string
 }
@@ -82,6 +83,7 @@ func (r *report) markdown(w io.Writer) {
 	}{{"rotated password accepted by AUTH", r.PropRotate}, {"new domain's DKIM key in DNS", r.PropDomain}, {"restricted domain refused (550 5.7.1)", r.PropAccess}} {
 		fmt.Fprintf(w, "| enforced by a second instance < 1 s: %s | %s | %s |\n", x.name, x.s, verdict(x.s.N > 0 && x.s.Max < 1000))
 	}
+	fmt.Fprintf(w, "| the new domain's DKIM key in the second instance's DNS, from the request to the first | %s | |\n", r.PropDomainReq)
 	fmt.Fprintf(w, "| DNS answer for a DKIM name p99 < 1 ms | %s, %d bad | %s |\n", r.DNS, r.DNSBad, verdict(r.DNS.N > 0 && r.DNSBad == 0 && r.DNS.P99 < 1))
 	fmt.Fprintf(w, "| SMTP AUTH (the command, seeded accounts) | %s | |\n", r.Auth)
 	fmt.Fprintf(w, "| one message | %s | %s |\n", r.Message, verdict(len(r.Message) >= 3 && r.Message[:3] == "250"))

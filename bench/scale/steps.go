@@ -212,7 +212,7 @@ func (m *measure) propagation(ctx context.Context) error {
 		return nil
 	}
 	const limit = 30 * time.Second
-	var rot, dom, acc []time.Duration
+	var rot, dom, domReq, acc []time.Duration
 	// Each write waits a random part of a second first: B polls the
 	// state version every second, and a write made right after B's
 	// previous poll was seen would otherwise always wait a whole period.
@@ -246,9 +246,11 @@ func (m *measure) propagation(ctx context.Context) error {
 		}
 		name := fmt.Sprintf("p%d.%s.bench.example", k, org)
 		pause()
+		sent := time.Now()
 		if err := m.api.do("POST", "/v1/orgs/"+org+"/domains", newDomain(name), 201, &dj); err != nil {
 			return err
 		}
+		answered := time.Since(sent)
 		target := ""
 		for _, r := range dj.Records {
 			if r.Purpose == "dkim" {
@@ -268,6 +270,7 @@ func (m *measure) propagation(ctx context.Context) error {
 			return fmt.Errorf("B's zone never served %s within %s", target, limit)
 		}
 		dom = append(dom, d)
+		domReq = append(domReq, answered+d)
 
 		// An access restriction to no account: B refuses mail from the domain.
 		from := "news@" + seeddb.DomainName(i, 3)
@@ -292,6 +295,7 @@ func (m *measure) propagation(ctx context.Context) error {
 		acc = append(acc, d)
 	}
 	m.rep.PropRotate, m.rep.PropDomain, m.rep.PropAccess = summarize(rot), summarize(dom), summarize(acc)
+	m.rep.PropDomainReq = summarize(domReq)
 	m.logf("propagation to B: rotate %s; new domain in DNS %s; restriction %s", m.rep.PropRotate, m.rep.PropDomain, m.rep.PropAccess)
 	return nil
 }
