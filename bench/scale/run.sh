@@ -104,7 +104,7 @@ if [[ "$SNAPSHOT" == 1 ]]; then
 	log "in-process snapshot benchmark"
 	# shellcheck disable=SC2086
 	"$WORK/bin/snapshot" -database "$DATABASE" -orgs "$ORGS" -domains "$DOMAINS" \
-		-cpuprofile "$OUT/load.pprof" ${SNAPSHOT_FLAGS:-} 2>"$OUT/snapshot.log" | tee -a "$OUT/report.md"
+		-cpuprofile "$OUT/load.pprof" -memprofile "$OUT/heap.pprof" ${SNAPSHOT_FLAGS:-} 2>"$OUT/snapshot.log" | tee -a "$OUT/report.md"
 fi
 
 second=()

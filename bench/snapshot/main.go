@@ -46,6 +46,7 @@ func main() {
 	orgs := flag.Int("orgs", 100000, "organizations seeded")
 	perOrg := flag.Int("domains", 10, "sending domains per organization seeded")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the full load to this file (and of the writes to FILE.writes)")
+	memprofile := flag.String("memprofile", "", "write a heap profile after the full load to this file")
 	writes := flag.Int("writes", 20, "writes per kind, each followed by a refresh")
 	flag.Parse()
 	if *database == "" {
@@ -93,6 +94,16 @@ func main() {
 		log.Fatal(err)
 	}
 	runtime.GC()
+	if *memprofile != "" {
+		f, err := os.Create(*memprofile)
+		if err != nil {
+			log.Fatal(err)
+		}
+		if err := pprof.WriteHeapProfile(f); err != nil {
+			log.Fatal(err)
+		}
+		f.Close()
+	}
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	s, _ := e.Current()
