@@ -13,8 +13,10 @@
 #   POLICY_N=200000 requests of the pipelined policy-service row
 #   OUT=DIR         where the table and logs go (default: a new /tmp dir, kept)
 #   SG_BIN=PATH     use this sendergate binary instead of building one
-#   PPROF_URL=URL   base URL of a pprof endpoint of SG_BIN (a scratch build);
-#                   a CPU profile of each sendergate row is saved in OUT
+#   PROFILE=1       serve pprof on a loopback debug.listen and save a CPU
+#                   profile of each sendergate row in OUT (*.pprof)
+#   PPROF_URL=URL   base URL of another pprof endpoint to profile instead
+#   SENDERGATE_RSA_SIGNER=go  (passed on) sign RSA with crypto/rsa, not OpenSSL
 #   GOBENCH=1       also run the Go micro-benchmarks afterwards
 set -euo pipefail
 
@@ -107,6 +109,10 @@ listen = "127.0.0.1:$POLICYD_PORT"
 [sandbox]
 daily_limit = 100000000
 EOF
+	if [[ "${PROFILE:-}" == 1 ]]; then
+		printf '[debug]\nlisten = "127.0.0.1:%s"\n' "$DEBUG_PORT" >>"$WORK/sendergate.toml"
+		PPROF_URL=${PPROF_URL:-http://127.0.0.1:$DEBUG_PORT}
+	fi
 	"$WORK/bin/sendergate" serve -config "$WORK/sendergate.toml" >"$OUT/sendergate.log" 2>&1 &
 	SG_PID=$!
 	PIDS+=("$SG_PID")
@@ -224,10 +230,12 @@ policy_rows() {
 
 main() {
 	build
-	read -r SINK_PORT CDNS_PORT SUB_PORT ADMIN_PORT ZONE_PORT POLICYD_PORT <<<"$(free_ports 6)"
+	read -r SINK_PORT CDNS_PORT SUB_PORT ADMIN_PORT ZONE_PORT POLICYD_PORT DEBUG_PORT <<<"$(free_ports 7)"
 	start_sink
 	start_sendergate
 	setup_tenant
+	"$WORK/bin/sendergate" version >"$OUT/version.txt"
+	log "$(tr '\n' ' ' <"$OUT/version.txt")"
 	log "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load $(cut -d' ' -f1-3 /proc/loadavg)"
 	log "sendergate $SUB_PORT, sink $SINK_PORT, policyd $POLICYD_PORT; duration per row $DUR; output in $OUT"
 	smtp_matrix
