@@ -111,7 +111,8 @@ func TestOpenAPIDocument(t *testing.T) {
 // are declared, and error responses use the Error schema.
 func TestOpenAPIOperations(t *testing.T) {
 	_, doc := loadOpenAPI(t)
-	public := []string{"GET /healthz", "GET /v1/openapi.json", "GET /metrics", "POST /v1/confirm", "GET /confirm", "POST /confirm"}
+	public := []string{"GET /healthz", "GET /v1/openapi.json", "GET /metrics", "POST /v1/confirm", "GET /confirm", "POST /confirm",
+		"GET /", "GET /assets/{file}"}
 	paramRE := regexp.MustCompile(`\{(\w+)\}`)
 	for _, route := range documentedRoutes(t, doc) {
 		method, path, _ := strings.Cut(route, " ")

@@ -70,6 +70,7 @@ type Server struct {
 	adminHash [sha256.Size]byte
 	origin    string // of Options.PublicURL; "" = each request's own
 	mux       *http.ServeMux
+	panel     *panel // the page at / and its assets
 }
 
 // New returns the API server; Handler serves it.
@@ -97,6 +98,11 @@ func New(opts Options) (*Server, error) {
 		}
 		s.origin = o
 	}
+	pn, err := newPanel(opts.Zone, opts.SandboxZone)
+	if err != nil {
+		return nil, err
+	}
+	s.panel = pn
 	s.routes()
 	return s, nil
 }
@@ -128,9 +134,13 @@ func (s *Server) routes() {
 	if s.opts.Addresses != nil {
 		s.addressRoutes(m)
 	}
-	m.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "not_found", "", "no such route: "+r.Method+" "+r.URL.Path)
-	})
+	s.panelRoutes(m)
+	m.HandleFunc("/", s.notFound)
+}
+
+// notFound answers a request that no route serves.
+func (s *Server) notFound(w http.ResponseWriter, r *http.Request) {
+	writeError(w, http.StatusNotFound, "not_found", "", "no such route: "+r.Method+" "+r.URL.Path)
 }
 
 // principal is who a request acts as.

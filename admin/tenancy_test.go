@@ -139,7 +139,7 @@ func TestUnknownRoutes(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, storetest.SQLite(t))
 	for _, rt := range []struct{ method, path string }{
-		{"GET", "/"}, {"GET", "/v2/orgs"}, {"PATCH", "/v1/orgs"}, {"PUT", "/v1/orgs/acme"}, {"GET", "/v1/orgs/acme/keys"},
+		{"GET", "/nothing"}, {"POST", "/"}, {"GET", "/v2/orgs"}, {"PATCH", "/v1/orgs"}, {"PUT", "/v1/orgs/acme"}, {"GET", "/v1/orgs/acme/keys"},
 	} {
 		r := e.do(rt.method, rt.path, testAdminKey, nil)
 		e := r.wantErr(t, http.StatusNotFound, "not_found", "")
