@@ -19,14 +19,14 @@ const buildChunk = 64 * 1024
 // NS, configured addresses) and rrs: the first load, on every core.
 func (s *Server) build(rrs []dns.RR) *shards {
 	buckets := s.bucketize(rrs)
-	z := new(shards)
+	z := make([]*shard, numShards)
 	tmp := make([]scratch, runtime.GOMAXPROCS(0))
 	parallelW(len(tmp), numShards, func(w, b int) {
 		z[b] = s.newShard(buckets[b], &tmp[w])
 		buckets[b] = nil
 	})
 	s.linkParents(z)
-	return z
+	return packShards(z)
 }
 
 // diffFull returns the records cur holds that the zone of the generated
@@ -42,7 +42,7 @@ func (s *Server) diffFull(cur *shards, rrs []dns.RR) (deleted, added []dns.RR) {
 		next := s.newShard(buckets[b], &tmp[w])
 		buckets[b] = nil
 		r := &results[b]
-		r.deleted, r.added = s.diffShard(cur[b], next)
+		r.deleted, r.added = s.diffShard(cur.get(b), next)
 	})
 	for _, r := range results {
 		deleted = append(deleted, r.deleted...)
@@ -256,12 +256,13 @@ type parentRef struct {
 	parent uint16 // names are at most 255 octets, 1020 escaped
 }
 
-// linkParents counts, for every name of z, the existing names directly
+// linkParents counts, for every name of z (numShards shards by bucket,
+// private to the caller), the existing names directly
 // below it, and adds the empty non-terminals: the names between a record's
 // owner and the apex that hold no record (RFC 8020). It goes up one level
 // per round: each round sends the names found in the previous one to the
 // shards of their parents, where the parents are counted.
-func (s *Server) linkParents(z *shards) {
+func (s *Server) linkParents(z []*shard) {
 	level := make([][]uint32, numShards) // by shard: indexes of names whose parent is to be counted
 	for b, sh := range z {
 		if sh != nil {
@@ -301,7 +302,7 @@ func (s *Server) linkParents(z *shards) {
 		})
 		// Each shard changes only below, by one worker, once every name
 		// of out has been read from the shards as they were.
-		old := *z
+		old := slices.Clone(z)
 		next := make([][]uint32, numShards)
 		var more atomic.Bool
 		parallel(numShards, func(t int) {

@@ -161,9 +161,18 @@ func (p *patch) apply() *shards {
 	}
 	next := new(shards)
 	*next = *p.cur
+	copied := map[int]bool{}
 	for b, changes := range byShard {
 		slices.SortFunc(changes, func(x, y nameChange) int { return strings.Compare(x.name, y.name) })
-		next[b] = p.cur[b].apply(changes)
+		g := b / groupSize
+		if !copied[g] {
+			ng := new(shardGroup)
+			if p.cur[g] != nil {
+				*ng = *p.cur[g]
+			}
+			next[g], copied[g] = ng, true
+		}
+		next[g][b%groupSize] = p.cur.get(b).apply(changes)
 	}
 	return next
 }

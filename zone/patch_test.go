@@ -383,8 +383,8 @@ func TestPatchCopiesOnlyTouchedShards(t *testing.T) {
 	s.Patch(2, domainRecords("tok0000007", "v=DKIM1; k=ed25519; p=x"), domainRecords("tokzzzzzzz", "v=DKIM1; k=ed25519; p=y"))
 	after := s.data.Load()
 	changed := 0
-	for i := range after.shards {
-		if after.shards[i] != before.shards[i] {
+	for b := range numShards {
+		if after.shards.get(b) != before.shards.get(b) {
 			changed++
 		}
 	}

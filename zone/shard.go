@@ -14,13 +14,64 @@ import (
 // numShards is the number of parts the zone's names are split into, by a
 // hash of the owner name. A Patch copies only the shards it touches: at a
 // million customer domains (about five million names) a shard holds about
-// a thousand names, so a change copies a few tens of kilobytes.
-const numShards = 4096
+// three hundred names, so a change copies some tens of kilobytes.
+const numShards = numGroups * groupSize
+
+// The shards are held in groups, so that a change copies the pointers of
+// the groups and of the touched groups' shards, not of every shard.
+const (
+	numGroups = 64
+	groupSize = 256
+)
 
 // shards is the whole zone's data: one immutable shard per hash bucket,
-// nil when no name of the zone falls in it. A snapshot holds a pointer to
-// one; a change copies the array and replaces the shards it touched.
-type shards [numShards]*shard
+// nil when no name of the zone falls in it, in groups (nil when all its
+// shards are). A snapshot holds a pointer to one; a change copies it and
+// the groups it touches, and replaces the shards it touched.
+type shards [numGroups]*shardGroup
+
+type shardGroup [groupSize]*shard
+
+// get returns shard b.
+func (z *shards) get(b int) *shard {
+	if g := z[b/groupSize]; g != nil {
+		return g[b%groupSize]
+	}
+	return nil
+}
+
+// packShards returns flat, numShards shards by bucket, in groups.
+func packShards(flat []*shard) *shards {
+	z := new(shards)
+	for b, sh := range flat {
+		if sh == nil {
+			continue
+		}
+		g := z[b/groupSize]
+		if g == nil {
+			g = new(shardGroup)
+			z[b/groupSize] = g
+		}
+		g[b%groupSize] = sh
+	}
+	return z
+}
+
+// each yields every shard of z that is not nil.
+func (z *shards) each() iter.Seq[*shard] {
+	return func(yield func(*shard) bool) {
+		for _, g := range z {
+			if g == nil {
+				continue
+			}
+			for _, sh := range g {
+				if sh != nil && !yield(sh) {
+					return
+				}
+			}
+		}
+	}
+}
 
 // shard holds the names of one hash bucket and their records. It is never
 // modified once published: a change builds a new shard.
@@ -90,7 +141,7 @@ func (sh *shard) recsOf(i int) []rec {
 // find returns the shard and index of name (a lowercase FQDN), and
 // whether the name exists.
 func (z *shards) find(name string) (*shard, int, bool) {
-	sh := z[shardOf(name)]
+	sh := z.get(shardOf(name))
 	i, ok := sh.find(name)
 	return sh, i, ok
 }
@@ -108,10 +159,8 @@ func (z *shards) records(name string) ([]dns.RR, node, bool) {
 // count returns the number of records in z.
 func (z *shards) count() int {
 	n := 0
-	for _, sh := range z {
-		if sh != nil {
-			n += len(sh.recs)
-		}
+	for sh := range z.each() {
+		n += len(sh.recs)
 	}
 	return n
 }
@@ -255,10 +304,7 @@ func (sh *shard) sameRec(r rec, other *shard, q rec, zoneTTL uint32) bool {
 // shard by shard, but for the NS records of name apex.
 func (z *shards) all(apex string, zoneTTL uint32) iter.Seq[dns.RR] {
 	return func(yield func(dns.RR) bool) {
-		for _, sh := range z {
-			if sh == nil {
-				continue
-			}
+		for sh := range z.each() {
 			for i, name := range sh.names {
 				for _, r := range sh.recsOf(i) {
 					if r.t == dns.TypeNS && name == apex {
@@ -317,10 +363,13 @@ func (sh *shard) apply(changes []nameChange) *shard {
 	}
 	i := 0
 	for _, c := range changes {
-		for ; i < len(old.names) && old.names[i] < c.name; i++ {
+		// A binary search rather than a walk: comparing names reads them,
+		// each a cache miss.
+		at, found := slices.BinarySearch(old.names[i:], c.name)
+		for end := i + at; i < end; i++ {
 			keep(i)
 		}
-		if i < len(old.names) && old.names[i] == c.name {
+		if found {
 			i++
 		}
 		if len(c.rrs) == 0 && c.children == 0 {
