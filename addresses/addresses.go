@@ -319,7 +319,11 @@ func (s *Service) Confirm(ctx context.Context, token string) (store.Address, err
 		}
 		return prev, err
 	}
-	s.opts.Logger.Info("address confirmed", "org", a.OrgID, "email", a.Email)
+	org := a.OrgID
+	if o, err := s.st.OrgByID(ctx, a.OrgID); err == nil {
+		org = o.Name // people know organizations by name
+	}
+	s.opts.Logger.Info("address confirmed", "org", org, "email", a.Email)
 	return a, nil
 }
 
@@ -358,10 +362,10 @@ func (s *Service) message(to, link, id string) ([]byte, error) {
 	b.WriteString("\r\n")
 	b.WriteString("--" + boundary + "\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 7bit\r\n\r\n")
 	fmt.Fprintf(&b, "Someone asked to authorize %s as a sender address.\r\n\r\nTo confirm, open this link and press Confirm on the page it shows:\r\n\r\n%s\r\n\r\nThe link works once and expires in %s. If you did not ask for this, ignore this message.\r\n",
-		to, link, s.opts.TTL)
+		to, link, humanDuration(s.opts.TTL))
 	b.WriteString("\r\n--" + boundary + "\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: 7bit\r\n\r\n")
 	fmt.Fprintf(&b, "<p>Someone asked to authorize <b>%s</b> as a sender address.</p>\r\n<p><a href=\"%s\">Open the confirmation page</a> and press Confirm.</p>\r\n<p>The link works once and expires in %s. If you did not ask for this, ignore this message.</p>\r\n",
-		htmlEscape(to), htmlEscape(link), s.opts.TTL)
+		htmlEscape(to), htmlEscape(link), humanDuration(s.opts.TTL))
 	b.WriteString("\r\n--" + boundary + "--\r\n")
 	sig, err := signMessage(b.Bytes(), s.opts.Signer)
 	if err != nil {
@@ -373,4 +377,26 @@ func (s *Service) message(to, link, id string) ([]byte, error) {
 func htmlEscape(s string) string {
 	r := strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;", `"`, "&quot;", "'", "&#39;")
 	return r.Replace(s)
+}
+
+// humanDuration writes d as a person would: "24 hours", "3 days",
+// "1 hour 30 minutes", "15 minutes"; Go's form ("90s") otherwise.
+func humanDuration(d time.Duration) string {
+	unit := func(n int64, one string) string {
+		if n == 1 {
+			return "1 " + one
+		}
+		return fmt.Sprintf("%d %ss", n, one)
+	}
+	switch {
+	case d >= 48*time.Hour && d%(24*time.Hour) == 0:
+		return unit(int64(d/(24*time.Hour)), "day")
+	case d >= time.Hour && d%time.Hour == 0:
+		return unit(int64(d/time.Hour), "hour")
+	case d > time.Hour && d%time.Minute == 0:
+		return unit(int64(d/time.Hour), "hour") + " " + unit(int64(d%time.Hour/time.Minute), "minute")
+	case d >= time.Minute && d%time.Minute == 0:
+		return unit(int64(d/time.Minute), "minute")
+	}
+	return d.String()
 }

@@ -88,6 +88,9 @@ func NewDNSResolver(servers []string, timeout time.Duration) (*DNSResolver, erro
 	return r, nil
 }
 
+// Servers returns the resolvers asked, in order, as "ip:port".
+func (r *DNSResolver) Servers() []string { return append([]string(nil), r.servers...) }
+
 // LookupCNAME asks for the CNAME at host. When the name exists without one,
 // it also asks for A, AAAA and TXT so that a flattened CNAME or a TXT record
 // in its place can be reported in Answer.Other.

@@ -181,7 +181,7 @@ func (s *Service) check(ctx context.Context, d store.Domain, r Resolver, manual 
 	if prev.Status != d.Status {
 		events = append(events, store.Event{OrgID: d.OrgID, Subject: subject(d.Name), Kind: "domain." + d.Status,
 			Detail: fmt.Sprintf("%s -> %s: %s", prev.Status, d.Status, summary(recs)), At: store.At(now)})
-		s.opts.Logger.Info("domain status changed", "domain", d.Name, "org", d.OrgID, "from", prev.Status, "to", d.Status)
+		s.opts.Logger.Info("domain status changed", "domain", d.Name, "org", orgName(ctx, s.st, d.OrgID), "from", prev.Status, "to", d.Status)
 	}
 	if err := s.st.UpdateDomainCheck(ctx, prev, d, events); err != nil {
 		return d, outcome, err
@@ -274,4 +274,13 @@ func (s *Service) Delete(ctx context.Context, org store.Org, name string) error 
 	}
 	ev := store.Event{OrgID: org.ID, Subject: subject(name), Kind: "domain.deleted", At: store.At(s.opts.Now())}
 	return s.st.DeleteDomain(ctx, org.ID, name, ev)
+}
+
+// orgName is the name of organization id for log lines (people know
+// organizations by name); the id when it cannot be read.
+func orgName(ctx context.Context, st *store.Store, id string) string {
+	if o, err := st.OrgByID(ctx, id); err == nil {
+		return o.Name
+	}
+	return id
 }

@@ -183,22 +183,29 @@ func (r *Refusal) Temporary() bool { return r.Code/100 == 4 }
 func (g *Gate) Submit(ctx context.Context, env *Envelope, data []byte) (*Result, *Refusal) {
 	h, body, err := splitMessage(data)
 	if err != nil {
-		return nil, fromError(err, env.ID, "header")
+		return nil, g.metrics.refused(fromError(err, env.ID, "header"))
 	}
-	return g.process(ctx, env, h, body, true)
+	res, ref := g.process(ctx, env, h, body, true)
+	return res, g.metrics.refused(ref)
 }
 
 // Relay decides on a message an MTA hands to the milter: h holds the
 // fields as the MTA will send them, body the body. Nothing is rewritten;
 // the Result carries the signature and the new envelope sender.
 func (g *Gate) Relay(ctx context.Context, env *Envelope, h *msg.Header, body []byte) (*Result, *Refusal) {
-	return g.process(ctx, env, h, toCRLF(body), false)
+	res, ref := g.process(ctx, env, h, toCRLF(body), false)
+	return res, g.metrics.refused(ref)
 }
 
 // Sender decides the envelope sender alone, for the Postfix policy
 // service at RCPT: the same account resolution and decision, without a
 // message, counting or signing. A nil Refusal means the sender may be used.
 func (g *Gate) Sender(username, sender string) (*policy.Decision, *Refusal) {
+	d, ref := g.sender(username, sender)
+	return d, g.metrics.refused(ref)
+}
+
+func (g *Gate) sender(username, sender string) (*policy.Decision, *Refusal) {
 	snap, acct, ref := g.account(username, "")
 	if ref != nil {
 		return nil, ref

@@ -13,6 +13,9 @@ func newMilterMetrics(reg prometheus.Registerer) *milterMetrics {
 			Help: "Messages decided by the milter gate, by result: accepted (signed), rejected, tempfailed, unauthenticated (passed untouched).",
 		}, []string{"result"}),
 	}
+	for _, r := range []string{"accepted", "rejected", "tempfailed", "unauthenticated"} {
+		m.messages.WithLabelValues(r) // every series exists from the start, at zero
+	}
 	if reg != nil {
 		reg.MustRegister(m.messages)
 	}
@@ -34,6 +37,9 @@ func newPolicydMetrics(reg prometheus.Registerer) *policydMetrics {
 			Name: "sendergate_policyd_protocol_errors_total",
 			Help: "Connections closed because of a malformed, oversized or timed-out request.",
 		}),
+	}
+	for _, a := range []string{"dunno", "reject", "defer_if_permit"} {
+		m.requests.WithLabelValues(a) // every series exists from the start, at zero
 	}
 	if reg != nil {
 		reg.MustRegister(m.requests, m.errors)

@@ -98,6 +98,10 @@ type Engine struct {
 	cur  atomic.Pointer[Snapshot]
 	mu   sync.Mutex // serializes loads
 	keys *keyCache
+
+	// current is when the snapshot was last known current (unix ns): a
+	// load, or a poll that found nothing changed.
+	current atomic.Int64
 }
 
 // NewEngine returns an engine with no snapshot: call Reload or Run.
@@ -126,6 +130,17 @@ func (e *Engine) Current() (*Snapshot, error) {
 	return s, nil
 }
 
+// LastCurrent is when the snapshot was last known to be current: its load,
+// or the last poll of the state version that found nothing changed (zero
+// before the first load). Unlike the snapshot's age it does not grow while
+// nothing changes, so an alert on it means the data could not be read.
+func (e *Engine) LastCurrent() time.Time {
+	if ns := e.current.Load(); ns != 0 {
+		return time.Unix(0, ns)
+	}
+	return time.Time{}
+}
+
 // Reload loads everything now, whatever the version says.
 func (e *Engine) Reload(ctx context.Context) error {
 	e.mu.Lock()
@@ -148,6 +163,7 @@ func (e *Engine) Refresh(ctx context.Context) error {
 			return err
 		}
 		if v == since {
+			e.current.Store(e.opts.Now().UnixNano())
 			return nil
 		}
 	}
@@ -181,6 +197,7 @@ func (e *Engine) apply(ctx context.Context, since int64) error {
 	}
 	prev := e.cur.Load()
 	if !delta.Full && prev != nil && delta.Version == prev.version {
+		e.current.Store(e.opts.Now().UnixNano())
 		return nil
 	}
 	s := &Snapshot{version: delta.Version, built: e.opts.Now(), requireConfirmed: e.opts.RequireConfirmed}
@@ -204,6 +221,7 @@ func (e *Engine) apply(ctx context.Context, since int64) error {
 		s.domains += len(o.domains)
 	}
 	e.cur.Store(s)
+	e.current.Store(e.opts.Now().UnixNano())
 	e.opts.Logger.Debug("policy snapshot applied", "version", s.version, "full", delta.Full || prev == nil,
 		"orgs_changed", len(delta.Orgs), "orgs", len(s.orgs), "domains", s.domains, "took", time.Since(start))
 	return nil

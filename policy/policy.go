@@ -166,6 +166,21 @@ func (s *Snapshot) Version() int64 { return s.version }
 // Built is when the snapshot was built.
 func (s *Snapshot) Built() time.Time { return s.built }
 
+// DomainsByStatus counts the snapshot's domains by status (pending,
+// verified, failing, revoked), sandbox domains left out: every
+// organization has one, always verified. It visits every domain.
+func (s *Snapshot) DomainsByStatus() map[string]int {
+	out := map[string]int{}
+	for _, o := range s.orgs {
+		for _, d := range o.domains {
+			if !d.Sandbox {
+				out[d.Status]++
+			}
+		}
+	}
+	return out
+}
+
 // Counts returns the number of organizations and domains in the snapshot.
 func (s *Snapshot) Counts() (orgs, domains int) { return len(s.orgs), s.domains }
 

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/emersion/go-smtp"
+
+	"github.com/sendergate/sendergate/relay"
 )
 
 // The replies of the submission server. Each constructor returns a fresh,
@@ -159,10 +161,15 @@ func errCommandTooLong() *smtp.SMTPError {
 		Message: fmt.Sprintf("Command line too long, or %d KiB of commands without a transaction, closing connection", maxCommandBytes>>10)}
 }
 
-// accepted is the reply after the upstream accepted the message. go-smtp
-// writes any *smtp.SMTPError returned by Data as is, 250 included.
-func accepted(id string) *smtp.SMTPError {
-	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: accepted as " + id + " by upstream"}
+// accepted is the reply after the upstream (or, without one, the file
+// outbox) accepted the message; it says which. go-smtp writes any
+// *smtp.SMTPError returned by Data as is, 250 included.
+func accepted(id string, out relay.Sender) *smtp.SMTPError {
+	where := "by upstream"
+	if _, ok := out.(*relay.Outbox); ok {
+		where = "into the outbox"
+	}
+	return &smtp.SMTPError{Code: 250, EnhancedCode: smtp.EnhancedCode{2, 0, 0}, Message: "OK: accepted as " + id + " " + where}
 }
 
 // replyLine formats r as one reply line for the server to write itself.

@@ -17,6 +17,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/sendergate/sendergate/policy"
+	"github.com/sendergate/sendergate/relay"
 )
 
 // session is one client connection's SMTP state from EHLO on (go-smtp
@@ -225,7 +226,7 @@ func (se *session) mailRefused(from string, reply *smtp.SMTPError) error {
 	if se.acct != nil {
 		account = se.acct.Username
 	}
-	se.log.Info("transaction", slog.String("account", account), slog.String("mail_from", from),
+	se.log.Info("transaction", slog.String("id", newID()), slog.String("account", account), slog.String("mail_from", from),
 		slog.String("result", result), slog.Int("code", reply.Code), slog.String("reply", replyText(reply)))
 	return reply
 }
@@ -298,7 +299,7 @@ func (se *session) Data(r io.Reader) error {
 		err := se.srv.out.Send(se.srv.ctx, out.Message)
 		l.relay = time.Since(start)
 		se.srv.metrics.relay.Observe(l.relay.Seconds())
-		l.reply, l.err = relayReply(err, tx.id)
+		l.reply, l.err = relayReply(err, tx.id, se.srv.out)
 	}
 	if out.Sign > 0 {
 		se.srv.metrics.sign.Observe(out.Sign.Seconds())
@@ -332,9 +333,9 @@ func (se *session) readFailed(err error, id string) (*smtp.SMTPError, error) {
 
 // relayReply is the client's reply for the relay's verdict: 250 with the
 // transaction id, or the relay's own reply verbatim.
-func relayReply(err error, id string) (*smtp.SMTPError, error) {
+func relayReply(err error, id string, out relay.Sender) (*smtp.SMTPError, error) {
 	if err == nil {
-		return accepted(id), nil
+		return accepted(id, out), nil
 	}
 	if reply, ok := err.(*smtp.SMTPError); ok {
 		return reply, nil

@@ -37,7 +37,6 @@ func (s *Server) Start(addr string) error {
 	}
 	s.udp, s.tcp = udp, tcp
 	s.startNotify()
-	s.log.Info("dns: serving zone", "zone", s.origin, "udp", pc.LocalAddr().String(), "tcp", ln.Addr().String())
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sync/atomic"
 
+	"github.com/miekg/dns"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -18,6 +19,23 @@ type metrics struct {
 	upToDate     atomic.Uint64
 	udpSOAOnly   atomic.Uint64
 	refused      atomic.Uint64
+	queries      [len(queryRcodes) + 1]atomic.Uint64 // answers by queryRcodes index; the last: any other rcode
+}
+
+// queryRcodes are the response codes counted one by one in
+// sendergate_zone_queries_total; others count as "other" (BADVERS).
+var queryRcodes = [6]int{dns.RcodeSuccess, dns.RcodeNameError, dns.RcodeRefused, dns.RcodeFormatError,
+	dns.RcodeNotImplemented, dns.RcodeServerFailure}
+
+// answered counts one answer by its response code.
+func (m *metrics) answered(rcode int) {
+	for i, rc := range queryRcodes {
+		if rc == rcode {
+			m.queries[i].Add(1)
+			return
+		}
+	}
+	m.queries[len(queryRcodes)].Add(1)
 }
 
 // transfers returns the counter of one kind of transfer answer.
@@ -58,6 +76,15 @@ func (m *metrics) register(reg prometheus.Registerer, s *Server) error {
 			Name: "sendergate_zone_serial",
 			Help: "SOA serial of the provider zone served by this instance.",
 		}, func() float64 { return float64(s.Serial()) }),
+	}
+	const queries = "sendergate_zone_queries_total"
+	const queriesHelp = "Queries answered (zone transfers apart), by rcode: NOERROR, NXDOMAIN (a name not in the zone), REFUSED (outside the zone), FORMERR, NOTIMP, SERVFAIL, other."
+	for i := range m.queries {
+		rcode := "other"
+		if i < len(queryRcodes) {
+			rcode = dns.RcodeToString[queryRcodes[i]]
+		}
+		cs = append(cs, counter(queries, queriesHelp, &m.queries[i], prometheus.Labels{"rcode": rcode}))
 	}
 	for _, c := range cs {
 		if err := reg.Register(c); err != nil {

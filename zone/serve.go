@@ -153,6 +153,7 @@ func (s *Server) glue(d *zoneData, rrs []dns.RR) []dns.RR {
 // Truncate sets TC when records had to be dropped (RFC 1035 4.2.1, RFC 6891
 // 7), so the client retries over TCP.
 func (s *Server) write(w dns.ResponseWriter, m *dns.Msg, opt *dns.OPT) {
+	s.metrics.answered(m.Rcode)
 	m.Truncate(replySize(w, opt))
 	if err := w.WriteMsg(m); err != nil {
 		s.log.Debug("dns: write reply", "remote", w.RemoteAddr(), "error", err)

@@ -142,6 +142,7 @@ func (d *daemon) setup(ctx, bg context.Context) error {
 	})
 	// One message stage for every adapter: they share its signing admission.
 	d.gate = gate.New(d.engine, d.st, gate.Options{Hostname: cfg.Hostname, SandboxLimit: cfg.Sandbox.DailyLimit, Logger: d.log, Registerer: d.reg})
+	d.reg.MustRegister(newSnapshotCollector(d.engine)) // domains by status, snapshot generation and freshness
 	if err := d.engine.Reload(ctx); err != nil {
 		// Fail closed: mail gets 451 until a snapshot loads.
 		d.log.Error("initial policy snapshot failed; mail is refused with 451 until it loads", "err", err)
@@ -159,6 +160,11 @@ func (d *daemon) setup(ctx, bg context.Context) error {
 	if err != nil {
 		return fmt.Errorf("dns.resolvers: %w", err)
 	}
+	from := "dns.resolvers"
+	if len(cfg.DNS.Resolvers) == 0 {
+		from = domains.ResolvConf
+	}
+	d.log.Info("customer records are verified through these DNS resolvers", "resolvers", strings.Join(resolver.Servers(), ","), "from", from)
 	d.domains = domains.NewService(d.st, domains.ServiceOptions{
 		Zone: cfg.DNS.Zone, Resolver: resolver, Interval: cfg.DNS.VerifyInterval.Duration, Grace: cfg.DNS.Grace.Duration, Logger: d.log,
 		CheckQPS: cfg.DNS.CheckQPS, Registerer: d.reg,
@@ -300,7 +306,11 @@ func (d *daemon) setupAdmin() error {
 	if err != nil {
 		return fmt.Errorf("admin.listen %s: %w", cfg.Admin.Listen, err)
 	}
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+	handler, err := admin.Instrument(srv.Handler(), d.reg)
+	if err != nil {
+		return err
+	}
+	hs := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 60 * time.Second, IdleTimeout: 2 * time.Minute, ErrorLog: slog.NewLogLogger(d.log.Handler(), slog.LevelWarn)}
 	go func() {
 		if err := hs.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
