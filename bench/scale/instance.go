@@ -32,6 +32,7 @@ type instance struct {
 	adminKey, publicURL   string
 	verifyInterval, qps   string
 	database, deadResolve string
+	debug                 string // debug.listen (pprof), empty when off
 }
 
 // freePort returns a loopback port free for TCP and UDP at the time of
@@ -57,7 +58,7 @@ func freePort() (int, error) {
 func newInstance(name, dir string, o *options) (*instance, error) {
 	in := &instance{name: name, dir: dir, adminKey: o.adminKey, database: o.database,
 		verifyInterval: o.verifyInterval.String(), qps: strconv.Itoa(o.checkQPS), exited: make(chan struct{})}
-	addrs := make([]string, 4)
+	addrs := make([]string, 5)
 	for i := range addrs {
 		p, err := freePort()
 		if err != nil {
@@ -67,6 +68,9 @@ func newInstance(name, dir string, o *options) (*instance, error) {
 	}
 	in.smtp, in.admin, in.dns, in.deadResolve = addrs[0], addrs[1], addrs[2], addrs[3]
 	in.publicURL = "http://" + in.admin
+	if o.pprof != "" {
+		in.debug = addrs[4]
+	}
 	return in, nil
 }
 
@@ -76,6 +80,10 @@ func newInstance(name, dir string, o *options) (*instance, error) {
 // on: each check ends at once as a transient DNS error, which changes no
 // domain's state (the checker's cost without a customer DNS to ask).
 func (in *instance) config() string {
+	debug := ""
+	if in.debug != "" {
+		debug = fmt.Sprintf("[debug]\nlisten = %q\n", in.debug)
+	}
 	return fmt.Sprintf(`data_dir = %q
 database = %q
 hostname = "scale.localhost"
@@ -98,7 +106,7 @@ listen = ""
 listen = ""
 [sandbox]
 daily_limit = 100000000
-`, filepath.Join(in.dir, "data"), in.database, in.smtp, in.admin, in.publicURL, in.dns, in.deadResolve, in.verifyInterval, in.qps)
+`, filepath.Join(in.dir, "data"), in.database, in.smtp, in.admin, in.publicURL, in.dns, in.deadResolve, in.verifyInterval, in.qps) + debug
 }
 
 // start execs the binary and waits (up to limit) for /healthz to answer
@@ -261,4 +269,34 @@ func (in *instance) settle(limit time.Duration) time.Duration {
 		}
 	}
 	return time.Since(start)
+}
+
+// profile saves /debug/pprof/NAME (seconds long for a CPU profile) of the
+// instance to path.
+func (in *instance) profile(name string, seconds int, path string) error {
+	if in.debug == "" {
+		return errors.New("no debug.listen")
+	}
+	c := &http.Client{Timeout: time.Duration(seconds)*time.Second + time.Minute}
+	q := "?gc=1"
+	if seconds > 0 {
+		q = fmt.Sprintf("?seconds=%d", seconds)
+	}
+	resp, err := c.Get("http://" + in.debug + "/debug/pprof/" + name + q)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("/debug/pprof/%s: %s", name, resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }

@@ -57,6 +57,7 @@ type options struct {
 	verifyInterval               time.Duration
 	checkQPS                     int
 	adminKey                     string
+	pprof                        string // directory for profiles of instance A, or ""
 }
 
 func parseFlags(args []string) (*options, error) {
@@ -81,6 +82,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.IntVar(&o.propN, "prop", 10, "propagation samples per kind")
 	fs.DurationVar(&o.verifyInterval, "verify-interval", time.Hour, "dns.verify_interval (as seeded)")
 	fs.IntVar(&o.checkQPS, "check-qps", 50, "dns.check_qps")
+	fs.StringVar(&o.pprof, "pprof", "", "directory: serve pprof on debug.listen and save instance A's CPU profile of the one-by-one adds and heap profiles (needs a sendergate with debug.listen)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -147,6 +149,11 @@ func run(ctx context.Context, o *options, logf func(string, ...any)) (*report, e
 	rep.Settle = sec(a.settle(2 * time.Minute))
 	rep.RSSSettled = mib(a.rssBytes())
 	logf("A settled after %.1fs more, RSS %.0f MiB", rep.Settle, rep.RSSSettled)
+	if o.pprof != "" {
+		if err := a.profile("heap", 0, filepath.Join(o.pprof, "a-heap-loaded.pprof")); err != nil {
+			rep.Errors = append(rep.Errors, "heap profile: "+err.Error())
+		}
+	}
 
 	var b *instance
 	if o.second {
@@ -185,6 +192,11 @@ func run(ctx context.Context, o *options, logf func(string, ...any)) (*report, e
 		if err := s.f(ctx); err != nil {
 			rep.Errors = append(rep.Errors, s.name+": "+err.Error())
 			logf("%s failed: %v", s.name, err)
+		}
+	}
+	if o.pprof != "" {
+		if err := a.profile("heap", 0, filepath.Join(o.pprof, "a-heap-after.pprof")); err != nil {
+			rep.Errors = append(rep.Errors, "heap profile: "+err.Error())
 		}
 	}
 	rep.RSSAfter = mib(a.rssBytes())

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -173,6 +174,12 @@ func (m *measure) writes(ctx context.Context) error {
 // bulkAdds: -adds Ed25519 domains added one by one through the API.
 func (m *measure) bulkAdds(ctx context.Context) error {
 	n := m.o.adds
+	var prof chan error
+	if m.o.pprof != "" {
+		prof = make(chan error, 1)
+		secs := int(min(m.o.addsTime, time.Minute) / time.Second)
+		go func() { prof <- m.a.profile("profile", secs, filepath.Join(m.o.pprof, "a-cpu-adds.pprof")) }()
+	}
 	t := time.Now()
 	lat, err := loop(ctx, n, m.o.addsTime, func(k int) error {
 		i := (k * 7) % m.o.orgs
@@ -182,6 +189,11 @@ func (m *measure) bulkAdds(ctx context.Context) error {
 	m.rep.AddsWanted = n
 	m.rep.AddsWall = sec(time.Since(t))
 	m.logf("%d/%d one-by-one adds in %.1fs: %s", len(lat), n, m.rep.AddsWall, m.rep.Adds)
+	if prof != nil {
+		if perr := <-prof; perr != nil {
+			m.rep.Errors = append(m.rep.Errors, "CPU profile: "+perr.Error())
+		}
+	}
 	return err
 }
 
