@@ -33,6 +33,7 @@ import (
 
 	"github.com/sendergate/sendergate/addresses"
 	"github.com/sendergate/sendergate/domains"
+	"github.com/sendergate/sendergate/limits"
 	"github.com/sendergate/sendergate/store"
 )
 
@@ -62,6 +63,10 @@ type Options struct {
 	Domains DomainService
 	// Addresses runs address confirmation; nil leaves those routes out.
 	Addresses AddressService
+	// Limits reports usage against the sending limits (nil: read from
+	// the store alone); LimitDefaults are the config's [limits].
+	Limits        LimitService
+	LimitDefaults limits.Defaults
 }
 
 // Server is the admin HTTP API.
@@ -134,6 +139,7 @@ func (s *Server) routes() {
 	if s.opts.Addresses != nil {
 		s.addressRoutes(m)
 	}
+	s.limitRoutes(m)
 	s.panelRoutes(m)
 	m.HandleFunc("/", s.notFound)
 }

@@ -68,6 +68,7 @@ type Config struct {
 	Milter     Milter     `toml:"milter"`
 	Policyd    Policyd    `toml:"policyd"`
 	Sandbox    Sandbox    `toml:"sandbox"`
+	Limits     Limits     `toml:"limits"`
 	Confirm    Confirm    `toml:"confirm"`
 	Debug      Debug      `toml:"debug"`
 
@@ -167,6 +168,22 @@ type Sandbox struct {
 	DailyLimit int `toml:"daily_limit"`
 }
 
+// Limits are the default sending limits, in recipients per window (fixed
+// UTC minutes, hours, days); 0 = none. Limits set over the API for an
+// organization or an account replace these for it.
+type Limits struct {
+	OrgPerMinute     int64 `toml:"org_per_minute"`
+	OrgPerHour       int64 `toml:"org_per_hour"`
+	OrgPerDay        int64 `toml:"org_per_day"`
+	AccountPerMinute int64 `toml:"account_per_minute"`
+	AccountPerHour   int64 `toml:"account_per_hour"`
+	AccountPerDay    int64 `toml:"account_per_day"`
+	// NewAccountPerDay caps the day limit of accounts younger than
+	// NewAccountAge; 0 = no such cap.
+	NewAccountPerDay int64    `toml:"new_account_per_day"`
+	NewAccountAge    Duration `toml:"new_account_age"`
+}
+
 // Confirm configures email address confirmation.
 type Confirm struct {
 	From string   `toml:"from"`
@@ -224,6 +241,7 @@ func Default() Config {
 		Milter:  Milter{Listen: "", Peers: []string{"127.0.0.1", "::1"}, Unauthenticated: "accept"},
 		Policyd: Policyd{Listen: "", Peers: []string{"127.0.0.1", "::1"}, Unauthenticated: "dunno"},
 		Sandbox: Sandbox{Zone: "sandbox.sg.localhost", DailyLimit: 100},
+		Limits:  Limits{NewAccountAge: Duration{7 * 24 * time.Hour}},
 		Confirm: Confirm{From: "no-reply@sg.localhost", TTL: Duration{24 * time.Hour}},
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sendergate/sendergate/dnsname"
+	"github.com/sendergate/sendergate/limits"
 )
 
 // MinVerifyInterval is the smallest accepted dns.verify_interval. It is
@@ -86,6 +87,7 @@ func (c *Config) Validate() error {
 		v.add("sandbox.daily_limit", "must be 0 (sandbox sending off) or more")
 	}
 	v.check("debug.listen", checkLoopbackListen(c.Debug.Listen))
+	c.Limits.validate(&v)
 	v.check("confirm.from", checkEmail(c.Confirm.From))
 	if c.Confirm.TTL.Duration <= 0 {
 		v.add("confirm.ttl", "must be positive")
@@ -392,4 +394,22 @@ func redact(s string) string {
 		return u.Redacted()
 	}
 	return s
+}
+
+func (l *Limits) validate(v *checker) {
+	for _, f := range []struct {
+		key string
+		n   int64
+	}{
+		{"limits.org_per_minute", l.OrgPerMinute}, {"limits.org_per_hour", l.OrgPerHour}, {"limits.org_per_day", l.OrgPerDay},
+		{"limits.account_per_minute", l.AccountPerMinute}, {"limits.account_per_hour", l.AccountPerHour},
+		{"limits.account_per_day", l.AccountPerDay}, {"limits.new_account_per_day", l.NewAccountPerDay},
+	} {
+		if f.n < 0 || f.n > limits.MaxLimit {
+			v.add(f.key, "must be 0 (no limit) to %d recipients", int64(limits.MaxLimit))
+		}
+	}
+	if l.NewAccountAge.Duration < 0 {
+		v.add("limits.new_account_age", "must not be negative")
+	}
 }

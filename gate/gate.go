@@ -30,6 +30,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/sendergate/sendergate/dkim"
+	"github.com/sendergate/sendergate/limits"
 	"github.com/sendergate/sendergate/msg"
 	"github.com/sendergate/sendergate/policy"
 )
@@ -68,6 +69,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Registerer receives the gate's metrics; nil: none.
 	Registerer prometheus.Registerer
+	// Limiter enforces the sending limits at RCPT (Recipients); nil: no
+	// limits. Limits are the config's defaults it resolves them with.
+	Limiter Limiter
+	Limits  limits.Defaults
 }
 
 // Gate is the message stage. It is safe for concurrent use; one Gate

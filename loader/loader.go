@@ -81,9 +81,19 @@ func (l *Loader) Load(ctx context.Context, since int64) (*policy.Delta, error) {
 	for i := range delta.Orgs {
 		byOrg[delta.Orgs[i].ID] = &delta.Orgs[i]
 	}
+	acctLimits := make(map[string]*policy.Limits)
+	for _, r := range st.Limits {
+		l := &policy.Limits{PerMinute: r.PerMinute, PerHour: r.PerHour, PerDay: r.PerDay}
+		if r.AccountID != "" {
+			acctLimits[r.AccountID] = l
+		} else if o := byOrg[r.OrgID]; o != nil {
+			o.Limits = l
+		}
+	}
 	for _, a := range st.Accounts {
 		if o := byOrg[a.OrgID]; o != nil {
-			o.Accounts = append(o.Accounts, policy.AccountInput{ID: a.ID, Name: a.Name, Username: a.Username, PasswordHash: a.PasswordHash})
+			o.Accounts = append(o.Accounts, policy.AccountInput{ID: a.ID, Name: a.Name, Username: a.Username, PasswordHash: a.PasswordHash,
+				Created: a.CreatedAt.Time, Limits: acctLimits[a.ID]})
 		}
 	}
 	grants := make(map[string][]string)

@@ -31,14 +31,14 @@ func newPolicydMetrics(reg prometheus.Registerer) *policydMetrics {
 	m := &policydMetrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sendergate_policyd_requests_total",
-			Help: "Policy delegation requests answered, by action: dunno, reject, defer_if_permit.",
+			Help: "Policy delegation requests answered, by action: dunno, reject, defer_if_permit, limit (451 4.7.0: a sending limit reached, with policyd limits on).",
 		}, []string{"action"}),
 		errors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sendergate_policyd_protocol_errors_total",
 			Help: "Connections closed because of a malformed, oversized or timed-out request.",
 		}),
 	}
-	for _, a := range []string{"dunno", "reject", "defer_if_permit"} {
+	for _, a := range []string{"dunno", "reject", "defer_if_permit", "limit"} {
 		m.requests.WithLabelValues(a) // every series exists from the start, at zero
 	}
 	if reg != nil {

@@ -37,6 +37,10 @@ type Stage interface {
 	Relay(ctx context.Context, env *gate.Envelope, h *msg.Header, body []byte) (*gate.Result, *gate.Refusal)
 	// Sender decides an envelope sender alone (the policy service).
 	Sender(username, sender string) (*policy.Decision, *gate.Refusal)
+	// Recipients admits recipients under the sending limits at RCPT;
+	// Release gives them back when the message is not accepted.
+	Recipients(ctx context.Context, env *gate.Envelope, n int) (gate.Hold, *gate.Refusal)
+	Release(h gate.Hold)
 }
 
 var _ Stage = (*gate.Gate)(nil)
@@ -142,7 +146,8 @@ type filter struct {
 	user    string // {auth_authen}, taken at MAIL: later macro packets replace the map
 	queueID string
 	from    string
-	rcpts   []string // each counts against the sandbox limit
+	rcpts   []string  // each counts against the sandbox limit
+	hold    gate.Hold // the recipients' place under the sending limits
 	fields  []msg.Field
 	size    int64
 	body    []byte
@@ -152,7 +157,10 @@ type filter struct {
 
 var _ gomilter.Milter = (*filter)(nil)
 
+// reset starts over; recipients of a message that did not end in an
+// accept are given back to the sending limits.
 func (f *filter) reset() {
+	f.s.stage.Release(f.hold)
 	*f = filter{s: f.s}
 }
 
@@ -183,9 +191,20 @@ func (f *filter) MailFrom(from string, m *gomilter.Modifier) (gomilter.Response,
 	return reply(550, "5.7.1", "authentication required"), nil
 }
 
-// RcptTo keeps the recipients, up to maxRecipients (Postfix enforces its
-// own smtpd_recipient_limit; this only bounds the memory).
+// RcptTo admits each recipient of authenticated mail under the sending
+// limits (past one, the MTA answers that RCPT 451 4.7.0; the recipients
+// before it stay accepted) and keeps the recipients, up to maxRecipients
+// (Postfix enforces its own smtpd_recipient_limit; this only bounds the
+// memory).
 func (f *filter) RcptTo(rcpt string, _ *gomilter.Modifier) (gomilter.Response, error) {
+	if f.user != "" {
+		h, ref := f.s.stage.Recipients(context.Background(), &gate.Envelope{Username: f.user}, 1)
+		if ref != nil {
+			f.s.log.Info("milter recipient deferred", "queue_id", f.queueID, "account", f.user, "reason", ref.Reason, "reply", ref.Error())
+			return reply(ref.Code, enhanced(ref.Enhanced), ref.Text), nil
+		}
+		f.hold.Add(h)
+	}
 	if len(f.rcpts) < maxRecipients {
 		f.rcpts = append(f.rcpts, rcpt)
 	}
@@ -242,6 +261,8 @@ func (f *filter) grow(n int) gomilter.Response {
 // Body is the end of the message: decide, then sign and rewrite or refuse.
 func (f *filter) Body(m *gomilter.Modifier) (gomilter.Response, error) {
 	if f.refuse != nil {
+		f.s.stage.Release(f.hold)
+		f.hold = gate.Hold{}
 		return f.refuse, nil
 	}
 	resp, err := f.s.decide(f, m)
@@ -262,7 +283,11 @@ func (f *filter) Abort(*gomilter.Modifier) error {
 func (s *MilterServer) decide(f *filter, m *gomilter.Modifier) (gomilter.Response, error) {
 	env := &gate.Envelope{Username: f.user, Rcpts: f.rcpts}
 	res, ref := s.stage.Relay(context.Background(), env, &msg.Header{Fields: f.fields}, f.body)
+	// Accepted, the recipients stay counted; refused, they are given back.
+	hold := f.hold
+	f.hold = gate.Hold{}
 	if ref != nil {
+		s.stage.Release(hold)
 		if ref.Err != nil {
 			s.log.Error("milter: internal error", "queue_id", f.queueID, "err", ref.Err)
 		}

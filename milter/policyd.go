@@ -2,6 +2,7 @@ package milter
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -12,6 +13,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sendergate/sendergate/gate"
 )
 
 // Defaults of PolicydConfig's request bounds.
@@ -38,6 +41,14 @@ type PolicydConfig struct {
 	Logger *slog.Logger
 	// Registerer, when set, receives the sendergate_policyd_* metrics.
 	Registerer prometheus.Registerer
+	// LimitRecipients counts each recipient the service permits at RCPT
+	// against the sending limits (past a limit: action 451 4.7.0). The
+	// service never learns whether the message was then sent, so a
+	// recipient counts once permitted. Leave it off when the milter
+	// gate is in the same Postfix chain: the milter counts them (and
+	// gives back those of messages not accepted), and a recipient must
+	// count once.
+	LimitRecipients bool
 }
 
 // PolicyServer answers Postfix check_policy_service requests. It sees the
@@ -188,6 +199,13 @@ func (s *PolicyServer) action(req request) (action, kind string) {
 			return deferIt(ref.Text)
 		}
 		return reject(ref.Text)
+	}
+	if s.cfg.LimitRecipients && req.protocolState == "RCPT" {
+		// SMTPD_POLICY_README: an "NNN text" action with a 4xx code
+		// defers this recipient whatever later restrictions say.
+		if _, ref := s.stage.Recipients(context.Background(), &gate.Envelope{Username: req.saslUsername}, 1); ref != nil {
+			return fmt.Sprintf("%d %s %s", ref.Code, enhanced(ref.Enhanced), sanitize(ref.Text)), "limit"
+		}
 	}
 	return dunno, "dunno"
 }

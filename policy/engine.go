@@ -21,12 +21,15 @@ type OrgInput struct {
 	Accounts  []AccountInput
 	Domains   []DomainInput
 	Confirmed []string // confirmed sender addresses
+	Limits    *Limits  // sending limits set for the organization; nil: the defaults
 }
 
 // AccountInput is an SMTP account.
 type AccountInput struct {
 	ID, Name, Username string
 	PasswordHash       string // hex SHA-256 (HashPassword)
+	Created            time.Time
+	Limits             *Limits // sending limits set for the account; nil: the defaults
 }
 
 // DomainInput is a sending domain.
@@ -229,13 +232,13 @@ func (e *Engine) apply(ctx context.Context, since int64) error {
 
 // build makes one organization's view.
 func (e *Engine) build(in *OrgInput) *orgView {
-	o := &orgView{id: in.ID, name: in.Name,
+	o := &orgView{id: in.ID, name: in.Name, limits: in.Limits,
 		accounts:  make(map[string]*Account, len(in.Accounts)),
 		domains:   make(map[string]*Domain, len(in.Domains)),
 		confirmed: make(map[string]struct{}, 2*len(in.Confirmed)),
 	}
 	for _, a := range in.Accounts {
-		acct := &Account{ID: a.ID, OrgID: in.ID, Org: in.Name, Name: a.Name, Username: a.Username}
+		acct := &Account{ID: a.ID, OrgID: in.ID, Org: in.Name, Name: a.Name, Username: a.Username, Created: a.Created, Limits: a.Limits}
 		if _, err := hex.Decode(acct.hash[:], []byte(a.PasswordHash)); err != nil || len(a.PasswordHash) != 2*len(acct.hash) {
 			e.opts.Logger.Error("account has an unreadable password hash; it cannot log in", "account", a.Username)
 			continue

@@ -51,7 +51,16 @@ type Account struct {
 	Org      string // organization name
 	Name     string
 	Username string
+	Created  time.Time // for the new-account sending limit
+	Limits   *Limits   // sending limits set for the account; nil: the defaults
 	hash     [sha256.Size]byte
+}
+
+// Limits are sending limits stored for an organization or an account:
+// recipients per minute, hour and day, 0 meaning none. The policy only
+// carries them; package limits applies them.
+type Limits struct {
+	PerMinute, PerHour, PerDay int64
 }
 
 // SameCredentials reports whether a and b are the same account with the
@@ -155,6 +164,7 @@ type Snapshot struct {
 // orgView is one organization's part of a snapshot.
 type orgView struct {
 	id, name  string
+	limits    *Limits
 	accounts  map[string]*Account // by username (ACCOUNT@ORG)
 	domains   map[string]*Domain  // by name
 	confirmed map[string]struct{} // addresses as stored and lowercased
@@ -214,6 +224,15 @@ func (s *Snapshot) Account(username string) (*Account, bool) {
 	}
 	a, ok := o.accounts[username]
 	return a, ok
+}
+
+// OrgLimits returns the sending limits stored for an organization, nil
+// when none were set (the defaults apply).
+func (s *Snapshot) OrgLimits(orgID string) *Limits {
+	if o, ok := s.orgs[orgID]; ok {
+		return o.limits
+	}
+	return nil
 }
 
 // Domain returns the organization's domain called name.

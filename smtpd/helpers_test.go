@@ -70,6 +70,7 @@ type option func(*fixtureOptions)
 type fixtureOptions struct {
 	cfg      smtpd.Config
 	noReload bool
+	gate     func(f *fixture, o *gate.Options) // adjusts the message stage
 }
 
 // withConfig changes the server configuration.
@@ -115,7 +116,11 @@ func testServer(t testing.TB, opts ...option) *fixture {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.NewTextHandler(f.logs, nil))
 	}
-	cfg.Gate = gate.New(f.engine, f.store, gate.Options{Hostname: cfg.Hostname, SandboxLimit: 100, Now: cfg.Now})
+	gopts := gate.Options{Hostname: cfg.Hostname, SandboxLimit: 100, Now: cfg.Now}
+	if o.gate != nil {
+		o.gate(f, &gopts)
+	}
+	cfg.Gate = gate.New(f.engine, f.store, gopts)
 	f.srv, err = smtpd.New(cfg, f.engine, up)
 	if err != nil {
 		t.Fatalf("smtpd.New: %v", err)

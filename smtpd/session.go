@@ -11,11 +11,13 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/emersion/go-sasl"
 	"github.com/emersion/go-smtp"
 
+	"github.com/sendergate/sendergate/gate"
 	"github.com/sendergate/sendergate/policy"
 	"github.com/sendergate/sendergate/relay"
 )
@@ -39,6 +41,7 @@ type transaction struct {
 	mailFrom string // the client's envelope sender, logged and replaced
 	rcpts    []string
 	start    time.Time
+	hold     *txHold // the recipients' place under the sending limits
 }
 
 var _ smtp.AuthSession = (*session)(nil)
@@ -209,7 +212,8 @@ func (se *session) Mail(from string, opts *smtp.MailOptions) error {
 		return se.mailRefused(from, errTooLarge(se.srv.cfg.MaxMessageBytes))
 	}
 	se.acct = acct
-	se.tx = transaction{id: newID(), mailFrom: from, start: se.srv.cfg.Now()}
+	se.endHold(se.tx.hold, false)
+	se.tx = transaction{id: newID(), mailFrom: from, start: se.srv.cfg.Now(), hold: &txHold{}}
 	if se.tc != nil {
 		se.tc.useful()
 		se.tc.busy.Store(true)
@@ -231,13 +235,58 @@ func (se *session) mailRefused(from string, reply *smtp.SMTPError) error {
 	return reply
 }
 
-// Rcpt implements smtp.Session; go-smtp enforces MaxRecipients.
+// Rcpt implements smtp.Session; go-smtp enforces MaxRecipients. Each
+// recipient is admitted under the sending limits: past one it gets 451
+// 4.7.0 and the recipients before it stay accepted (RFC 5321 3.3).
 func (se *session) Rcpt(to string, _ *smtp.RcptOptions) error {
-	se.tx.rcpts = append(se.tx.rcpts, to)
 	if se.tc != nil {
 		se.tc.useful()
 	}
+	if se.acct != nil && se.tx.hold != nil {
+		env := &gate.Envelope{ID: se.tx.id, Username: se.acct.Username, AccountID: se.acct.ID}
+		h, ref := se.srv.pipe.stage.Recipients(se.srv.ctx, env, 1)
+		if ref != nil {
+			se.log.Info("recipient deferred", slog.String("id", se.tx.id), slog.String("account", se.acct.Username),
+				slog.String("reason", ref.Reason), slog.String("reply", ref.Error()))
+			return reply(ref)
+		}
+		se.tx.hold.add(h)
+	}
+	se.tx.rcpts = append(se.tx.rcpts, to)
 	return nil
+}
+
+// txHold is a transaction's recipients under the sending limits, shared
+// by the session and a Data that go-smtp may run beside a Reset (BDAT).
+type txHold struct {
+	mu sync.Mutex
+	h  gate.Hold
+}
+
+func (t *txHold) add(h gate.Hold) {
+	t.mu.Lock()
+	t.h.Add(h)
+	t.mu.Unlock()
+}
+
+// take returns the hold, once: later calls return the zero Hold.
+func (t *txHold) take() gate.Hold {
+	if t == nil {
+		return gate.Hold{}
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	h := t.h
+	t.h = gate.Hold{}
+	return h
+}
+
+// endHold ends the transaction's place under the sending limits: kept
+// when its message was accepted, given back otherwise.
+func (se *session) endHold(t *txHold, accepted bool) {
+	if h := t.take(); !accepted {
+		se.srv.pipe.stage.Release(h)
+	}
 }
 
 // Reset implements smtp.Session (RSET, a repeated EHLO, the end of a
@@ -245,6 +294,7 @@ func (se *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 // message transfer ends here, and during a shutdown the connection is
 // closed here.
 func (se *session) Reset() {
+	se.endHold(se.tx.hold, false)
 	se.tx = transaction{}
 	if se.tc != nil {
 		se.tc.endData()
@@ -259,6 +309,7 @@ func (se *session) Reset() {
 // Logout implements smtp.Session. go-smtp calls it when the connection
 // closes and after STARTTLS, with the TLS connection already in place.
 func (se *session) Logout() error {
+	se.endHold(se.tx.hold, false)
 	se.noteTLS()
 	return nil
 }
@@ -282,6 +333,7 @@ func (se *session) Data(r io.Reader) error {
 	size := m.len()
 	if err != nil {
 		reply, logErr := se.readFailed(err, tx.id)
+		se.endHold(tx.hold, false)
 		se.logTx(&tx, &txLog{reply: reply, size: size, err: logErr})
 		return reply
 	}
@@ -304,6 +356,7 @@ func (se *session) Data(r io.Reader) error {
 	if out.Sign > 0 {
 		se.srv.metrics.sign.Observe(out.Sign.Seconds())
 	}
+	se.endHold(tx.hold, l.reply.Code/100 == 2)
 	se.logTx(&tx, l)
 	return l.reply
 }

@@ -16,6 +16,10 @@ import (
 // *gate.Gate implements it.
 type Stage interface {
 	Submit(ctx context.Context, env *gate.Envelope, data []byte) (*gate.Result, *gate.Refusal)
+	// Recipients admits recipients under the sending limits at RCPT;
+	// Release gives them back when the transaction does not complete.
+	Recipients(ctx context.Context, env *gate.Envelope, n int) (gate.Hold, *gate.Refusal)
+	Release(h gate.Hold)
 }
 
 var _ Stage = (*gate.Gate)(nil)

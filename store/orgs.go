@@ -98,6 +98,8 @@ func (s *Store) DeleteOrg(ctx context.Context, id string) error {
 			`DELETE FROM addresses WHERE org_id = ?`,
 			`DELETE FROM events WHERE org_id = ?`,
 			`DELETE FROM sandbox_counts WHERE org_id = ?`,
+			`DELETE FROM sending_limits WHERE org_id = ?`,
+			`DELETE FROM limit_counters WHERE org_id = ?`,
 		} {
 			if _, err := tx.ExecContext(ctx, tx.Rebind(q), id); err != nil {
 				return fmt.Errorf("store: delete org: %w", err)
@@ -204,6 +206,10 @@ func (s *Store) DeleteAccount(ctx context.Context, orgID, name string) error {
 		_, err := tx.ExecContext(ctx, tx.Rebind(`DELETE FROM domain_grants WHERE account_id IN (SELECT id FROM smtp_accounts WHERE org_id = ? AND name = ?)`), orgID, name)
 		if err != nil {
 			return fmt.Errorf("store: delete grants of %q: %w", name, err)
+		}
+		_, err = tx.ExecContext(ctx, tx.Rebind(`DELETE FROM sending_limits WHERE account_id IN (SELECT id FROM smtp_accounts WHERE org_id = ? AND name = ?)`), orgID, name)
+		if err != nil {
+			return fmt.Errorf("store: delete limits of %q: %w", name, err)
 		}
 		if err := affected(tx.ExecContext(ctx, tx.Rebind(`DELETE FROM smtp_accounts WHERE org_id = ? AND name = ?`), orgID, name)); err != nil {
 			return fmt.Errorf("store: delete account %q: %w", name, err)

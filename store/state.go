@@ -22,6 +22,7 @@ type AccountRow struct {
 	Name         string `db:"name"`
 	Username     string `db:"username"`
 	PasswordHash string `db:"password_hash"`
+	CreatedAt    Time   `db:"created_at"` // for limits.new_account_age
 }
 
 // DomainRow is a domain as the snapshot and the zone need it. DKIMTXT is
@@ -76,6 +77,7 @@ type State struct {
 	Domains   []DomainRow
 	Grants    []Grant
 	Confirmed []AddressRow
+	Limits    []LimitRow // sending limits set over the API
 }
 
 // MaxChanges is how many logged changes LoadState applies incrementally;
@@ -147,7 +149,7 @@ func changedOrgs(ctx context.Context, tx *sqlx.Tx, since, upto int64) ([]string,
 }
 
 const (
-	stateAccountCols = `id, org_id, name, username, password_hash`
+	stateAccountCols = `id, org_id, name, username, password_hash, created_at`
 	stateDomainCols  = `id, org_id, name, sandbox, token, status, return_path, dkim_selector, dkim_txt,
 		dmarc_policy, dmarc_rua, dmarc_pct, restricted`
 )
@@ -162,6 +164,7 @@ func (st *State) readAll(ctx context.Context, tx *sqlx.Tx) error {
 		{&st.Domains, `SELECT ` + stateDomainCols + ` FROM domains`},
 		{&st.Grants, `SELECT domain_id, account_id FROM domain_grants`},
 		{&st.Confirmed, `SELECT org_id, email FROM addresses WHERE status = 'confirmed'`},
+		{&st.Limits, `SELECT ` + limitCols + ` FROM sending_limits`},
 	}
 	for _, q := range queries {
 		if err := tx.SelectContext(ctx, q.dest, q.q); err != nil {
@@ -189,6 +192,7 @@ func (st *State) readOrgs(ctx context.Context, tx *sqlx.Tx, ids []string) error 
 			appendIn(ctx, tx, &st.Grants, `SELECT g.domain_id, g.account_id FROM domain_grants g
 				JOIN domains d ON d.id = g.domain_id WHERE d.org_id IN (?)`, part),
 			appendIn(ctx, tx, &st.Confirmed, `SELECT org_id, email FROM addresses WHERE status = 'confirmed' AND org_id IN (?)`, part),
+			appendIn(ctx, tx, &st.Limits, `SELECT `+limitCols+` FROM sending_limits WHERE org_id IN (?)`, part),
 		)
 		if err != nil {
 			return err

@@ -24,6 +24,7 @@ import (
 	"github.com/sendergate/sendergate/domains"
 	"github.com/sendergate/sendergate/gate"
 	"github.com/sendergate/sendergate/internal/gatelisten"
+	"github.com/sendergate/sendergate/limits"
 	"github.com/sendergate/sendergate/loader"
 	"github.com/sendergate/sendergate/milter"
 	"github.com/sendergate/sendergate/policy"
@@ -41,6 +42,7 @@ type daemon struct {
 	reg      *prometheus.Registry
 	engine   *policy.Engine
 	gate     *gate.Gate
+	limiter  *limits.Limiter
 	zone     *zone.Server
 	domains  *domains.Service
 	out      relay.Sender
@@ -140,8 +142,15 @@ func (d *daemon) setup(ctx, bg context.Context) error {
 	d.engine = loader.NewEngine(d.st, cfg.DNS.Zone, d.zone, d.zoneOpts, policy.Options{
 		RequireConfirmed: cfg.Submission.RequireConfirmedAddress, Logger: d.log,
 	})
+	// Sending limits: counted here, settled with the store every second;
+	// the last settlement (after the listeners closed) gives back every
+	// slice this instance holds.
+	d.limiter = limits.New(d.st, limits.Options{Logger: d.log, Registerer: d.reg})
+	go d.limiter.Run(bg)
+	d.onClose(d.limiter.Close)
 	// One message stage for every adapter: they share its signing admission.
-	d.gate = gate.New(d.engine, d.st, gate.Options{Hostname: cfg.Hostname, SandboxLimit: cfg.Sandbox.DailyLimit, Logger: d.log, Registerer: d.reg})
+	d.gate = gate.New(d.engine, d.st, gate.Options{Hostname: cfg.Hostname, SandboxLimit: cfg.Sandbox.DailyLimit, Logger: d.log, Registerer: d.reg,
+		Limiter: d.limiter, Limits: limitDefaults(cfg.Limits)})
 	d.reg.MustRegister(newSnapshotCollector(d.engine)) // domains by status, snapshot generation and freshness
 	if err := d.engine.Reload(ctx); err != nil {
 		// Fail closed: mail gets 451 until a snapshot loads.
@@ -298,6 +307,7 @@ func (d *daemon) setupAdmin() error {
 		},
 		Changed: d.changed,
 		Domains: d.domains,
+		Limits:  d.limiter, LimitDefaults: limitDefaults(cfg.Limits),
 	})
 	if err != nil {
 		return err
@@ -354,7 +364,11 @@ func (d *daemon) setupMail(bg context.Context) error {
 		d.onClose(func(context.Context) error { return m.Close() })
 	}
 	if cfg.Policyd.Listen != "" {
-		p := milter.NewPolicyd(milter.PolicydConfig{Unauthenticated: cfg.Policyd.Unauthenticated, Logger: d.log, Registerer: d.reg}, d.gate)
+		// With the milter on, it counts each recipient against the sending
+		// limits (and gives back those of messages not accepted); the
+		// policy service counts them only when it is alone.
+		p := milter.NewPolicyd(milter.PolicydConfig{Unauthenticated: cfg.Policyd.Unauthenticated, Logger: d.log, Registerer: d.reg,
+			LimitRecipients: cfg.Milter.Listen == ""}, d.gate)
 		if err := d.listenGate("policyd", cfg.Policyd.Listen, cfg.Policyd.Peers, cfg.Policyd.SocketGroup, p.Serve); err != nil {
 			return err
 		}
@@ -412,4 +426,13 @@ func (d *daemon) serveOn(key string, l net.Listener, serve func(net.Listener) er
 			d.log.Error("listener stopped", "listener", key, "err", err)
 		}
 	}()
+}
+
+// limitDefaults converts the [limits] section.
+func limitDefaults(c config.Limits) limits.Defaults {
+	return limits.Defaults{
+		Org:              limits.Values{c.OrgPerMinute, c.OrgPerHour, c.OrgPerDay},
+		Account:          limits.Values{c.AccountPerMinute, c.AccountPerHour, c.AccountPerDay},
+		NewAccountPerDay: c.NewAccountPerDay, NewAccountAge: c.NewAccountAge.Duration,
+	}
 }
