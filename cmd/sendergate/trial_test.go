@@ -67,7 +67,7 @@ func startTrial(t *testing.T, extraArgs ...string) *trial {
 // ports maps each default address to the trial's.
 func (tr *trial) ports() *strings.Replacer {
 	return strings.NewReplacer(defaultAddrs[0], tr.admin, defaultAddrs[1], tr.smtp, defaultAddrs[2], tr.dns,
-		"-p 5353", "-p "+portOf(tr.dns), defaultAddrs[3], tr.demoDNS)
+		"-p 5353", "-p "+portOf(tr.dns), defaultAddrs[3], tr.demoDNS, "-p 5354", "-p "+portOf(tr.demoDNS))
 }
 
 func portOf(addr string) string { return addr[strings.LastIndexByte(addr, ':')+1:] }
