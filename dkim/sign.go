@@ -4,13 +4,16 @@ import (
 	"bufio"
 	"bytes"
 	"crypto"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"slices"
 	"strings"
-
-	msgauth "github.com/emersion/go-msgauth/dkim"
+	"time"
 )
 
 // signedFields are the header fields Sign signs (RFC 6376 5.4, 5.4.1), in
@@ -88,45 +91,75 @@ const maxHeaderBytes = 2 << 20
 // through the hasher, never buffered: a caller holding the message in
 // memory passes a *bytes.Reader or *net.Buffers and the body is not copied.
 func Sign(r io.Reader, domain, selector string, key crypto.Signer) (string, error) {
+	return signAt(r, domain, selector, key, time.Now())
+}
+
+// signAt is Sign with the signature timestamp (t=) given.
+func signAt(r io.Reader, domain, selector string, key crypto.Signer, now time.Time) (string, error) {
 	if err := checkKey(key); err != nil {
 		return "", err
 	}
-	br := bufio.NewReaderSize(r, 4096)
+	fail := func(err error) (string, error) {
+		return "", fmt.Errorf("dkim: sign for %s (s=%s): %w", domain, selector, err)
+	}
+	if domain == "" {
+		return fail(errors.New("no domain (d=)"))
+	}
+	if selector == "" {
+		return fail(errors.New("no selector (s=)"))
+	}
+	// A small buffer: it holds header lines as they are read (a longer line
+	// is read in pieces); the body passes it by (WriteTo below).
+	br := bufio.NewReaderSize(r, 1024)
 	header, names, err := readHeader(br)
 	if err != nil {
-		return "", fmt.Errorf("dkim: sign for %s (s=%s): %w", domain, selector, err)
+		return fail(err)
 	}
-	s, err := msgauth.NewSigner(&msgauth.SignOptions{
-		Domain:                 domain,
-		Selector:               selector,
-		Signer:                 key,
-		Hash:                   crypto.SHA256,
-		HeaderCanonicalization: msgauth.CanonicalizationRelaxed,
-		BodyCanonicalization:   msgauth.CanonicalizationRelaxed,
-		HeaderKeys:             HeaderKeys(names),
-	})
+	body := newBodyHasher(sha256.New())
+	// bufio.Reader.WriteTo hands what it buffered on, then lets r write
+	// itself when r is an io.WriterTo (bytes.Reader, net.Buffers): the body
+	// reaches the hasher in the caller's own slices.
+	if _, err := br.WriteTo(body); err != nil {
+		return fail(fmt.Errorf("read message: %w", err))
+	}
+	algo := "rsa-sha256"
+	if _, ok := key.Public().(ed25519.PublicKey); ok {
+		algo = "ed25519-sha256"
+	}
+	keys := HeaderKeys(names)
+	// Sorted by name, as the field is laid out; b= comes last.
+	tags := []signatureTag{
+		{"a", algo},
+		{"bh", base64.StdEncoding.EncodeToString(body.sum())},
+		{"c", "relaxed/relaxed"},
+		{"d", domain},
+		{"h", strings.Join(keys, ":")},
+		{"s", selector},
+		{"t", formatTime(now.Unix())},
+		{"v", "1"},
+	}
+	// The header hash (RFC 6376 3.7): the signed fields in h= order, then
+	// this field with an empty b= and no final CRLF.
+	h := sha256.New()
+	for _, f := range pickFields(splitFields(header), keys) {
+		io.WriteString(h, relaxedHeader(f))
+	}
+	io.WriteString(h, strings.TrimRight(relaxedHeader(formatSignature(tags, "")), "\r\n"))
+	digest := h.Sum(nil)
+	opts := crypto.SignerOpts(crypto.SHA256)
+	if algo == "ed25519-sha256" {
+		opts = crypto.Hash(0) // RFC 8463 3: Ed25519 signs the SHA-256 digest as its message
+	}
+	sig, err := key.Sign(rand.Reader, digest, opts)
 	if err != nil {
-		return "", fmt.Errorf("dkim: sign for %s (s=%s): %w", domain, selector, err)
+		return fail(err)
 	}
-	_, err = s.Write(header)
-	if err == nil {
-		// bufio.Reader.WriteTo hands what it buffered on, then lets r
-		// write itself when r is an io.WriterTo (bytes.Reader, net.Buffers).
-		_, err = br.WriteTo(s)
-	}
-	if err != nil {
-		s.Close() // stops the signer's goroutine; the copy error is the one to report
-		return "", fmt.Errorf("dkim: sign for %s (s=%s): read message: %w", domain, selector, err)
-	}
-	if err := s.Close(); err != nil {
-		return "", fmt.Errorf("dkim: sign for %s (s=%s): %w", domain, selector, err)
-	}
-	return s.Signature(), nil
+	return formatSignature(tags, base64.StdEncoding.EncodeToString(sig)), nil
 }
 
 // readHeader reads the header block up to and including the empty line
-// (or the end of input) and returns its bytes and field names, as
-// go-msgauth matches them: the text before the colon, blanks trimmed.
+// and returns its bytes (without the empty line) and field names, as h= matches them: the text
+// before the colon, blanks trimmed.
 func readHeader(br *bufio.Reader) (header []byte, names []string, err error) {
 	for {
 		start := len(header)
@@ -140,7 +173,7 @@ func readHeader(br *bufio.Reader) (header []byte, names []string, err error) {
 				continue
 			}
 			if errors.Is(err, io.EOF) {
-				return header, names, nil
+				return nil, nil, errors.New("the header never ends: no empty line before the end of the message")
 			}
 			if err != nil {
 				return nil, nil, fmt.Errorf("read message: %w", err)
@@ -149,7 +182,7 @@ func readHeader(br *bufio.Reader) (header []byte, names []string, err error) {
 		}
 		line := header[start:]
 		if string(line) == "\r\n" || string(line) == "\n" {
-			return header, names, nil // the empty line that ends the header
+			return header[:start], names, nil // the empty line ends the header
 		}
 		if line[0] == ' ' || line[0] == '\t' {
 			continue // RFC 5322 2.2.3 continuation
