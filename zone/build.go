@@ -20,12 +20,17 @@ const buildChunk = 64 * 1024
 func (s *Server) build(rrs []dns.RR) *shards {
 	buckets := s.bucketize(rrs)
 	z := make([]*shard, numShards)
+	parents := make([][]parentRef, numShards)
 	tmp := make([]scratch, runtime.GOMAXPROCS(0))
 	parallelW(len(tmp), numShards, func(w, b int) {
 		z[b] = s.newShard(buckets[b], &tmp[w])
 		buckets[b] = nil
+		if tmp[w].seen == nil {
+			tmp[w].seen = map[string]int{}
+		}
+		parents[b] = s.parentRefs(z[b], b, nil, tmp[w].seen)
 	})
-	s.linkParents(z)
+	s.linkParents(z, parents)
 	return packShards(z)
 }
 
@@ -178,6 +183,7 @@ type scratch struct {
 	recs  []rec
 	strs  []string
 	mx    string // the MX target put last, interned
+	seen  map[string]int
 }
 
 // newShard builds a shard from rrs, records of one bucket in any order,
@@ -244,10 +250,10 @@ func (s *Server) newShard(rrs []dns.RR, tmp *scratch) *shard {
 	return sh
 }
 
-// parentRef designates names[i] of shard b, n names whose parent starts
-// at offset parent in it, without a pointer: linkParents writes millions
-// of them, which the garbage collector then neither scans nor tracks
-// through write barriers.
+// parentRef designates names[i] of shard b, standing for n names of that
+// shard with the same parent, which starts at offset parent in it. It has
+// no pointer: linkParents handles millions of them, which the garbage
+// collector then neither scans nor tracks through write barriers.
 type parentRef struct {
 	i      uint32
 	n      uint32
@@ -256,56 +262,73 @@ type parentRef struct {
 	parent uint16 // names are at most 255 octets, 1020 escaped
 }
 
-// linkParents counts, for every name of z (numShards shards by bucket,
-// private to the caller), the existing names directly
-// below it, and adds the empty non-terminals: the names between a record's
-// owner and the apex that hold no record (RFC 8020). It goes up one level
-// per round: each round sends the names found in the previous one to the
-// shards of their parents, where the parents are counted.
-func (s *Server) linkParents(z []*shard) {
-	level := make([][]uint32, numShards) // by shard: indexes of names whose parent is to be counted
-	for b, sh := range z {
-		if sh != nil {
-			level[b] = make([]uint32, len(sh.names))
-			for i := range level[b] {
-				level[b][i] = uint32(i)
-			}
+// parentRefs returns the parents of the names of sh (shard b) at indexes
+// at (every name for nil), one entry per distinct parent; seen is scratch
+// memory. It is called while the shard's names are in the CPU's cache.
+func (s *Server) parentRefs(sh *shard, b int, at []uint32, seen map[string]int) []parentRef {
+	if sh == nil {
+		return nil
+	}
+	clear(seen)
+	var refs []parentRef
+	add := func(i uint32) {
+		name := sh.names[i]
+		if name == s.origin {
+			return
+		}
+		off := parentOffset(name)
+		if k, ok := seen[name[off:]]; ok {
+			refs[k].n++
+			return
+		}
+		seen[name[off:]] = len(refs)
+		refs = append(refs, parentRef{i: i, n: 1, hash: nameHash(name[off:]), b: uint16(b), parent: uint16(off)})
+	}
+	if at == nil {
+		for i := range sh.names {
+			add(uint32(i))
+		}
+	} else {
+		for _, i := range at {
+			add(i)
 		}
 	}
+	clear(seen) // no references kept from the scratch memory
+	return refs
+}
+
+// linkParents counts, for every name of z (numShards shards by bucket,
+// private to the caller), the existing names directly below it, and adds
+// the empty non-terminals: the names between a record's owner and the
+// apex that hold no record (RFC 8020). level holds by shard the parents of
+// its names (parentRefs). It goes up one level per round: each round sends
+// the parents to their shards, where they are counted, and the parents of
+// the new empty non-terminals make the next round.
+func (s *Server) linkParents(z []*shard, level [][]parentRef) {
 	workers := runtime.GOMAXPROCS(0)
+	seen := make([]map[string]int, workers)
+	counters := make([]map[string]uint32, workers)
+	for w := range seen {
+		seen[w], counters[w] = map[string]int{}, map[string]uint32{}
+	}
 	for {
-		// out[w][t]: the names whose parent is in shard t, found by worker
-		// w; consecutive names with the same parent (most go to a few
-		// parents: bounce.ZONE, dmarc.ZONE) are counted in one entry.
+		// out[w][t]: the parents in shard t, sent by worker w.
 		out := make([][][]parentRef, workers)
 		for w := range out {
 			out[w] = make([][]parentRef, numShards)
 		}
 		parallelW(workers, numShards, func(w, b int) {
-			for _, i := range level[b] {
-				name := z[b].names[i]
-				if name == s.origin {
-					continue
-				}
-				off := parentOffset(name)
-				h := nameHash(name[off:])
-				t := h % numShards
-				refs := out[w][t]
-				if k := len(refs) - 1; k >= 0 && refs[k].hash == h {
-					if last := refs[k]; z[last.b].names[last.i][last.parent:] == name[off:] {
-						refs[k].n++
-						continue
-					}
-				}
-				out[w][t] = append(refs, parentRef{i: i, n: 1, hash: h, b: uint16(b), parent: uint16(off)})
+			for _, r := range level[b] {
+				t := r.hash % numShards
+				out[w][t] = append(out[w][t], r)
 			}
 		})
 		// Each shard changes only below, by one worker, once every name
 		// of out has been read from the shards as they were.
 		old := slices.Clone(z)
-		next := make([][]uint32, numShards)
+		next := make([][]parentRef, numShards)
 		var more atomic.Bool
-		parallel(numShards, func(t int) {
+		parallelW(workers, numShards, func(w, t int) {
 			n := 0
 			for w := range out {
 				n += len(out[w][t])
@@ -313,7 +336,8 @@ func (s *Server) linkParents(z []*shard) {
 			if n == 0 {
 				return
 			}
-			counts := make(map[string]uint32, n)
+			counts := counters[w]
+			clear(counts)
 			for w := range out {
 				for _, r := range out[w][t] {
 					counts[old[r.b].names[r.i][r.parent:]] += r.n
@@ -327,11 +351,14 @@ func (s *Server) linkParents(z []*shard) {
 					ents = append(ents, entName{name: p, children: c})
 				}
 			}
+			clear(counts) // no references kept from the scratch memory
 			if len(ents) == 0 {
 				return
 			}
 			slices.SortFunc(ents, func(a, b entName) int { return strings.Compare(a.name, b.name) })
-			z[t], next[t] = z[t].withENTs(ents)
+			var at []uint32
+			z[t], at = z[t].withENTs(ents)
+			next[t] = s.parentRefs(z[t], t, at, seen[w])
 			more.Store(true)
 		})
 		if !more.Load() {

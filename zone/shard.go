@@ -412,9 +412,11 @@ func (sh *shard) withENTs(ents []entName) (*shard, []uint32) {
 	at := make([]uint32, 0, len(ents))
 	i := 0
 	for _, e := range ents {
-		for ; i < len(old.names) && old.names[i] < e.name; i++ {
-			out.names, out.nodes = append(out.names, old.names[i]), append(out.nodes, old.nodes[i])
-		}
+		// A binary search and a bulk copy: comparing names reads them, each
+		// a cache miss.
+		k, _ := slices.BinarySearch(old.names[i:], e.name)
+		out.names, out.nodes = append(out.names, old.names[i:i+k]...), append(out.nodes, old.nodes[i:i+k]...)
+		i += k
 		off := uint32(len(old.recs))
 		if i < len(old.nodes) {
 			off = old.nodes[i].off
