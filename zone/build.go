@@ -20,17 +20,20 @@ const buildChunk = 64 * 1024
 func (s *Server) build(rrs []dns.RR) *shards {
 	buckets := s.bucketize(rrs)
 	z := make([]*shard, numShards)
-	parents := make([][]parentRef, numShards)
 	tmp := make([]scratch, runtime.GOMAXPROCS(0))
+	parents := make([][]parentRef, len(tmp)) // by worker
 	parallelW(len(tmp), numShards, func(w, b int) {
+		if buckets[b] == nil {
+			return
+		}
 		z[b] = s.newShard(buckets[b], &tmp[w])
 		buckets[b] = nil
 		if tmp[w].seen == nil {
 			tmp[w].seen = map[string]int{}
 		}
-		parents[b] = s.parentRefs(z[b], b, nil, tmp[w].seen)
+		parents[w] = s.parentRefs(parents[w], z[b], b, nil, tmp[w].seen)
 	})
-	s.linkParents(z, parents)
+	s.linkParents(z, slices.Concat(parents...))
 	return packShards(z)
 }
 
@@ -40,20 +43,19 @@ func (s *Server) build(rrs []dns.RR) *shards {
 // dropped, so the whole new zone never exists at once.
 func (s *Server) diffFull(cur *shards, rrs []dns.RR) (deleted, added []dns.RR) {
 	buckets := s.bucketize(rrs)
-	type result struct{ deleted, added []dns.RR }
-	results := make([]result, numShards)
 	tmp := make([]scratch, runtime.GOMAXPROCS(0))
+	del, add := make([][]dns.RR, len(tmp)), make([][]dns.RR, len(tmp)) // by worker
 	parallelW(len(tmp), numShards, func(w, b int) {
+		old := cur.get(b)
+		if buckets[b] == nil && old == nil {
+			return
+		}
 		next := s.newShard(buckets[b], &tmp[w])
 		buckets[b] = nil
-		r := &results[b]
-		r.deleted, r.added = s.diffShard(cur.get(b), next)
+		d, a := s.diffShard(old, next)
+		del[w], add[w] = append(del[w], d...), append(add[w], a...)
 	})
-	for _, r := range results {
-		deleted = append(deleted, r.deleted...)
-		added = append(added, r.added...)
-	}
-	return deleted, added
+	return slices.Concat(del...), slices.Concat(add...)
 }
 
 // bucketize accepts the generated records and rrs and returns them by
@@ -262,15 +264,12 @@ type parentRef struct {
 	parent uint16 // names are at most 255 octets, 1020 escaped
 }
 
-// parentRefs returns the parents of the names of sh (shard b) at indexes
-// at (every name for nil), one entry per distinct parent; seen is scratch
-// memory. It is called while the shard's names are in the CPU's cache.
-func (s *Server) parentRefs(sh *shard, b int, at []uint32, seen map[string]int) []parentRef {
-	if sh == nil {
-		return nil
-	}
+// parentRefs appends to refs the parents of the names of sh (shard b) at
+// indexes at (every name for nil), one entry per distinct parent; seen is
+// scratch memory. It is called while the shard's names are in the CPU's
+// cache.
+func (s *Server) parentRefs(refs []parentRef, sh *shard, b int, at []uint32, seen map[string]int) []parentRef {
 	clear(seen)
-	var refs []parentRef
 	add := func(i uint32) {
 		name := sh.names[i]
 		if name == s.origin {
@@ -300,72 +299,81 @@ func (s *Server) parentRefs(sh *shard, b int, at []uint32, seen map[string]int) 
 // linkParents counts, for every name of z (numShards shards by bucket,
 // private to the caller), the existing names directly below it, and adds
 // the empty non-terminals: the names between a record's owner and the
-// apex that hold no record (RFC 8020). level holds by shard the parents of
-// its names (parentRefs). It goes up one level per round: each round sends
-// the parents to their shards, where they are counted, and the parents of
-// the new empty non-terminals make the next round.
-func (s *Server) linkParents(z []*shard, level [][]parentRef) {
+// apex that hold no record (RFC 8020). level holds the parents of every
+// name (parentRefs). It goes up one level per round: each round sorts the
+// parents by their shard, counts them there, and the parents of the new
+// empty non-terminals make the next round.
+func (s *Server) linkParents(z []*shard, level []parentRef) {
 	workers := runtime.GOMAXPROCS(0)
 	seen := make([]map[string]int, workers)
 	counters := make([]map[string]uint32, workers)
 	for w := range seen {
 		seen[w], counters[w] = map[string]int{}, map[string]uint32{}
 	}
-	for {
-		// out[w][t]: the parents in shard t, sent by worker w.
-		out := make([][][]parentRef, workers)
-		for w := range out {
-			out[w] = make([][]parentRef, numShards)
+	for len(level) > 0 {
+		byShard, start, targets := sortByShard(level)
+		// Each target shard changes only below, by one worker, once every
+		// parent has been read from the shards as they were: the new
+		// shards are put in place after the round.
+		type ents struct {
+			b  int
+			sh *shard
 		}
-		parallelW(workers, numShards, func(w, b int) {
-			for _, r := range level[b] {
-				t := r.hash % numShards
-				out[w][t] = append(out[w][t], r)
-			}
-		})
-		// Each shard changes only below, by one worker, once every name
-		// of out has been read from the shards as they were.
-		old := slices.Clone(z)
-		next := make([][]parentRef, numShards)
-		var more atomic.Bool
-		parallelW(workers, numShards, func(w, t int) {
-			n := 0
-			for w := range out {
-				n += len(out[w][t])
-			}
-			if n == 0 {
-				return
-			}
+		done := make([][]ents, workers)
+		next := make([][]parentRef, workers)
+		parallelW(workers, len(targets), func(w, k int) {
+			t := targets[k]
 			counts := counters[w]
-			clear(counts)
-			for w := range out {
-				for _, r := range out[w][t] {
-					counts[old[r.b].names[r.i][r.parent:]] += r.n
-				}
+			for _, r := range byShard[start[t]:start[t+1]] {
+				counts[z[r.b].names[r.i][r.parent:]] += r.n
 			}
-			ents := make([]entName, 0, len(counts))
+			var found []entName
 			for p, c := range counts {
 				if i, ok := z[t].find(p); ok {
-					z[t].nodes[i].children += c // z is still private to the builder
+					z[t].nodes[i].children += c // z is still private to the builder; nodes are read by no one else
 				} else {
-					ents = append(ents, entName{name: p, children: c})
+					found = append(found, entName{name: p, children: c})
 				}
 			}
 			clear(counts) // no references kept from the scratch memory
-			if len(ents) == 0 {
+			if len(found) == 0 {
 				return
 			}
-			slices.SortFunc(ents, func(a, b entName) int { return strings.Compare(a.name, b.name) })
-			var at []uint32
-			z[t], at = z[t].withENTs(ents)
-			next[t] = s.parentRefs(z[t], t, at, seen[w])
-			more.Store(true)
+			slices.SortFunc(found, func(a, b entName) int { return strings.Compare(a.name, b.name) })
+			sh, at := z[t].withENTs(found)
+			done[w] = append(done[w], ents{b: t, sh: sh})
+			next[w] = s.parentRefs(next[w], sh, t, at, seen[w])
 		})
-		if !more.Load() {
-			return
+		for _, d := range done {
+			for _, e := range d {
+				z[e.b] = e.sh
+			}
 		}
-		level = next
+		level = slices.Concat(next...)
 	}
+}
+
+// sortByShard returns refs ordered by the shard of their parent, where
+// each shard's start in that order is, and the shards that have any.
+func sortByShard(refs []parentRef) (sorted []parentRef, start []int, targets []int) {
+	start = make([]int, numShards+1)
+	for _, r := range refs {
+		start[r.hash%numShards+1]++
+	}
+	for t := range numShards {
+		if start[t+1] > 0 {
+			targets = append(targets, t)
+		}
+		start[t+1] += start[t]
+	}
+	sorted = make([]parentRef, len(refs))
+	pos := slices.Clone(start)
+	for _, r := range refs {
+		t := r.hash % numShards
+		sorted[pos[t]] = r
+		pos[t]++
+	}
+	return sorted, start, targets
 }
 
 // parallel calls fn(0) to fn(n-1) on up to GOMAXPROCS goroutines and

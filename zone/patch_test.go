@@ -36,7 +36,7 @@ func baseRecords() []dns.RR {
 
 // handlerServer returns a server (not listening) for testZone with
 // transfers allowed from 127.0.0.1, notifying nobody.
-func handlerServer(t *testing.T, cfg Config) *Server {
+func handlerServer(t testing.TB, cfg Config) *Server {
 	t.Helper()
 	cfg.Zone, cfg.AllowTransfer = testZone, []string{"127.0.0.1"}
 	if cfg.Nameservers == nil {
