@@ -249,9 +249,11 @@ func (b *tab) shot(name string) string {
 	return b.save(name, buf)
 }
 
-// shotOf saves a PNG of one element.
+// shotOf saves a PNG of one element, without the transient notice that
+// floats over the page (it would cover part of the element).
 func (b *tab) shotOf(css, name string) string {
 	b.t.Helper()
+	eval[bool](b, `(document.getElementById("notice").textContent = "") === ""`)
 	buf, err := chromedp.Run(b.ctx, chromedp.Screenshot(chromedp.CSS(css)))
 	if err != nil {
 		b.t.Fatalf("screenshot of %s: %v", css, err)

@@ -185,6 +185,18 @@ func TestPanelWorkflow(t *testing.T) {
 		t.Errorf("new domain badge = %q, want Pending", got)
 	}
 	b.shot("records-pending")
+	// Verify before publishing: each record says what is wrong, in words.
+	b.click("button", "Verify")
+	b.waitFor("the check", `document.querySelectorAll("#records-table .record-reason").length === 4`)
+	for _, r := range eval[[]panelRecord](b, readRecords) {
+		if r.Status != "Missing" {
+			t.Errorf("unpublished record %s: %s, want Missing", r.Host, r.Status)
+		}
+	}
+	if got := b.text(`#records-table tr[data-purpose="dkim"] .record-reason`); !strings.Contains(got, recs[0].Host) || !strings.Contains(got, recs[0].Value) {
+		t.Errorf("reason for the missing DKIM record = %q, want what is expected where", got)
+	}
+	b.shotOf("#records-card", "records-missing")
 	b.clickIn(`#records-table tr[data-purpose="dkim"] td.value`, "button", "Copy")
 	if got := eval[string](b, `navigator.clipboard.readText()`); got != recs[0].Value {
 		t.Errorf("Copy of the DKIM value put %q on the clipboard, want %q", got, recs[0].Value)
@@ -341,31 +353,39 @@ func checkRequests(t *testing.T, b *tab, key string, minBearer int) {
 	}
 }
 
-// TestPanelServiceUnavailable: with the database cut, the panel says the
-// service is temporarily unavailable (and keeps the user signed in: a 503
-// is not a wrong key); once it is back, the same page works again.
+// TestPanelServiceUnavailable: signed in with the admin key, the panel
+// creates an organization and switches between two; with the database
+// cut, it says the service is temporarily unavailable (and keeps the user
+// signed in: a 503 is not a wrong key); once it is back, the same page
+// works again.
 func TestPanelServiceUnavailable(t *testing.T) {
 	chromiumPath(t)
 	t.Parallel()
 	fwd, dsn := tcpfwd.Target(t, storetest.PostgresDSN(t))
 	in := startDaemon(t, daemonOpts{env: []string{"SENDERGATE_DATABASE=" + dsn}})
 	adminKey := in.adminKey(t)
-	for _, name := range []string{"acme", "globex"} {
-		if code := in.call(t, adminKey, "POST", "/v1/orgs", `{"name":"`+name+`"}`, nil); code != 201 {
-			t.Fatalf("create org %s: %d", name, code)
-		}
+	if code := in.call(t, adminKey, "POST", "/v1/orgs", `{"name":"acme"}`, nil); code != 201 {
+		t.Fatalf("create org: %d", code)
 	}
 	b := openBrowser(t, in.admin, 60*time.Second)
 
-	// The admin key picks an organization.
+	// The admin key picks an organization, or creates one.
 	b.do(chromedp.Navigate(b.base + "/"))
 	b.fill("textbox", "API key", adminKey)
 	b.click("button", "Sign in")
 	b.waitFor("the organization choice", `!document.getElementById("view-orgs").hidden`)
-	b.choose("Organization", "globex")
-	b.click("button", "Open")
-	b.waitFor("globex's domains", `!document.getElementById("view-domains").hidden && document.querySelector('#domain-table tr[data-domain="globex.sandbox.sg.localhost"]')`)
 	b.checkAccessibility("organization choice")
+	b.fill("textbox", "New organization", "Globex")
+	b.click("button", "Create organization")
+	b.waitFor("the refusal", `!document.getElementById("new-org-error").hidden`)
+	b.fill("textbox", "New organization", "globex")
+	b.click("button", "Create organization")
+	b.waitFor("globex's domains", `!document.getElementById("view-domains").hidden && document.querySelector('#domain-table tr[data-domain="globex.sandbox.sg.localhost"]')`)
+	b.click("button", "Switch organization")
+	b.waitFor("the organization choice", `!document.getElementById("view-orgs").hidden`)
+	b.choose("Organization", "acme")
+	b.click("button", "Open")
+	b.waitFor("acme's domains", `!document.getElementById("view-domains").hidden && document.querySelector('#domain-table tr[data-domain="acme.sandbox.sg.localhost"]')`)
 
 	fwd.Cut()
 	b.click("button", "SMTP accounts")

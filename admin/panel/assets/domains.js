@@ -250,6 +250,9 @@ function renderAccess(app, d, accounts) {
       el("label", { for: id }, a.name)));
   });
   fs.append(list, el("p", { class: "error", "data-error-for": "accounts", hidden: true }));
+  if (d.status !== "verified" && d.status !== "failing") {
+    fs.append(el("p", { class: "hint" }, "Set it now if you like: it applies as soon as the domain is verified, before its first message."));
+  }
   const now = el("p", { id: "access-now" }, accessText(d));
   form.append(fs, el("p", { class: "error", "data-error-for": "", hidden: true }),
     el("button", { type: "submit", class: "primary" }, "Save access"), now);

@@ -94,6 +94,8 @@ async function pickOrg() {
   sel.replaceChildren(...orgs.map((o) => new Option(o.name, o.name)));
   $("#org-form").hidden = orgs.length === 0;
   $("#orgs-empty").hidden = orgs.length > 0;
+  $("#new-org-form").hidden = !session.isAdmin();
+  clearErrors($("#new-org-form"));
   show("orgs");
   return false;
 }
@@ -149,6 +151,20 @@ function setUp() {
     e.preventDefault();
     session.setOrg($("#org-select").value);
     app.go("domains");
+  });
+  $("#new-org-form").addEventListener("submit", async (e) => {
+    e.preventDefault();
+    const form = e.currentTarget;
+    clearErrors(form);
+    try {
+      const org = await api("POST", "/orgs", { name: $("#new-org-name").value.trim() });
+      $("#new-org-name").value = "";
+      session.setOrg(org.name);
+      notice("Organization " + org.name + " created, with its sandbox domain " + org.sandbox_domain + ".");
+      app.go("domains");
+    } catch (err) {
+      if (!app.handled(err)) showError(form, err);
+    }
   });
   $("#sign-out").addEventListener("click", () => {
     forget();
