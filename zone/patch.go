@@ -79,9 +79,11 @@ type patch struct {
 
 // pending is the state of one name during a patch.
 type pending struct {
-	old, rrs []dns.RR // records before and after; never the shard's own slice once modified
-	children uint32   // existing names directly below
-	exists   bool     // as the parent's children count has it
+	old, rrs  []dns.RR // records before and after (copies: decoded from the shard)
+	changed   bool     // rrs holds other records than old
+	children  uint32   // existing names directly below
+	children0 uint32   // the same before the patch
+	exists    bool     // as the parent's children count has it
 }
 
 // get returns the state of name, loaded from the current snapshot when
@@ -91,7 +93,7 @@ func (p *patch) get(name string) *pending {
 		return pn
 	}
 	rrs, nd, ok := p.cur.records(name)
-	pn := &pending{old: rrs, rrs: rrs, children: nd.children, exists: ok}
+	pn := &pending{old: rrs, rrs: rrs, children: nd.children, children0: nd.children, exists: ok}
 	p.names[name] = pn
 	p.order = append(p.order, name)
 	return pn
@@ -126,8 +128,9 @@ func (p *patch) add(rr dns.RR) {
 func (p *patch) changes() (deleted, added []dns.RR) {
 	for _, name := range p.order {
 		pn := p.names[name]
-		deleted = append(deleted, p.s.minus(pn.old, pn.rrs)...)
-		added = append(added, p.s.minus(pn.rrs, pn.old)...)
+		d, a := p.s.minus(pn.old, pn.rrs), p.s.minus(pn.rrs, pn.old)
+		pn.changed = len(d) > 0 || len(a) > 0
+		deleted, added = append(deleted, d...), append(added, a...)
 	}
 	return deleted, added
 }
@@ -156,6 +159,9 @@ func (p *patch) settle(name string) {
 func (p *patch) apply() *shards {
 	byShard := map[int][]nameChange{}
 	for name, pn := range p.names {
+		if !pn.changed && pn.children == pn.children0 {
+			continue // looked at only: its shard may stay as it is
+		}
 		b := shardOf(name)
 		byShard[b] = append(byShard[b], nameChange{name: name, rrs: pn.rrs, children: pn.children})
 	}
