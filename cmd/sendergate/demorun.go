@@ -50,6 +50,9 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 	}
 	d := &demoRun{out: stdout, dir: dir, start: time.Now()}
 	err = d.run(ctx)
+	if d.stop != nil {
+		d.stop() // the daemon is gone before its directory is
+	}
 	if err != nil {
 		fmt.Fprintf(stdout, "\ndemo failed: %v\nthe daemon's log is %s\n", err, d.logPath())
 	}
@@ -75,6 +78,7 @@ type demoRun struct {
 	demoDNS  string
 	cli      *cli
 	password string // of billing-app@acme
+	stop     func() // stops the daemon and its customer DNS; nil before they start
 }
 
 func (d *demoRun) logPath() string { return filepath.Join(d.dir, "sendergate.log") }
@@ -137,21 +141,23 @@ func (d *demoRun) startDaemon(ctx context.Context) error {
 		return err
 	}
 	d.cfg, d.demoDNS = cfg, ports[3]
-	done := make(chan error, 1)
+	stopped := make(chan struct{})
+	var serveErr error
 	sctx, stopServe := context.WithCancel(context.Background())
-	go func() { done <- serve(sctx, cfg, logger) }()
-	go func() {
-		<-ctx.Done()
+	go func() { serveErr = serve(sctx, cfg, logger); close(stopped) }()
+	d.stop = func() {
 		stopServe()
-		<-done
+		<-stopped
 		stopDNS()
 		logf.Close()
-	}()
+	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		select {
-		case err := <-done:
-			return fmt.Errorf("the daemon stopped at start: %v", err)
+		case <-stopped:
+			return fmt.Errorf("the daemon stopped at start: %v", serveErr)
+		case <-ctx.Done():
+			return ctx.Err()
 		default:
 		}
 		if healthy("http://" + cfg.Admin.Listen + "/healthz") {
