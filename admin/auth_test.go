@@ -36,6 +36,11 @@ var authedRoutes = []struct{ method, path, body string }{
 	{"GET", "/v1/orgs/acme/addresses", ""},
 	{"POST", "/v1/orgs/acme/addresses/a@example.com/resend", ""},
 	{"DELETE", "/v1/orgs/acme/addresses/a@example.com", ""},
+	{"GET", "/v1/orgs/acme/limits", ""},
+	{"PUT", "/v1/orgs/acme/limits", `{"per_hour": 10}`},
+	{"GET", "/v1/orgs/acme/smtp-accounts/app/limits", ""},
+	{"PUT", "/v1/orgs/acme/smtp-accounts/app/limits", `{"per_hour": 10}`},
+	{"GET", "/v1/orgs/acme/usage", ""},
 }
 
 func TestBadCredentialsAre401(t *testing.T) {

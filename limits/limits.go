@@ -178,8 +178,16 @@ func (r *Refused) Text(now time.Time) string {
 	if wait < time.Second {
 		wait = time.Second
 	}
-	return fmt.Sprintf("sending limit reached for %s %s: %d recipients per %s; it frees up at %s (in %s)",
-		r.Kind, r.Name, r.Limit, r.Window, r.Frees.UTC().Format("2006-01-02 15:04:05 UTC"), wait)
+	return fmt.Sprintf("sending limit reached for %s %s: %s per %s; it frees up at %s (in %s)",
+		r.Kind, r.Name, Recipients(r.Limit), r.Window, r.Frees.UTC().Format("2006-01-02 15:04:05 UTC"), wait)
+}
+
+// Recipients words a count: "1 recipient", "5 recipients".
+func Recipients(n int64) string {
+	if n == 1 {
+		return "1 recipient"
+	}
+	return fmt.Sprintf("%d recipients", n)
 }
 
 // Grant is how much a lease takes from a counter row holding used and

@@ -96,8 +96,8 @@ func (l *Limiter) settlements(now time.Time) []Op {
 			Refused: c.refused, Want: want, Keep: keep, Reached: c.reached, Exists: c.exists}
 		if c.reached {
 			start := time.UnixMilli(k.Start).UTC()
-			op.Event = fmt.Sprintf("%s %s reached its limit of %d recipients per %s (window %s to %s UTC)",
-				k.Kind, c.name, c.limit, k.Window, start.Format("2006-01-02 15:04:05"), c.end.UTC().Format("15:04:05"))
+			op.Event = fmt.Sprintf("%s %s reached its limit of %s per %s (window %s to %s UTC)",
+				k.Kind, c.name, Recipients(c.limit), k.Window, start.Format("2006-01-02 15:04:05"), c.end.UTC().Format("15:04:05"))
 		}
 		ops = append(ops, op)
 	}

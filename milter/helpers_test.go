@@ -30,6 +30,8 @@ const (
 
 type fixture struct {
 	engine *gate.Gate // the message stage on a loaded policy engine
+	st     *store.Store
+	pol    *policy.Engine
 	key    crypto.Signer
 	txt    string // the DKIM key record value of every test domain
 }
@@ -82,7 +84,7 @@ func newFixture(t testing.TB, alg dkim.Algorithm) *fixture {
 	if err := eng.Reload(ctx); err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{engine: gate.New(eng, st, gate.Options{SandboxLimit: 100}), key: key, txt: txt}
+	return &fixture{engine: gate.New(eng, st, gate.Options{SandboxLimit: 100}), st: st, pol: eng, key: key, txt: txt}
 }
 
 // notLoaded is a gate on an engine that has never loaded a snapshot.
