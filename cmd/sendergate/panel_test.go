@@ -56,7 +56,7 @@ func TestPanelWorkflow(t *testing.T) {
 	if code := in.call(t, adminKey, "POST", "/v1/orgs", `{"name":"acme"}`, nil); code != 201 {
 		t.Fatalf("create org: %d", code)
 	}
-	var k struct{ Key string }
+	var k struct{ ID, Key string }
 	if code := in.call(t, adminKey, "POST", "/v1/orgs/acme/keys", "", &k); code != 201 {
 		t.Fatalf("create org key: %d", code)
 	}
@@ -89,6 +89,18 @@ func TestPanelWorkflow(t *testing.T) {
 	}
 	b.noKeyInPage(key, "domain list")
 	b.checkAccessibility("domain list")
+
+	// The sandbox domain's Preview: nothing to publish, verify or delete,
+	// and its access cannot be restricted, with the reason.
+	b.clickIn(`#domain-table tr[data-domain="acme.sandbox.sg.localhost"]`, "button", "Preview")
+	b.waitFor("the sandbox preview", `!document.getElementById("view-domain").hidden && document.getElementById("domain-title").textContent === "acme.sandbox.sg.localhost"`)
+	if got := b.text("#access-body"); !strings.Contains(got, "cannot be restricted") {
+		t.Errorf("sandbox access = %q, want why it cannot be restricted", got)
+	}
+	if eval[bool](b, `!document.getElementById("verify").hidden || !document.getElementById("delete-domain").hidden`) {
+		t.Error("the sandbox domain offers Verify or Delete")
+	}
+	b.click("button", "All domains")
 
 	// SMTP accounts: each password is shown once, can be copied, and
 	// leaves the page when the user is done.
@@ -318,6 +330,20 @@ func TestPanelWorkflow(t *testing.T) {
 	}
 	if eval[bool](b, `document.querySelectorAll("tbody tr").length > 0`) {
 		t.Error("the organization's data stays in the page after Sign out")
+	}
+
+	// A key deleted while the tab holds it: the next call (401) returns to
+	// the sign-in form, saying why.
+	b.fill("textbox", "API key", key)
+	b.click("button", "Sign in")
+	b.waitFor("the domain list", `!document.getElementById("view-domains").hidden`)
+	if code := in.call(t, adminKey, "DELETE", "/v1/orgs/acme/keys/"+k.ID, "", nil); code != 204 {
+		t.Fatalf("delete the org key: %d", code)
+	}
+	b.click("button", "SMTP accounts")
+	b.waitFor("the sign-in form", `!document.getElementById("view-signin").hidden && document.getElementById("signin-key-error").textContent.includes("not accepted")`)
+	if eval[bool](b, `sessionStorage.getItem("sendergate.key") !== null`) {
+		t.Error("a refused key stays in session storage")
 	}
 
 	checkRequests(t, b, key, 10)
