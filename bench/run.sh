@@ -80,7 +80,8 @@ build() {
 start_sink() {
 	echo '[]' >"$WORK/records.json"
 	"$WORK/bin/sink" -addr "127.0.0.1:$SINK_PORT" -dns "127.0.0.1:$CDNS_PORT" \
-		-records "$WORK/records.json" -lifetime 15m 2>"$OUT/sink.log" &
+		-records "$WORK/records.json" -zone sg.localhost -zone-server "127.0.0.1:$ZONE_PORT" \
+		-lifetime 15m 2>"$OUT/sink.log" &
 	SINK_PID=$!
 	PIDS+=("$SINK_PID")
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -17,6 +18,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/sendergate/sendergate/internal/demodns"
 )
 
 // record is one entry of the -records file.
@@ -118,6 +121,29 @@ func serveDNS(addr, path string, logger *log.Logger) (func(), string, error) {
 	}
 	logger.Printf("DNS on %s (udp+tcp), records from %s", pc.LocalAddr(), path)
 	return func() { udp.Shutdown(); tcp.Shutdown() }, pc.LocalAddr().String(), nil
+}
+
+// startResolver serves the records file like startDNS, as the recursive
+// resolver in front of it (internal/demodns): queries for zone go to
+// zoneServer and CNAMEs are followed.
+func startResolver(addr, path, zone, zoneServer string) (func(), error) {
+	z := zoneFile{path: path}
+	src := demodns.SourceFunc(func(context.Context) ([]demodns.Record, error) {
+		cnames, err := z.load()
+		if err != nil {
+			return nil, err
+		}
+		recs := make([]demodns.Record, 0, len(cnames))
+		for host, target := range cnames {
+			recs = append(recs, demodns.Record{Host: host, Type: "CNAME", Value: target})
+		}
+		return recs, nil
+	})
+	s, err := demodns.Start(demodns.Config{Addr: addr, Source: src, Zone: zone, ZoneServer: zoneServer})
+	if err != nil {
+		return nil, fmt.Errorf("sink: %w", err)
+	}
+	return func() { _ = s.Shutdown(context.Background()) }, nil
 }
 
 // selfSigned returns a TLS config with a fresh self-signed certificate so

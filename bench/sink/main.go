@@ -69,8 +69,20 @@ func main() {
 	records := flag.String("records", "", "JSON file of CNAMEs served by -dns: [{\"host\":...,\"value\":...}]")
 	lifetime := flag.Duration("lifetime", 30*time.Minute, "exit after this long")
 	interval := flag.Duration("stats", 0, "print counters every interval (0 = only at exit)")
+	zone := flag.String("zone", "", "provider zone whose queries -dns forwards to -zone-server, following CNAMEs as a resolver does")
+	zoneServer := flag.String("zone-server", "", "ip:port of sendergate's zone server (dns.listen), with -zone")
 	flag.Parse()
 	logger := log.New(os.Stderr, "sink: ", log.LstdFlags)
+	if *zoneServer != "" {
+		// Verification follows each CNAME to what the provider zone
+		// serves: the customer DNS must also resolve the zone.
+		stop, err := startResolver(*dnsAddr, *records, *zone, *zoneServer)
+		if err != nil {
+			logger.Fatal(err)
+		}
+		defer stop()
+		*dnsAddr = ""
+	}
 	if err := run(*addr, *dnsAddr, *records, *lifetime, *interval, logger); err != nil {
 		logger.Fatal(err)
 	}
