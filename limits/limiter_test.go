@@ -251,6 +251,38 @@ func TestStoreDown(t *testing.T) {
 	}
 }
 
+// TestStoreBackAfterIdle: an instance that found the store down and then
+// forgot its idle counters notices at its next sync that the store is
+// back, although it has nothing to settle.
+func TestStoreBackAfterIdle(t *testing.T) {
+	fwd, dsn := tcpfwd.Target(t, storetest.PostgresDSN(t))
+	ctx := context.Background()
+	st, err := store.Open(ctx, "postgres", dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	if _, err := st.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	clock := clocktest.New(t0)
+	l := limits.New(st, limits.Options{Now: clock.Now, Timeout: time.Second})
+	app := sender{org: newOrg(t, st, "acme"), id: "a1", name: "app", acct: limits.Values{limits.Day: 1000}}
+	fwd.Cut()
+	if _, ref := l.Admit(ctx, app.scopes(), 1); ref == nil || !ref.Unavailable {
+		t.Fatalf("with the database cut and no slice: %+v, want unavailable", ref)
+	}
+	clock.Add(2 * time.Minute) // the counters go idle and are forgotten
+	_ = l.Sync(ctx)
+	fwd.Restore()
+	if err := l.Sync(ctx); err != nil {
+		t.Fatalf("Sync with the database back: %v", err)
+	}
+	if _, ref := l.Admit(ctx, app.scopes(), 1); ref != nil {
+		t.Errorf("database back: %+v", ref)
+	}
+}
+
 // TestLimitReachedOnce: the first refusal of a window is recorded as one
 // limit.reached event, whichever instances refuse and however often.
 func TestLimitReachedOnce(t *testing.T) {

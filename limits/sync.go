@@ -45,14 +45,17 @@ func (l *Limiter) Sync(ctx context.Context) error {
 	l.mu.Lock()
 	ops := l.settlements(now)
 	l.m.counters.Set(float64(len(l.counters)))
+	down := l.down
 	l.mu.Unlock()
 	var err error
-	if len(ops) > 0 {
+	if len(ops) > 0 || down {
+		// With the store down, an empty exchange tells when it is back
+		// even when no counter has anything to settle.
 		err = l.exchange(ctx, "sync", ops)
 	}
 	l.mu.Lock()
 	l.settled(ops, err)
-	if len(ops) > 0 {
+	if len(ops) > 0 || down {
 		l.setDown(err)
 	}
 	l.mu.Unlock()
