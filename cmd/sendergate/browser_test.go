@@ -16,7 +16,9 @@ import (
 	"github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/dom"
+	cdplog "github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
 )
@@ -56,6 +58,7 @@ type tab struct {
 	n        int
 	mu       sync.Mutex
 	requests []request
+	problems []string // uncaught exceptions, CSP violations, errors the browser logged
 }
 
 // screenshotDir is $SENDERGATE_SCREENSHOTS (created) or a temp dir.
@@ -92,11 +95,20 @@ func openBrowser(t *testing.T, admin string, timeout time.Duration) *tab {
 		t.Fatalf("start Chromium: %v", err)
 	}
 	if err := chromedp.Listen(bctx, func(ev any) {
-		if e, ok := ev.(*network.EventRequestWillBeSent); ok {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		switch e := ev.(type) {
+		case *network.EventRequestWillBeSent:
 			auth, _ := e.Request.Headers["Authorization"].(string)
-			b.mu.Lock()
 			b.requests = append(b.requests, request{url: e.Request.URL + e.Request.URLFragment, authorization: auth})
-			b.mu.Unlock()
+		case *runtime.EventExceptionThrown:
+			b.problems = append(b.problems, "uncaught: "+e.ExceptionDetails.Text+" "+exceptionDescription(e))
+		case *cdplog.EventEntryAdded:
+			// Refused API calls (401, 422, ...) are logged as network
+			// errors: those are the test's own doing.
+			if e.Entry.Level == cdplog.EntryLevelError && e.Entry.Source != cdplog.EntrySourceNetwork {
+				b.problems = append(b.problems, string(e.Entry.Source)+": "+e.Entry.Text)
+			}
 		}
 	}); err != nil {
 		t.Fatal(err)
@@ -269,6 +281,20 @@ func (b *tab) save(name string, png []byte) string {
 		b.t.Fatal(err)
 	}
 	return path
+}
+
+func exceptionDescription(e *runtime.EventExceptionThrown) string {
+	if e.ExceptionDetails.Exception != nil {
+		return e.ExceptionDetails.Exception.Description
+	}
+	return ""
+}
+
+// pageProblems returns the exceptions and logged errors so far.
+func (b *tab) pageProblems() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]string(nil), b.problems...)
 }
 
 // madeRequests returns the requests so far.

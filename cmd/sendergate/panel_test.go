@@ -352,11 +352,14 @@ func TestPanelWorkflow(t *testing.T) {
 	}
 }
 
-// checkRequests: every request went to the admin listener, no URL holds
-// the key, API calls carried it as the bearer header and no other request
-// carried any.
+// checkRequests: the page threw nothing and broke no CSP rule, every
+// request went to the admin listener, no URL holds the key, API calls
+// carried it as the bearer header and no other request carried any.
 func checkRequests(t *testing.T, b *tab, key string, minBearer int) {
 	t.Helper()
+	for _, p := range b.pageProblems() {
+		t.Errorf("the page: %s", p)
+	}
 	reqs := b.madeRequests()
 	var bearer int
 	for _, r := range reqs {
