@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sendergate/sendergate/internal/bindtest"
 	"github.com/sendergate/sendergate/internal/logtest"
 	"github.com/sendergate/sendergate/migrations"
 )
@@ -44,13 +44,27 @@ func TestMain(m *testing.M) {
 // freePort returns a loopback port that was free a moment ago.
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	for range 50 {
+		port := bindtest.FreePort(t) // free for UDP and TCP: dns.listen takes both
+		givenMu.Lock()
+		dup := given[port]
+		given[port] = true
+		givenMu.Unlock()
+		if !dup {
+			return port
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	t.Fatal("no unused loopback port")
+	return 0
 }
+
+// given holds every port freePort handed out in this process: the kernel
+// may offer a just-closed port again, and one daemon's listeners (or two
+// parallel tests) must not be given the same one.
+var (
+	givenMu sync.Mutex
+	given   = map[int]bool{}
+)
 
 // instance is a running sendergate process.
 type instance struct {

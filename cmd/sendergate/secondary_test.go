@@ -20,7 +20,7 @@ func TestBINDSecondaryFollowsTheAPI(t *testing.T) {
 	t.Parallel()
 	bindtest.Tool(t, "named")
 	bindtest.Tool(t, "named-checkzone")
-	namedPort, dnsPort := bindtest.FreePort(t), bindtest.FreePort(t)
+	namedPort, dnsPort := freePort(t), freePort(t)
 	in := startDaemon(t, daemonOpts{dnsAddr: fmt.Sprintf("127.0.0.1:%d", dnsPort), extra: fmt.Sprintf(`allow_transfer = ["127.0.0.1"]
 notify = ["127.0.0.1:%d"]
 nameserver_addresses = {"ns1.sg.localhost" = ["127.0.0.1"]}
