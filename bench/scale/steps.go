@@ -175,7 +175,7 @@ func (m *measure) writes(ctx context.Context) error {
 func (m *measure) bulkAdds(ctx context.Context) error {
 	n := m.o.adds
 	var prof chan error
-	if m.o.pprof != "" {
+	if m.o.pprof != "" && n > 0 {
 		prof = make(chan error, 1)
 		secs := int(min(m.o.addsTime, time.Minute) / time.Second)
 		go func() { prof <- m.a.profile("profile", secs, filepath.Join(m.o.pprof, "a-cpu-adds.pprof")) }()
