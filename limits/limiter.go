@@ -72,11 +72,13 @@ type counter struct {
 	held, used int64
 	// returning is the part of held a sync in flight gives back.
 	returning int64
-	demand    int64 // recipients asked for since the last sync
-	refused   int64 // recipients refused since the last sync (on day counters)
-	reached   bool  // the limit was hit since the last sync
-	exhausted bool  // a lease found too little free: refuse until the next sync
-	exists    bool  // the store has the row
+	demand    int64     // recipients asked for since the last sync
+	refused   int64     // recipients refused since the last sync (on day counters)
+	reached   bool      // the limit was hit since the last sync
+	hitLimit  int64     // the limit when it was first hit since the last sync
+	hitAt     time.Time // and when
+	exhausted bool      // a lease found too little free: refuse until the next sync
+	exists    bool      // the store has the row
 	lastUse   time.Time
 	refill    chan struct{} // closed when the lease in flight is done
 	// The row as of the last exchange.
@@ -203,7 +205,9 @@ func (l *Limiter) counterFor(s *Scope, w Window, now time.Time) *counter {
 // refuse records a refusal of n recipients by counter c of scope s, whose
 // counters (minute, hour, day) start scopeCs.
 func (l *Limiter) refuse(s *Scope, scopeCs []*counter, c *counter, n int64) *Refused {
-	c.reached = true
+	if !c.reached {
+		c.reached, c.hitLimit, c.hitAt = true, c.limit, c.lastUse
+	}
 	scopeCs[Day].refused += n
 	l.m.recipients.WithLabelValues(s.Kind.String(), "refused").Add(float64(n))
 	return &Refused{Kind: s.Kind, Name: s.Name, Window: c.key.Window, Limit: c.limit, Frees: c.end}

@@ -58,9 +58,11 @@ type Op struct {
 	// lowered), up to Keep of it is taken back (a negative Granted).
 	Need, Want, Keep int64
 	// Reached asks to mark the window's limit reached; Event is the
-	// detail of the limit.reached event recorded the first time.
-	Reached bool
-	Event   string
+	// detail of the limit.reached event recorded the first time, and
+	// ReachedAt (Unix ms) when the limit was hit.
+	Reached   bool
+	Event     string
+	ReachedAt int64
 	// Exists tells that the row is known to exist (no need to create it).
 	Exists bool
 

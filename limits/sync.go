@@ -98,9 +98,10 @@ func (l *Limiter) settlements(now time.Time) []Op {
 		op := Op{Key: k, OrgID: c.orgID, End: c.end.UnixMilli(), Limit: c.limit, Used: u, Leased: -u - r,
 			Refused: c.refused, Want: want, Keep: keep, Reached: c.reached, Exists: c.exists}
 		if c.reached {
+			op.ReachedAt = c.hitAt.UnixMilli()
 			start := time.UnixMilli(k.Start).UTC()
 			op.Event = fmt.Sprintf("%s %s reached its limit of %s per %s (window %s to %s UTC)",
-				k.Kind, c.name, Recipients(c.limit), k.Window, start.Format("2006-01-02 15:04:05"), c.end.UTC().Format("15:04:05"))
+				k.Kind, c.name, Recipients(c.hitLimit), k.Window, start.Format("2006-01-02 15:04:05"), c.end.UTC().Format("15:04:05"))
 		}
 		ops = append(ops, op)
 	}

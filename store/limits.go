@@ -135,7 +135,7 @@ func exchangeOp(ctx context.Context, tx *sqlx.Tx, op *limits.Op) error {
 		// deleted meanwhile must not fail the whole settlement.
 		_, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO events (id, org_id, subject, kind, detail, at)
 			SELECT ?, ?, 'limits', 'limit.reached', ?, CAST(? AS BIGINT) WHERE EXISTS (SELECT 1 FROM orgs WHERE id = ?)`),
-			NewID(), op.OrgID, op.Event, At(time.Now()), op.OrgID)
+			NewID(), op.OrgID, op.Event, reachedAt(op), op.OrgID)
 		if err != nil {
 			return fmt.Errorf("store: limit.reached event: %w", err)
 		}
@@ -191,4 +191,12 @@ func (s *Store) RecentEvents(ctx context.Context, orgID, subject string, n int) 
 		return nil, fmt.Errorf("store: events: %w", err)
 	}
 	return evs, nil
+}
+
+// reachedAt is when op's limit was hit, now when it does not say.
+func reachedAt(op *limits.Op) Time {
+	if op.ReachedAt > 0 {
+		return At(time.UnixMilli(op.ReachedAt))
+	}
+	return At(time.Now())
 }
