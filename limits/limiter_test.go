@@ -321,6 +321,30 @@ func TestLimitReachedOnce(t *testing.T) {
 	})
 }
 
+// TestDeletedOrganization: counters of an organization deleted while an
+// instance holds them (its limit reached, an event to record) must not
+// fail the settlement of every other organization.
+func TestDeletedOrganization(t *testing.T) {
+	storetest.ForEach(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		l := newLimiter(st, clocktest.New(t0))
+		gone := sender{org: newOrg(t, st, "gone"), id: "g1", name: "app", acct: limits.Values{limits.Day: 1}}
+		kept := sender{org: newOrg(t, st, "kept"), id: "k1", name: "app", acct: limits.Values{limits.Day: 10}}
+		admitN(l, gone, 1)
+		if err := st.DeleteOrg(ctx, gone.org.ID); err != nil {
+			t.Fatal(err)
+		}
+		admitN(l, gone, 1) // refused: limit.reached for an organization that no longer exists
+		admitN(l, kept, 4)
+		if err := l.Close(ctx); err != nil { // settles and gives every slice back
+			t.Fatalf("settling with a deleted organization's counters: %v", err)
+		}
+		if n, _ := admitN(newLimiter(st, clocktest.New(t0)), kept, 10); n != 6 {
+			t.Errorf("another instance admitted %d for kept, want the 6 left: the settlement did not happen", n)
+		}
+	})
+}
+
 // TestLoweredLimit: a limit lowered below what was sent refuses once the
 // slices held were settled.
 func TestLoweredLimit(t *testing.T) {
