@@ -132,7 +132,7 @@ func (l *Limiter) settled(ops []Op, err error) {
 		if op.FirstReached {
 			l.m.reached.WithLabelValues(op.Key.Kind.String(), op.Key.Window.String()).Inc()
 			l.log.Warn("sending limit reached", "scope", op.Key.Kind.String(), "name", c.name,
-				"window", op.Key.Window.String(), "limit", c.limit, "frees", c.end.UTC())
+				"window", op.Key.Window.String(), "limit", c.hitLimit, "frees", c.end.UTC())
 		}
 	}
 }
