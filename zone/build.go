@@ -60,27 +60,41 @@ func (s *Server) diffFull(cur *shards, rrs []dns.RR) (deleted, added []dns.RR) {
 
 // bucketize accepts the generated records and rrs and returns them by
 // shard, in no particular order. Records are accepted on every core; the
-// temporaries are one slice of the accepted records and their shards.
+// temporary is the shard of each record, two octets (records accept had
+// to copy are kept aside).
 func (s *Server) bucketize(rrs []dns.RR) [][]dns.RR {
+	const skipped = ^uint16(0) // not accepted; numShards is smaller
 	fixed := len(s.fixed)
 	total := fixed + len(rrs)
-	acc := make([]dns.RR, total)
+	input := func(i int) dns.RR {
+		if i < fixed {
+			return s.fixed[i]
+		}
+		return rrs[i-fixed]
+	}
 	bucket := make([]uint16, total)
 	chunks := (total + buildChunk - 1) / buildChunk
 	counts := make([][numShards]uint32, chunks)
+	copies := make([]map[int]dns.RR, chunks) // by chunk: records accept normalized
 	parallel(chunks, func(c int) {
 		for i := c * buildChunk; i < min(total, (c+1)*buildChunk); i++ {
-			var rr dns.RR
-			if i < fixed {
-				rr = s.fixed[i]
-			} else {
-				rr = s.accept(rrs[i-fixed])
+			in := input(i)
+			rr := in
+			if i >= fixed {
+				rr = s.accept(in)
 			}
 			if rr == nil {
+				bucket[i] = skipped
 				continue
 			}
+			if rr != in {
+				if copies[c] == nil {
+					copies[c] = map[int]dns.RR{}
+				}
+				copies[c][i] = rr
+			}
 			b := shardOf(rr.Header().Name)
-			acc[i], bucket[i] = rr, uint16(b)
+			bucket[i] = uint16(b)
 			counts[c][b]++
 		}
 	})
@@ -98,11 +112,16 @@ func (s *Server) bucketize(rrs []dns.RR) [][]dns.RR {
 	}
 	parallel(chunks, func(c int) {
 		for i := c * buildChunk; i < min(total, (c+1)*buildChunk); i++ {
-			if rr := acc[i]; rr != nil {
-				b := bucket[i]
-				buckets[b][counts[c][b]] = rr
-				counts[c][b]++
+			b := bucket[i]
+			if b == skipped {
+				continue
 			}
+			rr, ok := copies[c][i]
+			if !ok {
+				rr = input(i)
+			}
+			buckets[b][counts[c][b]] = rr
+			counts[c][b]++
 		}
 	})
 	return buckets
@@ -271,7 +290,7 @@ type parentRef struct {
 func (s *Server) parentRefs(refs []parentRef, sh *shard, b int, at []uint32, seen map[string]int) []parentRef {
 	clear(seen)
 	add := func(i uint32) {
-		name := sh.names[i]
+		name := sh.name(int(i))
 		if name == s.origin {
 			return
 		}
@@ -325,12 +344,12 @@ func (s *Server) linkParents(z []*shard, level []parentRef) {
 			t := targets[k]
 			counts := counters[w]
 			for _, r := range byShard[start[t]:start[t+1]] {
-				counts[z[r.b].names[r.i][r.parent:]] += r.n
+				counts[z[r.b].name(int(r.i))[r.parent:]] += r.n
 			}
 			var found []entName
 			for p, c := range counts {
 				if i, ok := z[t].find(p); ok {
-					z[t].nodes[i].children += c // z is still private to the builder; nodes are read by no one else
+					z[t].addChildren(i, c) // z is still private to the builder; counts are read by no one else
 				} else {
 					found = append(found, entName{name: p, children: c})
 				}

@@ -92,8 +92,8 @@ func (p *patch) get(name string) *pending {
 	if pn, ok := p.names[name]; ok {
 		return pn
 	}
-	rrs, nd, ok := p.cur.records(name)
-	pn := &pending{old: rrs, rrs: rrs, children: nd.children, children0: nd.children, exists: ok}
+	rrs, children, ok := p.cur.records(name)
+	pn := &pending{old: rrs, rrs: rrs, children: children, children0: children, exists: ok}
 	p.names[name] = pn
 	p.order = append(p.order, name)
 	return pn

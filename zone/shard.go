@@ -81,15 +81,22 @@ func (z *shards) each() iter.Seq[*shard] {
 // heap object (two for a TXT) with a copy of its owner name's header. The
 // strings (TXT values, MX targets) are the caller's, shared, not copied.
 type shard struct {
-	names []string // sorted; every name of the bucket that exists
-	nodes []node   // nodes[i] describes names[i]
-	recs  []rec    // the records, grouped by name in names order, by type within a name
-	strs  []string // the strings recs refer to
-	other []dns.RR // records of types without a compact form
+	names   []string // sorted; the names of the bucket that hold records
+	nodes   []node   // nodes[i] describes names[i]
+	ents    []string // sorted; the empty non-terminals of the bucket
+	entKids []uint32 // entKids[k] counts the existing names directly below ents[k]
+	recs    []rec    // the records, grouped by name in names order, by type within a name
+	strs    []string // the strings recs refer to
+	other   []dns.RR // records of types without a compact form
 }
 
-// node is one name of a shard. A name with no record exists when names
-// below it do: an empty non-terminal, which answers NODATA (RFC 8020).
+// A name of a shard is designated by its index: i in names, or
+// len(names)+k for ents[k]. An empty non-terminal (a name without records
+// that exists because names below it do) answers NODATA (RFC 8020). The
+// empty non-terminals are apart from the other names so that adding them
+// to a built shard does not copy it.
+
+// node describes a name that holds records.
 type node struct {
 	off, n   uint32 // the name's records: recs[off : off+n]
 	children uint32 // names directly below this one that exist, in any shard
@@ -129,11 +136,46 @@ func (sh *shard) find(name string) (int, bool) {
 	if sh == nil {
 		return 0, false
 	}
-	return slices.BinarySearch(sh.names, name)
+	if i, ok := slices.BinarySearch(sh.names, name); ok {
+		return i, true
+	}
+	if k, ok := slices.BinarySearch(sh.ents, name); ok {
+		return len(sh.names) + k, true
+	}
+	return 0, false
 }
 
-// recsOf returns the records of sh.names[i].
+// name returns the name at index i.
+func (sh *shard) name(i int) string {
+	if i < len(sh.names) {
+		return sh.names[i]
+	}
+	return sh.ents[i-len(sh.names)]
+}
+
+// children returns the count of existing names directly below name i.
+func (sh *shard) children(i int) uint32 {
+	if i < len(sh.names) {
+		return sh.nodes[i].children
+	}
+	return sh.entKids[i-len(sh.names)]
+}
+
+// addChildren adds c to the count of children of name i; only for a shard
+// still private to its builder.
+func (sh *shard) addChildren(i int, c uint32) {
+	if i < len(sh.names) {
+		sh.nodes[i].children += c
+	} else {
+		sh.entKids[i-len(sh.names)] += c
+	}
+}
+
+// recsOf returns the records of name i (none for an empty non-terminal).
 func (sh *shard) recsOf(i int) []rec {
+	if i >= len(sh.names) {
+		return nil
+	}
 	nd := sh.nodes[i]
 	return sh.recs[nd.off : nd.off+nd.n : nd.off+nd.n]
 }
@@ -147,13 +189,14 @@ func (z *shards) find(name string) (*shard, int, bool) {
 }
 
 // records returns the records of name as dns.RR values, owner name and TTL
-// as stored, with its node, and whether the name exists.
-func (z *shards) records(name string) ([]dns.RR, node, bool) {
+// as stored, the count of existing names directly below it, and whether
+// the name exists.
+func (z *shards) records(name string) ([]dns.RR, uint32, bool) {
 	sh, i, ok := z.find(name)
 	if !ok {
-		return nil, node{}, false
+		return nil, 0, false
 	}
-	return sh.decodeAll(i), sh.nodes[i], true
+	return sh.decodeAll(i), sh.children(i), true
 }
 
 // count returns the number of records in z.
@@ -260,7 +303,7 @@ func (sh *shard) decode(r rec, owner string, ttl uint32) dns.RR {
 	}
 }
 
-// decodeAll returns the records of names[i] as stored.
+// decodeAll returns the records of name i as stored.
 func (sh *shard) decodeAll(i int) []dns.RR {
 	recs := sh.recsOf(i)
 	if len(recs) == 0 {
@@ -352,19 +395,16 @@ func (sh *shard) apply(changes []nameChange) *shard {
 		other: slices.Grow([]dns.RR(nil), len(old.other)),
 	}
 	keep := func(i int) {
-		if old.nodes[i].n == 0 && old.nodes[i].children == 0 {
-			return
-		}
 		out.names = append(out.names, old.names[i])
 		out.nodes = append(out.nodes, node{off: uint32(len(out.recs)), n: old.nodes[i].n, children: old.nodes[i].children})
 		for _, r := range old.recsOf(i) {
 			out.copyRec(&old, r)
 		}
 	}
-	i := 0
+	// The names with records, then the empty non-terminals. Binary searches
+	// rather than walks: comparing names reads them, each a cache miss.
+	i, j := 0, 0
 	for _, c := range changes {
-		// A binary search rather than a walk: comparing names reads them,
-		// each a cache miss.
 		at, found := slices.BinarySearch(old.names[i:], c.name)
 		for end := i + at; i < end; i++ {
 			keep(i)
@@ -372,19 +412,27 @@ func (sh *shard) apply(changes []nameChange) *shard {
 		if found {
 			i++
 		}
-		if len(c.rrs) == 0 && c.children == 0 {
-			continue
+		if len(c.rrs) > 0 {
+			out.names = append(out.names, c.name)
+			out.nodes = append(out.nodes, node{off: uint32(len(out.recs)), n: uint32(len(c.rrs)), children: c.children})
+			for _, rr := range c.rrs {
+				out.put(rr, nil)
+			}
 		}
-		out.names = append(out.names, c.name)
-		out.nodes = append(out.nodes, node{off: uint32(len(out.recs)), n: uint32(len(c.rrs)), children: c.children})
-		for _, rr := range c.rrs {
-			out.put(rr, nil)
+		at, found = slices.BinarySearch(old.ents[j:], c.name)
+		out.ents, out.entKids = append(out.ents, old.ents[j:j+at]...), append(out.entKids, old.entKids[j:j+at]...)
+		if j += at; found {
+			j++
+		}
+		if len(c.rrs) == 0 && c.children > 0 {
+			out.ents, out.entKids = append(out.ents, c.name), append(out.entKids, c.children)
 		}
 	}
 	for ; i < len(old.names); i++ {
 		keep(i)
 	}
-	if len(out.names) == 0 {
+	out.ents, out.entKids = append(out.ents, old.ents[j:]...), append(out.entKids, old.entKids[j:]...)
+	if len(out.names) == 0 && len(out.ents) == 0 {
 		return nil
 	}
 	if len(out.other) == 0 {
@@ -400,31 +448,29 @@ type entName struct {
 }
 
 // withENTs returns sh (nil: empty) with the empty non-terminals ents,
-// sorted and not in sh, merged in, and their indexes in the result. The
-// records are shared with sh.
+// sorted and not in sh, added, and their indexes in the result. Everything
+// else is shared with sh.
 func (sh *shard) withENTs(ents []entName) (*shard, []uint32) {
-	var old shard
+	out := new(shard)
 	if sh != nil {
-		old = *sh
+		*out = *sh
 	}
-	n := len(old.names) + len(ents)
-	out := &shard{names: make([]string, 0, n), nodes: make([]node, 0, n), recs: old.recs, strs: old.strs, other: old.other}
-	at := make([]uint32, 0, len(ents))
-	i := 0
+	n := len(out.ents) + len(ents)
+	old, oldKids := out.ents, out.entKids
+	out.ents, out.entKids = make([]string, 0, n), make([]uint32, 0, n)
 	for _, e := range ents {
-		// A binary search and a bulk copy: comparing names reads them, each
-		// a cache miss.
-		k, _ := slices.BinarySearch(old.names[i:], e.name)
-		out.names, out.nodes = append(out.names, old.names[i:i+k]...), append(out.nodes, old.nodes[i:i+k]...)
-		i += k
-		off := uint32(len(old.recs))
-		if i < len(old.nodes) {
-			off = old.nodes[i].off
-		}
-		at = append(at, uint32(len(out.names)))
-		out.names, out.nodes = append(out.names, e.name), append(out.nodes, node{off: off, children: e.children})
+		k, _ := slices.BinarySearch(old, e.name)
+		out.ents, out.entKids = append(out.ents, old[:k]...), append(out.entKids, oldKids[:k]...)
+		old, oldKids = old[k:], oldKids[k:]
+		out.ents, out.entKids = append(out.ents, e.name), append(out.entKids, e.children)
 	}
-	out.names, out.nodes = append(out.names, old.names[i:]...), append(out.nodes, old.nodes[i:]...)
+	out.ents, out.entKids = append(out.ents, old...), append(out.entKids, oldKids...)
+	at := make([]uint32, 0, len(ents))
+	for k, name := range out.ents { // both sorted: where the new ones went
+		if len(at) < len(ents) && name == ents[len(at)].name {
+			at = append(at, uint32(len(out.names)+k))
+		}
+	}
 	return out, at
 }
 
