@@ -191,12 +191,13 @@ func BenchmarkUpdateReload(b *testing.B) {
 
 var (
 	loadedMu sync.Mutex
-	loaded   = map[string]*loadedZone{}
+	loaded   *loadedZone // the last one built: one at a time, as in a daemon
 )
 
-// loadedZone is a zone of size.domains synthetic domains, built once per
-// size for the benchmarks that only read it or patch it back and forth.
+// loadedZone is a zone of size.domains synthetic domains, built for the
+// benchmarks that only read it or patch it back and forth.
 type loadedZone struct {
+	size    string
 	s       *Server
 	domains [][]dns.RR
 }
@@ -205,13 +206,17 @@ func loadedBench(b *testing.B, size benchSize) *loadedZone {
 	skipLarge(b, size)
 	loadedMu.Lock()
 	defer loadedMu.Unlock()
-	if z := loaded[size.name]; z != nil {
-		return z
+	if loaded != nil && loaded.size == size.name {
+		return loaded
+	}
+	if loaded != nil {
+		_ = loaded.s.Shutdown(b.Context())
+		loaded = nil
 	}
 	ds := syntheticDomains(size.domains, size.keyBytes, 1)
-	z := &loadedZone{s: benchServer(b), domains: ds}
+	z := &loadedZone{size: size.name, s: benchServer(b), domains: ds}
 	z.s.Update(1, flattenDomains(ds))
-	loaded[size.name] = z
+	loaded = z
 	runtime.GC() // the garbage of the load is not the benchmark's
 	return z
 }
