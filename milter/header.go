@@ -76,17 +76,3 @@ func checkLineLength(name string, n int) error {
 func invalid(format string, args ...any) *msg.Error {
 	return &msg.Error{Code: 550, Enhanced: [3]int{5, 6, 0}, Message: fmt.Sprintf(format, args...)}
 }
-
-// appendCRLF appends body to dst with every bare LF turned into CRLF:
-// Postfix sends body lines ending in CRLF, but a CR and its LF may sit in
-// two chunks, so the conversion runs once over the whole body.
-func appendCRLF(dst, body []byte) []byte {
-	for i := 0; i < len(body); i++ {
-		c := body[i]
-		if c == '\n' && (i == 0 || body[i-1] != '\r') {
-			dst = append(dst, '\r')
-		}
-		dst = append(dst, c)
-	}
-	return dst
-}

@@ -52,15 +52,6 @@ func (c *keyCache) put(id string, k crypto.Signer) {
 	}
 }
 
-func (c *keyCache) evict(id string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if el, ok := c.m[id]; ok {
-		c.ll.Remove(el)
-		delete(c.m, id)
-	}
-}
-
 func (c *keyCache) clear() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
