@@ -244,10 +244,10 @@ func (m *measure) propagation(ctx context.Context) error {
 			return code == 235, err
 		})
 		if err != nil || !ok {
-			return fmt.Errorf("B never accepted the rotated password of %s within %s: %v", seeddb.Username(i), limit, err)
+			return fmt.Errorf("instance B never accepted the rotated password of %s within %s: %v", seeddb.Username(i), limit, err)
 		}
 		if code, _, err := auth(m.b.smtp, seeddb.Username(i), m.password(i)); err != nil || code != 535 {
-			return fmt.Errorf("B answered %d (%v) to the old password of %s, want 535", code, err, seeddb.Username(i))
+			return fmt.Errorf("instance B answered %d (%v) to the old password of %s, want 535", code, err, seeddb.Username(i))
 		}
 		m.passwords[i] = out.Password
 		rot = append(rot, d)
@@ -279,7 +279,7 @@ func (m *measure) propagation(ctx context.Context) error {
 		})
 		p.close()
 		if err != nil || !ok {
-			return fmt.Errorf("B's zone never served %s within %s", target, limit)
+			return fmt.Errorf("instance B's zone never served %s within %s", target, limit)
 		}
 		dom = append(dom, d)
 		domReq = append(domReq, answered+d)
@@ -287,7 +287,7 @@ func (m *measure) propagation(ctx context.Context) error {
 		// An access restriction to no account: B refuses mail from the domain.
 		from := "news@" + seeddb.DomainName(i, 3)
 		if code, text, err := send(m.b.smtp, seeddb.Username(i), m.password(i), from); err != nil || code != 250 {
-			return fmt.Errorf("B before the restriction: %d %s %v, want 250", code, text, err)
+			return fmt.Errorf("instance B before the restriction: %d %s %v, want 250", code, text, err)
 		}
 		path := "/v1/orgs/" + org + "/domains/" + url.PathEscape(seeddb.DomainName(i, 3)) + "/access"
 		pause()
@@ -297,12 +297,12 @@ func (m *measure) propagation(ctx context.Context) error {
 		d, ok, err = poll(ctx, limit, func() (bool, error) {
 			code, text, err := send(m.b.smtp, seeddb.Username(i), m.password(i), from)
 			if err == nil && code != 250 && code != 550 {
-				return false, fmt.Errorf("B answered %d %s", code, text)
+				return false, fmt.Errorf("instance B answered %d %s", code, text)
 			}
 			return code == 550 && strings.HasPrefix(text, "5.7.1"), err
 		})
 		if err != nil || !ok {
-			return fmt.Errorf("B never refused mail from the restricted %s within %s: %v", from, limit, err)
+			return fmt.Errorf("instance B never refused mail from the restricted %s within %s: %v", from, limit, err)
 		}
 		acc = append(acc, d)
 	}

@@ -17,7 +17,6 @@ package seeddb
 
 import (
 	"context"
-	"crypto"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -140,7 +139,7 @@ func genKeys(alg dkim.Algorithm, n int) ([]keyPair, error) {
 		if err != nil {
 			return nil, fmt.Errorf("seeddb: marshal %s key: %w", alg, err)
 		}
-		txt, err := dkim.TXTValue(k.(crypto.Signer).Public())
+		txt, err := dkim.TXTValue(k.Public())
 		if err != nil {
 			return nil, fmt.Errorf("seeddb: %s key TXT: %w", alg, err)
 		}

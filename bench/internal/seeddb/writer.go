@@ -141,7 +141,11 @@ func (p *postgres) copy(ctx context.Context, table string, cols []string, fill f
 	if err != nil {
 		return err
 	}
-	stmt, err := p.tx.PrepareContext(ctx, pq.CopyIn(table, names...))
+	quoted := make([]string, len(names))
+	for i, n := range names {
+		quoted[i] = pq.QuoteIdentifier(n)
+	}
+	stmt, err := p.tx.PrepareContext(ctx, "COPY "+pq.QuoteIdentifier(table)+" ("+strings.Join(quoted, ", ")+") FROM STDIN")
 	if err != nil {
 		return fmt.Errorf("seeddb: copy into %s: %w", table, err)
 	}
