@@ -107,15 +107,17 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	cleanup := func() {}
 	if o.work == "" {
 		dir, err := os.MkdirTemp("", "sendergate-scale.")
 		if err != nil {
 			log.Fatal(err)
 		}
-		defer os.RemoveAll(dir)
+		cleanup = func() { os.RemoveAll(dir) }
 		o.work = dir
 	}
 	rep, err := run(ctx, o, log.Printf)
+	cleanup() // before log.Fatal, which skips deferred calls
 	if rep != nil {
 		rep.markdown(os.Stdout)
 		if o.jsonOut != "" {
