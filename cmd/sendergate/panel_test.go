@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
@@ -255,6 +256,10 @@ func TestPanelWorkflow(t *testing.T) {
 	b.checkAccessibility("domain preview")
 	b.noKeyInPage(key, "domain preview")
 
+	// A limit set through the API, for the Usage view to show against.
+	if code := in.call(t, key, "PUT", "/v1/orgs/acme/smtp-accounts/billing-app/limits", `{"per_hour":50}`, nil); code != 200 {
+		t.Fatalf("set billing-app's limits: %d", code)
+	}
 	if err := submit(t, in.smtp, accounts["billing-app"].user, accounts["billing-app"].pass, "news@news.example.com", "x@example.org", "granted"); err != nil {
 		t.Errorf("the granted account: %v", err)
 	}
@@ -262,6 +267,8 @@ func TestPanelWorkflow(t *testing.T) {
 	if code, text := smtpCode(err); code != 550 || !strings.HasPrefix(text, "5.7.1") || !strings.Contains(text, "news.example.com is not granted") {
 		t.Errorf("the ungranted account: %d %s", code, text)
 	}
+
+	checkUsageView(t, b, in, key)
 
 	// Email addresses: the API's 422 explained next to the field; an
 	// address confirmed through the confirmation page's button.
@@ -350,6 +357,70 @@ func TestPanelWorkflow(t *testing.T) {
 	if log := in.log.String(); strings.Contains(log, key) || strings.Contains(log, accounts["billing-app"].pass) {
 		t.Error("the key or a password is in the daemon log")
 	}
+}
+
+// usageReport is the part of GET /v1/orgs/{org}/usage the Usage view shows.
+type usageReport struct {
+	Scopes []struct {
+		Scope, Name  string
+		Windows      map[string]struct{ Count, Limit int64 }
+		RefusedToday int64 `json:"refused_today"`
+	}
+}
+
+// checkUsageView opens Usage after mail was sent: each scope's row says,
+// per window, the count of GET /v1/orgs/acme/usage against its limit
+// ("1 of 50 recipients this hour" for billing-app, whose per_hour is 50;
+// "no limit" where there is none), and the refusals of the day.
+func checkUsageView(t *testing.T, b *tab, in *instance, key string) {
+	t.Helper()
+	b.click("button", "Usage")
+	b.waitFor("the usage view", `!document.getElementById("view-usage").hidden && document.querySelector('#usage-table tr[data-scope="organization"]')`)
+	var u usageReport
+	if code := in.call(t, key, "GET", "/v1/orgs/acme/usage", "", &u); code != 200 {
+		t.Fatalf("usage: %d", code)
+	}
+	when := map[string]string{"minute": "this minute", "hour": "this hour", "day": "today"}
+	var sawLimit bool
+	for _, sc := range u.Scopes {
+		row := `#usage-table tr[data-scope="organization"]`
+		if sc.Scope == "account" {
+			row = `#usage-table tr[data-name="` + sc.Name + `"]`
+		}
+		got := b.text(row)
+		for win, w := range sc.Windows {
+			want := fmt.Sprintf("%d recipients %s (no limit)", w.Count, when[win])
+			if w.Count == 1 {
+				want = fmt.Sprintf("1 recipient %s (no limit)", when[win])
+			}
+			if w.Limit > 0 {
+				want = fmt.Sprintf("%d of %d recipients %s", w.Count, w.Limit, when[win])
+			}
+			if !strings.Contains(got, want) {
+				t.Errorf("usage of %s %s: the row says %q, want %q", sc.Scope, sc.Name, got, want)
+			}
+		}
+		if want := fmt.Sprintf("%d recipient", sc.RefusedToday); !strings.Contains(got, want) || !strings.Contains(got, "refused today") {
+			t.Errorf("usage of %s %s: the row says %q, want %s... refused today", sc.Scope, sc.Name, got, want)
+		}
+		if sc.Name == "billing-app" {
+			sawLimit = true
+			if w := sc.Windows["hour"]; w.Limit != 50 || w.Count != 1 || !strings.Contains(got, "1 of 50 recipients this hour") {
+				t.Errorf("billing-app's hour: API %+v, row %q; want 1 of 50", w, got)
+			}
+		}
+		if sc.Scope == "organization" && sc.Windows["day"].Count < 1 {
+			t.Errorf("the organization counted %d recipients today, want the message sent", sc.Windows["day"].Count)
+		}
+	}
+	if !sawLimit || len(u.Scopes) != 3 {
+		t.Errorf("usage scopes: %+v", u.Scopes)
+	}
+	if got := b.text("#usage-events"); !strings.Contains(got, "Limits changed") {
+		t.Errorf("usage events = %q, want the limits change", got)
+	}
+	b.shotOf("#view-usage", "usage")
+	b.checkAccessibility("usage")
 }
 
 // checkRequests: the page threw nothing and broke no CSP rule, every

@@ -1,15 +1,16 @@
 // The sendergate panel: sign-in, the organization, and the views, routed
 // by the URL fragment (#domains, #domain/NAME, #add, #accounts,
-// #addresses). The fragment never holds a key.
+// #addresses, #usage). The fragment never holds a key.
 
 import { api, session, handlers, unavailableText } from "./api.js";
 import { $, $$, notice, clearErrors, showError } from "./ui.js";
 import { showDomainList, setUpAddForm, showAddForm, showDomain, setUpDomainView } from "./domains.js";
 import { showAccounts, setUpAccounts, hideSecret } from "./accounts.js";
 import { showAddresses, setUpAddresses } from "./addresses.js";
+import { showUsage, setUpUsage } from "./usage.js";
 
-const views = ["signin", "orgs", "domains", "add", "domain", "accounts", "addresses"];
-const navOf = { domains: "domains", add: "domains", domain: "domains", accounts: "accounts", addresses: "addresses" };
+const views = ["signin", "orgs", "domains", "add", "domain", "accounts", "addresses", "usage"];
+const navOf = { domains: "domains", add: "domains", domain: "domains", accounts: "accounts", addresses: "addresses", usage: "usage" };
 
 const app = {
   current: null,
@@ -77,6 +78,7 @@ function forget() {
   hideSecret();
   for (const t of $$("main tbody")) t.replaceChildren();
   $("#events").replaceChildren();
+  $("#usage-events").replaceChildren();
   $("#access-body").replaceChildren();
   $("#zonefile-text").textContent = "";
   app.current = null;
@@ -119,6 +121,7 @@ async function route(moveFocus) {
       case "domain": await showDomain(app, arg); show("domain", moveFocus); break;
       case "accounts": await showAccounts(app); show("accounts", moveFocus); break;
       case "addresses": await showAddresses(app); show("addresses", moveFocus); break;
+      case "usage": await showUsage(app); show("usage", moveFocus); break;
       default: await showDomainList(app); show("domains", moveFocus);
     }
   } catch (err) {
@@ -181,6 +184,7 @@ function setUp() {
   setUpDomainView(app);
   setUpAccounts(app);
   setUpAddresses(app);
+  setUpUsage(app);
   window.addEventListener("hashchange", () => route(true));
 }
 
