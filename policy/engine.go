@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -204,29 +203,33 @@ func (e *Engine) apply(ctx context.Context, since int64) error {
 		return nil
 	}
 	s := &Snapshot{version: delta.Version, built: e.opts.Now(), requireConfirmed: e.opts.RequireConfirmed}
+	// The indexes are copied shard by shard as they are written: a change
+	// of a few organizations copies a few small maps, not the whole index.
+	var byID, byName *indexWriter
 	if delta.Full || prev == nil {
-		s.orgs = make(map[string]*orgView, len(delta.Orgs))
-		s.byName = make(map[string]*orgView, len(delta.Orgs))
+		byID, byName = edit(nil), edit(nil)
 		e.keys.clear()
 	} else {
-		s.orgs, s.byName, s.domains = maps.Clone(prev.orgs), maps.Clone(prev.byName), prev.domains
+		byID, byName, s.domains = edit(prev.orgs), edit(prev.byName), prev.domains
 		for _, id := range delta.Changed {
-			if old, ok := s.orgs[id]; ok {
-				delete(s.orgs, id)
-				delete(s.byName, old.name)
+			if old, ok := prev.orgs.get(id); ok {
+				byID.del(id)
+				byName.del(old.name)
 				s.domains -= len(old.domains)
 			}
 		}
 	}
 	for i := range delta.Orgs {
 		o := e.build(&delta.Orgs[i])
-		s.orgs[o.id], s.byName[o.name] = o, o
+		byID.put(o.id, o)
+		byName.put(o.name, o)
 		s.domains += len(o.domains)
 	}
+	s.orgs, s.byName = byID.x, byName.x
 	e.cur.Store(s)
 	e.current.Store(e.opts.Now().UnixNano())
 	e.opts.Logger.Debug("policy snapshot applied", "version", s.version, "full", delta.Full || prev == nil,
-		"orgs_changed", len(delta.Orgs), "orgs", len(s.orgs), "domains", s.domains, "took", time.Since(start))
+		"orgs_changed", len(delta.Orgs), "orgs", s.orgs.len(), "domains", s.domains, "took", time.Since(start))
 	return nil
 }
 
@@ -307,7 +310,7 @@ func (e *Engine) WarmKeys(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	n := 0
-	for _, o := range s.orgs {
+	for o := range s.orgs.all() {
 		for _, d := range o.domains {
 			if n >= e.keys.cap || ctx.Err() != nil {
 				return n, ctx.Err()

@@ -5,6 +5,8 @@ import (
 	"crypto"
 	"crypto/ed25519"
 	"errors"
+	"fmt"
+	"reflect"
 	"sync"
 	"testing"
 )
@@ -61,8 +63,20 @@ func TestIncrementalApply(t *testing.T) {
 	if s2.Version() != 4 {
 		t.Fatalf("version %d, want 4", s2.Version())
 	}
-	if s1.orgs["o2"] != s2.orgs["o2"] {
+	o1, _ := s1.orgs.get("o2")
+	o2, _ := s2.orgs.get("o2")
+	if o1 == nil || o1 != o2 {
 		t.Error("an unchanged organization's view was rebuilt, not shared")
+	}
+	// Shards the change did not touch are shared too, not copied.
+	shared := 0
+	for i := range s1.orgs.shards {
+		if s1.orgs.shards[i] != nil && sameMap(s1.orgs.shards[i], s2.orgs.shards[i]) {
+			shared++
+		}
+	}
+	if want := nonEmpty(s1.orgs) - 2; shared < want {
+		t.Errorf("%d shards shared after a change of 2 organizations, want at least %d", shared, want)
 	}
 	acme, ok := s2.Account("app@acme")
 	if !ok || !s2.Decide(acme, "x@new.example").Allowed {
@@ -159,5 +173,53 @@ func TestSignerCache(t *testing.T) {
 	}
 	if k, err := e.Signer(ctx, dom(s2, "b.example")); err == nil || k != nil {
 		t.Errorf("an unreadable key gave %v, %v; want an error", k, err)
+	}
+}
+
+// sameMap reports whether a and b are the same map (not equal contents).
+func sameMap(a, b map[string]*orgView) bool {
+	return reflect.ValueOf(a).UnsafePointer() == reflect.ValueOf(b).UnsafePointer()
+}
+
+func nonEmpty(x *index) int {
+	n := 0
+	for _, m := range x.shards {
+		if len(m) > 0 {
+			n++
+		}
+	}
+	return n
+}
+
+// TestIndex: puts, deletes and lookups across shards; a writer never
+// changes the index it copied.
+func TestIndex(t *testing.T) {
+	w := edit(nil)
+	for i := range 2000 {
+		w.put(fmt.Sprint("org", i), &orgView{id: fmt.Sprint("org", i)})
+	}
+	a := w.x
+	w2 := edit(a)
+	w2.del("org7")
+	w2.put("new", &orgView{id: "new"})
+	b := w2.x
+	if a.len() != 2000 || b.len() != 2000 {
+		t.Fatalf("lens %d %d, want 2000 2000", a.len(), b.len())
+	}
+	if _, ok := a.get("org7"); !ok {
+		t.Error("deleting from a copy changed the original")
+	}
+	if _, ok := b.get("org7"); ok {
+		t.Error("deleted key still found")
+	}
+	if _, ok := a.get("new"); ok {
+		t.Error("putting into a copy changed the original")
+	}
+	n := 0
+	for range b.all() {
+		n++
+	}
+	if n != 2000 {
+		t.Errorf("all() yields %d views, want 2000", n)
 	}
 }

@@ -155,9 +155,9 @@ type Snapshot struct {
 	version          int64
 	built            time.Time
 	requireConfirmed bool
-	orgs             map[string]*orgView // by organization id
-	byName           map[string]*orgView // by organization name
-	domains          int                 // domains in all views
+	orgs             *index // by organization id
+	byName           *index // by organization name
+	domains          int    // domains in all views
 	dummy            [sha256.Size]byte
 }
 
@@ -181,7 +181,7 @@ func (s *Snapshot) Built() time.Time { return s.built }
 // organization has one, always verified. It visits every domain.
 func (s *Snapshot) DomainsByStatus() map[string]int {
 	out := map[string]int{}
-	for _, o := range s.orgs {
+	for o := range s.orgs.all() {
 		for _, d := range o.domains {
 			if !d.Sandbox {
 				out[d.Status]++
@@ -192,7 +192,7 @@ func (s *Snapshot) DomainsByStatus() map[string]int {
 }
 
 // Counts returns the number of organizations and domains in the snapshot.
-func (s *Snapshot) Counts() (orgs, domains int) { return len(s.orgs), s.domains }
+func (s *Snapshot) Counts() (orgs, domains int) { return s.orgs.len(), s.domains }
 
 // Authenticate checks username and password in constant time (the hash of
 // the password is compared whether or not the user exists).
@@ -218,7 +218,7 @@ func (s *Snapshot) Account(username string) (*Account, bool) {
 	if at < 0 {
 		return nil, false
 	}
-	o, ok := s.byName[username[at+1:]]
+	o, ok := s.byName.get(username[at+1:])
 	if !ok {
 		return nil, false
 	}
@@ -229,7 +229,7 @@ func (s *Snapshot) Account(username string) (*Account, bool) {
 // OrgLimits returns the sending limits stored for an organization, nil
 // when none were set (the defaults apply).
 func (s *Snapshot) OrgLimits(orgID string) *Limits {
-	if o, ok := s.orgs[orgID]; ok {
+	if o, ok := s.orgs.get(orgID); ok {
 		return o.limits
 	}
 	return nil
@@ -237,7 +237,7 @@ func (s *Snapshot) OrgLimits(orgID string) *Limits {
 
 // Domain returns the organization's domain called name.
 func (s *Snapshot) Domain(orgID, name string) (*Domain, bool) {
-	o, ok := s.orgs[orgID]
+	o, ok := s.orgs.get(orgID)
 	if !ok {
 		return nil, false
 	}
@@ -252,7 +252,7 @@ func (s *Snapshot) Domain(orgID, name string) (*Domain, bool) {
 // allowed decision carries the first mailbox's domain, to sign as. In the
 // common path (every domain allowed) Decide does not allocate.
 func (s *Snapshot) Decide(a *Account, mailboxes ...string) Decision {
-	org := s.orgs[a.OrgID]
+	org, _ := s.orgs.get(a.OrgID)
 	var first *Domain
 	for _, mb := range mailboxes {
 		at := strings.LastIndexByte(mb, '@')
