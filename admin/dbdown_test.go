@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/sendergate/sendergate/internal/tcpfwd"
-	"github.com/sendergate/sendergate/store"
 	"github.com/sendergate/sendergate/store/storetest"
 )
 
@@ -20,15 +19,7 @@ import (
 func TestDatabaseDownIs503(t *testing.T) {
 	t.Parallel()
 	fwd, dsn := tcpfwd.Target(t, storetest.PostgresDSN(t))
-	ctx := context.Background()
-	st, err := store.Open(ctx, "postgres", dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	if _, err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	st := storetest.OpenPostgres(t, dsn)
 	e := newEnv(t, st, withReady(func(context.Context) error { return nil })) // the snapshot stays loaded
 	o := e.createOrg("acme")
 	e.createAccount(o, "app")

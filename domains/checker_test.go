@@ -195,17 +195,9 @@ func TestBackgroundCheckTwoInstances(t *testing.T) {
 	dsn := storetest.PostgresDSN(t)
 	ctx := context.Background()
 	open := func() *store.Store {
-		s, err := store.Open(ctx, "postgres", dsn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { s.Close() })
-		return s
+		return storetest.OpenPostgres(t, dsn)
 	}
 	a, b := open(), open()
-	if _, err := a.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
 	e := newQueueEnv(t, a, ServiceOptions{})
 	ds := e.addDomains(t, "shared", 24, false)
 	svcs := []*Service{e.svc, e.service(t, b, ServiceOptions{})}

@@ -34,17 +34,9 @@ func TestTwoInstancesOnePostgres(t *testing.T) {
 	dsn := storetest.PostgresDSN(t)
 	ctx := context.Background()
 	open := func() *store.Store {
-		st, err := store.Open(ctx, "postgres", dsn)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { st.Close() })
-		return st
+		return storetest.OpenPostgres(t, dsn)
 	}
 	st := open()
-	if _, err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
 	clock := clocktest.New(t0) // one window throughout; the syncs run on the real ticker
 	app := sender{org: newOrg(t, st, "acme"), id: "a1", name: "app", acct: limits.Values{limits.Hour: limit}}
 

@@ -215,14 +215,7 @@ func TestCountsSurviveRestart(t *testing.T) {
 func TestStoreDown(t *testing.T) {
 	fwd, dsn := tcpfwd.Target(t, storetest.PostgresDSN(t))
 	ctx := context.Background()
-	st, err := store.Open(ctx, "postgres", dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	if _, err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	st := storetest.OpenPostgres(t, dsn)
 	l := limits.New(st, limits.Options{Now: clocktest.New(t0).Now, Timeout: time.Second})
 	app := sender{org: newOrg(t, st, "acme"), id: "a1", name: "app", acct: limits.Values{limits.Hour: 1000}}
 	if n, _ := admitN(l, app, 20); n != 20 {
@@ -257,14 +250,7 @@ func TestStoreDown(t *testing.T) {
 func TestStoreBackAfterIdle(t *testing.T) {
 	fwd, dsn := tcpfwd.Target(t, storetest.PostgresDSN(t))
 	ctx := context.Background()
-	st, err := store.Open(ctx, "postgres", dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	if _, err := st.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	st := storetest.OpenPostgres(t, dsn)
 	clock := clocktest.New(t0)
 	l := limits.New(st, limits.Options{Now: clock.Now, Timeout: time.Second})
 	app := sender{org: newOrg(t, st, "acme"), id: "a1", name: "app", acct: limits.Values{limits.Day: 1000}}

@@ -219,19 +219,7 @@ func TestRequireConfirmed(t *testing.T) {
 func TestSecondProcessSeesChange(t *testing.T) {
 	dsn := storetest.PostgresDSN(t)
 	ctx := context.Background()
-	a, err := store.Open(ctx, "postgres", dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.Close()
-	if _, err := a.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	b, err := store.Open(ctx, "postgres", dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Close()
+	a, b := storetest.OpenPostgres(t, dsn), storetest.OpenPostgres(t, dsn) // two processes' handles
 	f := newFixture(t, a)
 	e := loader.NewEngine(b, "sg.localhost", nil, domains.ZoneOptions{}, policy.Options{Poll: 100 * time.Millisecond})
 	rctx, cancel := context.WithCancel(ctx)

@@ -84,14 +84,7 @@ func TestUnavailableSQLiteFile(t *testing.T) {
 func TestPostgresGoneAndBack(t *testing.T) {
 	fwd, dsn := tcpfwd.Target(t, storetest.PostgresDSN(t))
 	ctx := context.Background()
-	s, err := store.Open(ctx, "postgres", dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	if _, err := s.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	s := storetest.OpenPostgres(t, dsn)
 	if err := s.Ping(ctx); err != nil {
 		t.Fatalf("ping: %v", err)
 	}

@@ -62,7 +62,14 @@ func SQLite(t testing.TB) *store.Store {
 // dropped when the test ends.
 func Postgres(t testing.TB) *store.Store {
 	t.Helper()
-	dsn := PostgresDSN(t)
+	return OpenPostgres(t, PostgresDSN(t))
+}
+
+// OpenPostgres returns a migrated store on dsn (from PostgresDSN, perhaps
+// through a forwarder), closed when the test ends; a second call on the
+// same dsn is a second process's handle on the same data.
+func OpenPostgres(t testing.TB, dsn string) *store.Store {
+	t.Helper()
 	s, err := store.Open(context.Background(), "postgres", dsn)
 	if err != nil {
 		t.Fatalf("open postgres: %v", err)
