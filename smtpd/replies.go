@@ -118,39 +118,35 @@ func errProxyHeader() *smtp.SMTPError {
 		Message: "Expected a PROXY protocol header from this address (submission.proxy_from)"}
 }
 
-// errPreAuthIdle closes a connection that did not authenticate (or make
-// any other progress) within Config.PreAuthTimeout.
+// errTimedOut closes a connection on one of the session's time limits
+// (RFC 3463 4.4.2: bad connection): what did not happen within limit.
+func errTimedOut(what string, limit time.Duration) *smtp.SMTPError {
+	return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2},
+		Message: what + " " + limit.String() + ", closing connection"}
+}
+
+// The time limits errTimedOut answers: Config.PreAuthTimeout (no AUTH or
+// other progress), Config.IdleTimeout (no mail command; NOOP, RSET, HELP
+// and EHLO do not count), Config.ReadTimeout (nothing while a command or
+// message data was awaited) and Config.MaxDataTime (one transfer).
 func errPreAuthIdle(limit time.Duration) *smtp.SMTPError {
-	return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2},
-		Message: "No authentication within " + limit.String() + ", closing connection"}
+	return errTimedOut("No authentication within", limit)
 }
 
-// errIdle closes an authenticated connection that sent no mail command for
-// Config.IdleTimeout (NOOP, RSET, HELP and EHLO do not count).
 func errIdle(limit time.Duration) *smtp.SMTPError {
-	return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2},
-		Message: "No mail transaction for " + limit.String() + ", closing connection"}
+	return errTimedOut("No mail transaction for", limit)
 }
 
-// errReadTimeout closes a connection that sent nothing for
-// Config.ReadTimeout while a command was awaited.
 func errReadTimeout(limit time.Duration) *smtp.SMTPError {
-	return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2},
-		Message: "No command received for " + limit.String() + ", closing connection"}
+	return errTimedOut("No command received for", limit)
 }
 
-// errDataStalled answers DATA when the client sent nothing for
-// Config.ReadTimeout; the connection is closed.
 func errDataStalled(limit time.Duration) *smtp.SMTPError {
-	return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2},
-		Message: "No message data received for " + limit.String() + ", closing connection"}
+	return errTimedOut("No message data received for", limit)
 }
 
-// errDataTimeLimit answers DATA when the transfer took longer than
-// Config.MaxDataTime; the connection is closed.
 func errDataTimeLimit(limit time.Duration) *smtp.SMTPError {
-	return &smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 4, 2},
-		Message: "Message transfer took longer than " + limit.String() + ", closing connection"}
+	return errTimedOut("Message transfer took longer than", limit)
 }
 
 // errCommandTooLong closes a connection that sent more than
