@@ -67,8 +67,7 @@ func TestDatabaseDownThroughBinary(t *testing.T) {
 	fwd, dsn := tcpfwd.Target(t, storetest.PostgresDSN(t))
 	up := relaytest.NewServer(t)
 	cust := dnstest.NewServer(t)
-	in := startDaemon(t, daemonOpts{upstream: up.Addr, resolvers: []string{cust.Addr()}, env: []string{"SENDERGATE_DATABASE=" + dsn}})
-	cust.Delegate("sg.localhost", in.dns) // resolvers reach the provider zone, as on the Internet
+	in := startDaemon(t, daemonOpts{upstream: up.Addr, customer: cust, env: []string{"SENDERGATE_DATABASE=" + dsn}})
 	if !strings.Contains(in.log.String(), "driver=postgres") {
 		t.Fatalf("the daemon is not on PostgreSQL:\n%s", in.log.String())
 	}

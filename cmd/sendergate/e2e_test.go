@@ -126,8 +126,7 @@ sys.exit(0 if ok else 1)`
 func TestEndToEnd(t *testing.T) {
 	up := relaytest.NewServer(t)
 	cust := dnstest.NewServer(t)
-	in := startDaemon(t, daemonOpts{upstream: up.Addr, resolvers: []string{cust.Addr()}})
-	cust.Delegate("sg.localhost", in.dns) // resolvers reach the provider zone, as on the Internet
+	in := startDaemon(t, daemonOpts{upstream: up.Addr, customer: cust})
 	key := in.adminKey(t)
 	lookup := lookupTXT(in, cust)
 
@@ -280,8 +279,7 @@ func TestLifecycleThroughBinary(t *testing.T) {
 	t.Parallel()
 	up := relaytest.NewServer(t)
 	cust := dnstest.NewServer(t)
-	in := startDaemon(t, daemonOpts{upstream: up.Addr, resolvers: []string{cust.Addr()}, grace: "25s"})
-	cust.Delegate("sg.localhost", in.dns) // resolvers reach the provider zone, as on the Internet
+	in := startDaemon(t, daemonOpts{upstream: up.Addr, customer: cust, grace: "25s"})
 	key := in.adminKey(t)
 	in.call(t, key, "POST", "/v1/orgs", `{"name":"life"}`, nil)
 	var acct map[string]string
@@ -338,9 +336,8 @@ func TestSandboxLimitStrictModeAndRestart(t *testing.T) {
 	t.Parallel()
 	up := relaytest.NewServer(t)
 	cust := dnstest.NewServer(t)
-	opts := daemonOpts{upstream: up.Addr, resolvers: []string{cust.Addr()}, strict: true, extra: "[sandbox]\ndaily_limit = 3\n"}
+	opts := daemonOpts{upstream: up.Addr, customer: cust, strict: true, extra: "[sandbox]\ndaily_limit = 3\n"}
 	in := startDaemon(t, opts)
-	cust.Delegate("sg.localhost", in.dns) // resolvers reach the provider zone, as on the Internet
 	key := in.adminKey(t)
 	in.call(t, key, "POST", "/v1/orgs", `{"name":"acme"}`, nil)
 	var acct map[string]string

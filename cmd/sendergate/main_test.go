@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/sendergate/sendergate/internal/bindtest"
+	"github.com/sendergate/sendergate/internal/dnstest"
 	"github.com/sendergate/sendergate/internal/logtest"
 	"github.com/sendergate/sendergate/migrations"
 )
@@ -99,6 +100,9 @@ type daemonOpts struct {
 	grace     string // dns.grace (default "72h")
 	dataDir   string // reuse a data dir (a restart); default a new one
 	dnsAddr   string // dns.listen; default a free loopback port
+	// customer, when set, is the customers' DNS: dns.resolvers, and it
+	// delegates the provider zone to this daemon, as on the Internet.
+	customer *dnstest.Server
 }
 
 // startDaemon writes a config with free loopback ports and starts
@@ -117,6 +121,10 @@ func startDaemon(t *testing.T, o daemonOpts) *instance {
 		smtps: fmt.Sprintf("127.0.0.1:%d", freePort(t)), dns: o.dnsAddr}
 	if in.dns == "" {
 		in.dns = fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	}
+	if o.customer != nil {
+		o.resolvers = append(o.resolvers, o.customer.Addr())
+		o.customer.Delegate("sg.localhost", in.dns)
 	}
 	cfg := fmt.Sprintf(`data_dir = %q
 database = "sqlite:%s"
@@ -140,9 +148,18 @@ resolvers = [%s]
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	in.cmd = exec.Command(binary, "serve", "-config", path)
-	in.cmd.Dir = dir
-	in.cmd.Env = append(os.Environ(), o.env...)
+	in.launch(t, append(os.Environ(), o.env...), "serve", "-config", path)
+	return in
+}
+
+// launch runs the binary with args in in.dir, its output into in.log,
+// stops it when the test ends (printing the log if the test failed), and
+// waits until /healthz answers 200.
+func (in *instance) launch(t *testing.T, env []string, args ...string) {
+	t.Helper()
+	in.cmd = exec.Command(binary, args...)
+	in.cmd.Dir = in.dir
+	in.cmd.Env = env
 	in.cmd.Stdout, in.cmd.Stderr = in.log, in.log
 	if err := in.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -153,19 +170,13 @@ resolvers = [%s]
 			t.Logf("daemon log:\n%s", in.log.String())
 		}
 	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get("http://" + in.admin + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return in
-			}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if code, err := httpGet("http://" + in.admin + "/healthz"); err == nil && code == 200 {
+			return
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("daemon not healthy after 30s; log:\n%s", in.log.String())
+		if in.cmd.ProcessState != nil || time.Now().After(deadline) {
+			t.Fatalf("%s not healthy after 30s; log:\n%s", strings.Join(args, " "), in.log.String())
 		}
-		time.Sleep(100 * time.Millisecond)
 	}
 }
 

@@ -51,8 +51,7 @@ func TestPanelWorkflow(t *testing.T) {
 	t.Parallel()
 	up := relaytest.NewServer(t)
 	cust := dnstest.NewServer(t)
-	in := startDaemon(t, daemonOpts{upstream: up.Addr, resolvers: []string{cust.Addr()}})
-	cust.Delegate("sg.localhost", in.dns) // resolvers reach the provider zone, as on the Internet
+	in := startDaemon(t, daemonOpts{upstream: up.Addr, customer: cust})
 	adminKey := in.adminKey(t)
 	if code := in.call(t, adminKey, "POST", "/v1/orgs", `{"name":"acme"}`, nil); code != 201 {
 		t.Fatalf("create org: %d", code)

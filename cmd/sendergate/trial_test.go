@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/sendergate/sendergate/internal/logtest"
 )
@@ -39,29 +38,8 @@ func startTrial(t *testing.T, extraArgs ...string) *trial {
 	if err := os.WriteFile(filepath.Join(dir, "sendergate.toml"), []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	in.cmd = exec.Command(binary, append([]string{"serve", "-demo", "-demo-dns", tr.demoDNS}, extraArgs...)...)
-	in.cmd.Dir = dir
-	in.cmd.Env = withoutEnv(os.Environ(), "SENDERGATE_")
-	in.cmd.Stdout, in.cmd.Stderr = in.log, in.log
-	if err := in.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		in.stop()
-		if t.Failed() {
-			t.Logf("daemon log:\n%s", in.log.String())
-		}
-	})
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if code, err := httpGet("http://" + in.admin + "/healthz"); err == nil && code == 200 {
-			return tr
-		}
-		if in.cmd.ProcessState != nil || time.Now().After(deadline) {
-			t.Fatalf("serve -demo not healthy; log:\n%s", in.log.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	in.launch(t, withoutEnv(os.Environ(), "SENDERGATE_"), append([]string{"serve", "-demo", "-demo-dns", tr.demoDNS}, extraArgs...)...)
+	return tr
 }
 
 // ports maps each default address to the trial's.
