@@ -173,9 +173,6 @@ func TestNotReadyFailsClosed(t *testing.T) {
 	if _, err := e.Current(); err != policy.ErrNotReady {
 		t.Fatalf("Current before load = %v", err)
 	}
-	if _, err := e.Lookup("app@acme"); err != policy.ErrNotReady {
-		t.Errorf("Lookup before load = %v, want policy.ErrNotReady", err)
-	}
 }
 
 func TestRequireConfirmed(t *testing.T) {

@@ -323,17 +323,3 @@ func (e *Engine) WarmKeys(ctx context.Context) (int, error) {
 	}
 	return n, nil
 }
-
-// Lookup returns the account for a username on the current snapshot, for
-// adapters where the MTA has authenticated the client.
-func (e *Engine) Lookup(username string) (*Account, error) {
-	s, err := e.Current()
-	if err != nil {
-		return nil, err
-	}
-	a, ok := s.Account(username)
-	if !ok {
-		return nil, fmt.Errorf("policy: unknown account %q", username)
-	}
-	return a, nil
-}
