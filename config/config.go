@@ -58,19 +58,23 @@ func (d Duration) MarshalText() ([]byte, error) {
 // Config is the whole sendergate configuration. Field names follow the
 // TOML keys documented in SPEC.md and sendergate.example.toml.
 type Config struct {
-	DataDir    string     `toml:"data_dir"` // created on first start
-	Database   string     `toml:"database"` // "sqlite:PATH" or "postgres://..."
-	Hostname   string     `toml:"hostname"` // SMTP greeting and Received header
-	Submission Submission `toml:"submission"`
-	Relay      Relay      `toml:"relay"`
-	Admin      Admin      `toml:"admin"`
-	DNS        DNS        `toml:"dns"`
-	Milter     Milter     `toml:"milter"`
-	Policyd    Policyd    `toml:"policyd"`
-	Sandbox    Sandbox    `toml:"sandbox"`
-	Limits     Limits     `toml:"limits"`
-	Confirm    Confirm    `toml:"confirm"`
-	Debug      Debug      `toml:"debug"`
+	DataDir     string      `toml:"data_dir"` // created on first start
+	Database    string      `toml:"database"` // "sqlite:PATH" or "postgres://..."
+	Hostname    string      `toml:"hostname"` // SMTP greeting and Received header
+	Submission  Submission  `toml:"submission"`
+	Relay       Relay       `toml:"relay"`
+	Admin       Admin       `toml:"admin"`
+	DNS         DNS         `toml:"dns"`
+	Milter      Milter      `toml:"milter"`
+	Policyd     Policyd     `toml:"policyd"`
+	Sandbox     Sandbox     `toml:"sandbox"`
+	Limits      Limits      `toml:"limits"`
+	Confirm     Confirm     `toml:"confirm"`
+	Bounce      Bounce      `toml:"bounce"`
+	Suppression Suppression `toml:"suppression"`
+	Webhooks    Webhooks    `toml:"webhooks"`
+	DKIM        DKIM        `toml:"dkim"`
+	Debug       Debug       `toml:"debug"`
 
 	// AdminKey comes only from SENDERGATE_ADMIN_KEY; when empty the
 	// daemon uses (or creates) data_dir/admin.key.
@@ -190,6 +194,38 @@ type Confirm struct {
 	TTL  Duration `toml:"ttl"`
 }
 
+// Bounce configures the receiver of mail sent back to bounce+ID@
+// return-path addresses (DSNs and complaint reports).
+type Bounce struct {
+	// Listen is the inbound SMTP address ("host:port"; ":25" in
+	// production, behind dns.bounce_mx); empty = off.
+	Listen          string   `toml:"listen"`
+	MaxMessageBytes int64    `toml:"max_message_bytes"`
+	MaxAge          Duration `toml:"max_age"` // older bounce ids are dropped
+}
+
+// Suppression configures the per-organization suppression list.
+type Suppression struct {
+	Enforce    bool     `toml:"enforce"`     // refuse suppressed recipients at RCPT
+	SoftLimit  int      `toml:"soft_limit"`  // soft bounces within SoftWindow that suppress
+	SoftWindow Duration `toml:"soft_window"` //
+	TTL        Duration `toml:"ttl"`         // 0 = never expires; manual entries never expire
+}
+
+// Webhooks configures event delivery to organizations' URLs.
+type Webhooks struct {
+	// AllowPrivate permits loopback, private and link-local target
+	// addresses (off: a webhook cannot be aimed at the host's own
+	// network, SSRF).
+	AllowPrivate bool `toml:"allow_private"`
+}
+
+// DKIM configures key rotation.
+type DKIM struct {
+	RotateInterval Duration `toml:"rotate_interval"` // automatic rotation; 0 = off
+	RetireAfter    Duration `toml:"retire_after"`    // an old key stays published this long
+}
+
 // Debug configures the operator's profiling listener.
 type Debug struct {
 	// Listen serves net/http/pprof at /debug/pprof/ on a loopback
@@ -243,6 +279,16 @@ func Default() Config {
 		Sandbox: Sandbox{Zone: "sandbox.sg.localhost", DailyLimit: 100},
 		Limits:  Limits{NewAccountAge: Duration{7 * 24 * time.Hour}},
 		Confirm: Confirm{From: "no-reply@sg.localhost", TTL: Duration{24 * time.Hour}},
+		Bounce: Bounce{
+			Listen:          "127.0.0.1:2525",
+			MaxMessageBytes: 2 << 20,
+			MaxAge:          Duration{30 * 24 * time.Hour},
+		},
+		Suppression: Suppression{Enforce: true, SoftLimit: 5, SoftWindow: Duration{7 * 24 * time.Hour}},
+		DKIM: DKIM{
+			RotateInterval: Duration{180 * 24 * time.Hour},
+			RetireAfter:    Duration{7 * 24 * time.Hour},
+		},
 	}
 }
 

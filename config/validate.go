@@ -92,10 +92,47 @@ func (c *Config) Validate() error {
 	if c.Confirm.TTL.Duration <= 0 {
 		v.add("confirm.ttl", "must be positive")
 	}
+	c.Bounce.validate(&v)
+	c.Suppression.validate(&v)
+	c.DKIM.validate(&v)
 	if len(v.errs) == 0 {
 		return nil
 	}
 	return v.errs
+}
+
+func (b *Bounce) validate(v *checker) {
+	v.check("bounce.listen", checkListen(b.Listen, true))
+	if b.MaxMessageBytes < 1024 {
+		v.add("bounce.max_message_bytes", "must be at least 1024")
+	}
+	if b.MaxAge.Duration < time.Hour {
+		v.add("bounce.max_age", "must be at least 1h")
+	}
+}
+
+func (s *Suppression) validate(v *checker) {
+	if s.SoftLimit < 1 {
+		v.add("suppression.soft_limit", "must be 1 or more")
+	}
+	if s.SoftWindow.Duration <= 0 {
+		v.add("suppression.soft_window", "must be positive")
+	}
+	if s.TTL.Duration < 0 {
+		v.add("suppression.ttl", "must be 0 (never expires) or positive")
+	}
+}
+
+func (d *DKIM) validate(v *checker) {
+	if d.RotateInterval.Duration < 0 || (d.RotateInterval.Duration > 0 && d.RotateInterval.Duration < time.Minute) {
+		v.add("dkim.rotate_interval", "must be 0 (off) or at least 1m")
+	}
+	if d.RetireAfter.Duration < time.Minute {
+		v.add("dkim.retire_after", "must be at least 1m")
+	}
+	if d.RotateInterval.Duration > 0 && d.RetireAfter.Duration >= d.RotateInterval.Duration {
+		v.add("dkim.retire_after", "must be shorter than dkim.rotate_interval %s", d.RotateInterval.Duration)
+	}
 }
 
 func (s *Submission) validate(v *checker) {
