@@ -46,9 +46,8 @@ type UpstreamConfig struct {
 	// Username and Password enable AUTH PLAIN (RFC 4954) when Username is
 	// set; a server that does not offer PLAIN is treated as unreachable.
 	Username, Password string
-	// LocalName is the EHLO name ("localhost" when empty). With STARTTLS
-	// the EHLO before TLS says "localhost" (a go-smtp limitation); the one
-	// after TLS, which is the one that counts, uses LocalName.
+	// LocalName is the EHLO name ("localhost" when empty), before and
+	// after STARTTLS.
 	LocalName string
 	// MaxIdle bounds the pooled idle connections.
 	MaxIdle int
@@ -83,10 +82,11 @@ type Upstream struct {
 
 // conn is one SMTP session, greeted and authenticated.
 type conn struct {
-	client    *smtp.Client
-	raw       net.Conn // the TCP (or implicit TLS) conn under client
+	client    *smtp.Client // greeting, EHLO, AUTH, QUIT
+	raw       net.Conn     // the TCP (or implicit TLS) conn under client
+	session                // transactions, on raw or on TLS over it
 	idleSince time.Time
-	broken    bool // closed under the client by a cancelled context
+	broken    bool // closed under the client, or left in DATA
 }
 
 // NewUpstream returns an Upstream for cfg. It does not connect; a bad TLS
@@ -189,9 +189,10 @@ func (u *Upstream) Send(ctx context.Context, m *Message) error {
 	}
 }
 
-// transact runs MAIL, RCPT and DATA on c. sent reports whether any of the
-// content may have reached the upstream. Upstream replies come back as
-// *smtp.SMTPError (go-smtp's convention); any other error is I/O.
+// transact runs MAIL, RCPT and DATA on c, pipelined (RFC 2920) when the
+// upstream offers PIPELINING, then sends the content. sent reports whether
+// any of the content may have reached the upstream. Upstream replies come
+// back as *smtp.SMTPError (go-smtp's convention); any other error is I/O.
 func (u *Upstream) transact(ctx context.Context, c *conn, m *Message) (sent bool, err error) {
 	stop := context.AfterFunc(ctx, func() { c.raw.Close() })
 	defer func() {
@@ -200,49 +201,117 @@ func (u *Upstream) transact(ctx context.Context, c *conn, m *Message) (sent bool
 			c.broken = true
 		}
 	}()
-	opts := &smtp.MailOptions{Size: m.Size()}
+	utf8 := false
 	if !isASCII(m.From) || !allASCII(m.To) {
 		// RFC 6531 3.4: non-ASCII addresses need SMTPUTF8 all the way.
-		if ok, _ := c.client.Extension("SMTPUTF8"); !ok {
+		if !c.extUTF8 {
 			return false, &smtp.SMTPError{Code: 553, EnhancedCode: smtp.EnhancedCode{5, 6, 7},
 				Message: "upstream does not support SMTPUTF8 for non-ASCII addresses"}
 		}
-		opts.UTF8 = true
+		utf8 = true
 	}
-	if err := c.client.Mail(m.From, opts); err != nil {
-		return false, fmt.Errorf("MAIL: %w", err)
+	if err := u.envelope(c, m, utf8); err != nil {
+		return false, err
 	}
-	for _, to := range m.To {
-		if err := c.client.Rcpt(to, nil); err != nil {
-			return false, fmt.Errorf("RCPT: %w", err)
-		}
-	}
-	w, err := c.client.Data()
-	if err != nil {
-		return false, fmt.Errorf("DATA: %w", err)
-	}
-	// go-smtp sets no deadline while the content is written.
-	if err := c.raw.SetDeadline(time.Now().Add(u.cfg.DataTimeout)); err != nil {
+	// The content, then the reply to the final dot, each within DataTimeout.
+	if err := c.nc.SetWriteDeadline(time.Now().Add(u.cfg.DataTimeout)); err != nil {
 		return false, fmt.Errorf("set deadline: %w", err)
 	}
+	c.dw.reset(c.bw)
 	for _, b := range m.Data {
-		if _, err := w.Write(b); err != nil {
+		if _, err := c.dw.Write(b); err != nil {
 			return true, fmt.Errorf("writing content: %w", err)
 		}
 	}
-	resp, err := w.CloseWithResponse()
+	if err := c.dw.close(); err != nil {
+		return true, fmt.Errorf("writing content: %w", err)
+	}
+	resp, err := c.reply(250, u.cfg.DataTimeout)
 	if err != nil {
 		return true, fmt.Errorf("end of DATA: %w", err)
 	}
-	u.log.Debug("upstream accepted", "id", m.ID, "reply", resp.StatusText)
+	u.log.Debug("upstream accepted", "id", m.ID, "reply", resp)
 	return true, nil
+}
+
+// envelope sends MAIL, one RCPT per recipient and DATA, and returns nil
+// once DATA got its 354. Without PIPELINING each command waits for its
+// reply; with it, all go out in one write and the replies are read in
+// order (RFC 2920 3.1). The first refusal is returned, as without
+// pipelining; a 421 or an I/O error ends the reading at once.
+func (u *Upstream) envelope(c *conn, m *Message, utf8 bool) error {
+	timeout := u.cfg.CommandTimeout
+	c.writeMail(m.From, m.Size(), utf8)
+	if !c.pipelining {
+		if err := c.cmd(250, timeout); err != nil {
+			return fmt.Errorf("MAIL: %w", err)
+		}
+		for _, to := range m.To {
+			c.writeRcpt(to)
+			if err := c.cmd(25, timeout); err != nil {
+				return fmt.Errorf("RCPT: %w", err)
+			}
+		}
+		c.bw.WriteString("DATA\r\n")
+		if err := c.cmd(354, timeout); err != nil {
+			return fmt.Errorf("DATA: %w", err)
+		}
+		return nil
+	}
+	for _, to := range m.To {
+		c.writeRcpt(to)
+	}
+	c.bw.WriteString("DATA\r\n")
+	if err := c.flush(timeout); err != nil {
+		return fmt.Errorf("MAIL: %w", err)
+	}
+	var refusal error
+	check := func(verb string, expect int) error {
+		_, err := c.reply(expect, timeout)
+		if err == nil {
+			return nil
+		}
+		err = fmt.Errorf("%s: %w", verb, err)
+		var reply *smtp.SMTPError
+		if !errors.As(err, &reply) || reply.Code == 421 {
+			return err // the session is over
+		}
+		if refusal == nil {
+			refusal = err
+		}
+		return nil
+	}
+	if err := check("MAIL", 250); err != nil {
+		return err
+	}
+	for range m.To {
+		if err := check("RCPT", 25); err != nil {
+			return err
+		}
+	}
+	envelopeRefusal := refusal
+	refusal = nil
+	if err := check("DATA", 354); err != nil {
+		return err
+	}
+	if envelopeRefusal == nil {
+		return refusal
+	}
+	if refusal == nil {
+		// DATA got 354 although MAIL or a RCPT was refused: the upstream
+		// now waits for content for the recipients it took. Sending a dot
+		// would deliver an empty message to them, so the only way to keep
+		// the message all or nothing is to drop the connection.
+		c.broken = true
+	}
+	return envelopeRefusal
 }
 
 // afterRefusal returns c to the pool after the upstream refused the
 // message, aborting the transaction with RSET when it is still open.
 func (u *Upstream) afterRefusal(c *conn, sent bool) {
 	if !sent && !c.broken {
-		if err := c.client.Reset(); err != nil {
+		if err := c.reset(u.cfg.CommandTimeout); err != nil {
 			c.client.Close()
 			return
 		}
@@ -344,7 +413,7 @@ func (u *Upstream) dial(ctx context.Context) (*conn, error) {
 		return nil, fmt.Errorf("dial: %w", err)
 	}
 	stop := context.AfterFunc(ctx, func() { raw.Close() })
-	client, err := u.handshake(raw)
+	client, nc, err := u.handshake(raw)
 	if !stop() && err == nil {
 		client.Close()
 		err = fmt.Errorf("session setup: %w", context.Cause(ctx))
@@ -353,17 +422,23 @@ func (u *Upstream) dial(ctx context.Context) (*conn, error) {
 		raw.Close()
 		return nil, err
 	}
-	return &conn{client: client, raw: raw}, nil
+	return &conn{client: client, raw: raw, session: newSession(nc, client)}, nil
 }
 
-// handshake runs greeting, EHLO, STARTTLS and AUTH on raw.
-func (u *Upstream) handshake(raw net.Conn) (*smtp.Client, error) {
+// handshake runs greeting, EHLO, STARTTLS and AUTH on raw. It returns
+// the client and the conn the session now speaks on (raw, or TLS over it).
+func (u *Upstream) handshake(raw net.Conn) (*smtp.Client, net.Conn, error) {
+	nc := raw
 	var client *smtp.Client
 	if u.cfg.TLS == "starttls" {
-		var err error
-		if client, err = smtp.NewClientStartTLS(raw, u.tlsConfig); err != nil {
-			return nil, fmt.Errorf("STARTTLS: %w", err)
+		// STARTTLS is done here, not by go-smtp, because transactions
+		// need the TLS conn, which go-smtp's client does not expose.
+		tc, err := startTLS(raw, u.cfg.LocalName, u.tlsConfig, u.cfg.CommandTimeout)
+		if err != nil {
+			return nil, nil, fmt.Errorf("STARTTLS: %w", err)
 		}
+		nc = tc
+		client = smtp.NewClient(&greetedConn{Conn: tc, pending: []byte("220 TLS\r\n")})
 	} else {
 		client = smtp.NewClient(raw)
 	}
@@ -371,20 +446,20 @@ func (u *Upstream) handshake(raw net.Conn) (*smtp.Client, error) {
 	client.SubmissionTimeout = u.cfg.DataTimeout
 	if err := client.Hello(u.cfg.LocalName); err != nil {
 		client.Close()
-		return nil, fmt.Errorf("EHLO: %w", err)
+		return nil, nil, fmt.Errorf("EHLO: %w", err)
 	}
 	if u.cfg.Username == "" {
-		return client, nil
+		return client, nc, nil
 	}
 	if !client.SupportsAuth(sasl.Plain) {
 		client.Close()
-		return nil, errors.New("AUTH: upstream does not offer PLAIN")
+		return nil, nil, errors.New("AUTH: upstream does not offer PLAIN")
 	}
 	if err := client.Auth(sasl.NewPlainClient("", u.cfg.Username, u.cfg.Password)); err != nil {
 		client.Close()
-		return nil, fmt.Errorf("AUTH: %w", err)
+		return nil, nil, fmt.Errorf("AUTH: %w", err)
 	}
-	return client, nil
+	return client, nc, nil
 }
 
 func isASCII(s string) bool {

@@ -1,0 +1,211 @@
+package relay
+
+import (
+	"bufio"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/textproto"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/emersion/go-smtp"
+)
+
+// The mail transaction itself (MAIL, RCPT, DATA, the content, RSET) is
+// spoken here, on the session's connection, rather than through go-smtp's
+// client, which is only used for the greeting, EHLO, AUTH and QUIT: its
+// client cannot pipeline (RFC 2920) and writes the content a byte at a
+// time. The commands are those go-smtp would send, parameter for parameter.
+
+// Buffer sizes per connection, allocated once when it is dialed.
+const (
+	writeBufferSize = 16 << 10 // most messages go out in one or two writes
+	readBufferSize  = 1 << 10  // replies to MAIL, RCPT, DATA, the dot, RSET
+)
+
+// session is what a pooled connection needs to run transactions itself.
+type session struct {
+	nc         net.Conn // the conn the SMTP session speaks on (TLS after STARTTLS)
+	bw         *bufio.Writer
+	tr         *textproto.Reader
+	dw         dotWriter
+	line       []byte // scratch for one command
+	pipelining bool   // RFC 2920
+	ext8bit    bool   // RFC 6152
+	extSize    bool   // RFC 1870
+	extUTF8    bool   // RFC 6531
+}
+
+// newSession prepares transactions on nc; client has run EHLO on it.
+func newSession(nc net.Conn, client *smtp.Client) session {
+	has := func(ext string) bool { ok, _ := client.Extension(ext); return ok }
+	return session{
+		nc:         nc,
+		bw:         bufio.NewWriterSize(nc, writeBufferSize),
+		tr:         textproto.NewReader(bufio.NewReaderSize(nc, readBufferSize)),
+		line:       make([]byte, 0, 256),
+		pipelining: has("PIPELINING"),
+		ext8bit:    has("8BITMIME"),
+		extSize:    has("SIZE"),
+		extUTF8:    has("SMTPUTF8"),
+	}
+}
+
+// writeMail buffers MAIL FROM with the parameters go-smtp's Client.Mail
+// adds: BODY=8BITMIME and SIZE when offered, SMTPUTF8 when asked for.
+func (s *session) writeMail(from string, size int64, utf8 bool) {
+	b := append(s.line[:0], "MAIL FROM:<"...)
+	b = append(b, from...)
+	b = append(b, '>')
+	if s.ext8bit {
+		b = append(b, " BODY=8BITMIME"...)
+	}
+	if s.extSize && size != 0 {
+		b = append(b, " SIZE="...)
+		b = strconv.AppendInt(b, size, 10)
+	}
+	if utf8 {
+		b = append(b, " SMTPUTF8"...)
+	}
+	b = append(b, "\r\n"...)
+	s.bw.Write(b)
+	s.line = b
+}
+
+// writeRcpt buffers RCPT TO.
+func (s *session) writeRcpt(to string) {
+	b := append(s.line[:0], "RCPT TO:<"...)
+	b = append(b, to...)
+	b = append(b, ">\r\n"...)
+	s.bw.Write(b)
+	s.line = b
+}
+
+// reply reads one reply within timeout. A code other than expect (a
+// prefix: 25 accepts 250 and 251, as textproto.Reader.ReadResponse does)
+// comes back as a bare *smtp.SMTPError; anything else is I/O.
+func (s *session) reply(expect int, timeout time.Duration) (string, error) {
+	if err := s.nc.SetReadDeadline(time.Now().Add(timeout)); err != nil {
+		return "", fmt.Errorf("set deadline: %w", err)
+	}
+	_, msg, err := s.tr.ReadResponse(expect)
+	var protoErr *textproto.Error
+	if errors.As(err, &protoErr) {
+		return "", toSMTPError(protoErr)
+	}
+	return msg, err
+}
+
+// flush writes the buffered commands within timeout.
+func (s *session) flush(timeout time.Duration) error {
+	if err := s.nc.SetWriteDeadline(time.Now().Add(timeout)); err != nil {
+		return fmt.Errorf("set deadline: %w", err)
+	}
+	return s.bw.Flush()
+}
+
+// cmd sends the buffered command(s) and reads one reply.
+func (s *session) cmd(expect int, timeout time.Duration) error {
+	if err := s.flush(timeout); err != nil {
+		return err
+	}
+	_, err := s.reply(expect, timeout)
+	return err
+}
+
+// reset aborts the open transaction (RSET, RFC 5321 4.1.1.5).
+func (s *session) reset(timeout time.Duration) error {
+	s.bw.WriteString("RSET\r\n")
+	return s.cmd(250, timeout)
+}
+
+// toSMTPError converts a reply the way go-smtp's client does: the
+// enhanced status code (RFC 2034) is parsed from the text and removed from
+// every line.
+func toSMTPError(e *textproto.Error) *smtp.SMTPError {
+	out := &smtp.SMTPError{Code: e.Code, Message: e.Msg}
+	code, msg, ok := strings.Cut(e.Msg, " ")
+	if !ok {
+		return out
+	}
+	parts := strings.Split(code, ".")
+	if len(parts) != 3 {
+		return out
+	}
+	var ec smtp.EnhancedCode
+	for i, p := range parts {
+		n, err := strconv.Atoi(p)
+		if err != nil {
+			return out
+		}
+		ec[i] = n
+	}
+	out.EnhancedCode = ec
+	out.Message = strings.ReplaceAll(msg, "\n"+code+" ", "\n")
+	return out
+}
+
+// startTLS runs greeting, EHLO and STARTTLS (RFC 3207) on raw and returns
+// the TLS connection, handshake done. raw's deadline bounds it all.
+func startTLS(raw net.Conn, localName string, config *tls.Config, timeout time.Duration) (*tls.Conn, error) {
+	if err := raw.SetDeadline(time.Now().Add(timeout)); err != nil {
+		return nil, fmt.Errorf("set deadline: %w", err)
+	}
+	// Nothing arrives after the 220 to STARTTLS before the client's TLS
+	// hello, so this reader buffers nothing the TLS conn would miss.
+	tp := textproto.NewConn(raw)
+	if _, _, err := tp.ReadResponse(220); err != nil {
+		return nil, fmt.Errorf("greeting: %w", err)
+	}
+	if err := tp.PrintfLine("EHLO %s", localName); err != nil {
+		return nil, err
+	}
+	_, msg, err := tp.ReadResponse(250)
+	if err != nil {
+		return nil, fmt.Errorf("EHLO: %w", err)
+	}
+	offered := false
+	for i, l := range strings.Split(msg, "\n") {
+		kw, _, _ := strings.Cut(l, " ")
+		if i > 0 && strings.EqualFold(kw, "STARTTLS") {
+			offered = true
+		}
+	}
+	if !offered {
+		return nil, errors.New("upstream does not offer STARTTLS")
+	}
+	if err := tp.PrintfLine("STARTTLS"); err != nil {
+		return nil, err
+	}
+	if _, _, err := tp.ReadResponse(220); err != nil {
+		return nil, fmt.Errorf("STARTTLS: %w", err)
+	}
+	tc := tls.Client(raw, config)
+	if err := tc.Handshake(); err != nil {
+		return nil, fmt.Errorf("TLS handshake: %w", err)
+	}
+	if err := raw.SetDeadline(time.Time{}); err != nil {
+		return nil, fmt.Errorf("set deadline: %w", err)
+	}
+	return tc, nil
+}
+
+// greetedConn hands go-smtp's client, started after STARTTLS, the
+// greeting it reads first (RFC 3207 4.2: the session restarts without
+// one; the client then sends EHLO, as the RFC requires).
+type greetedConn struct {
+	net.Conn
+	pending []byte
+}
+
+func (g *greetedConn) Read(b []byte) (int, error) {
+	if len(g.pending) > 0 {
+		n := copy(b, g.pending)
+		g.pending = g.pending[n:]
+		return n, nil
+	}
+	return g.Conn.Read(b)
+}
