@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -391,5 +392,69 @@ func BenchmarkUpstreamSend(b *testing.B) {
 		if err := u.Send(context.Background(), m); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestUpstreamPipelining(t *testing.T) {
+	tests := []struct {
+		name      string
+		opts      []relaytest.Option
+		pipelined bool
+	}{
+		{name: "upstream offers PIPELINING", pipelined: true},
+		{name: "upstream without PIPELINING", opts: []relaytest.Option{relaytest.WithoutPipelining()}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := relaytest.NewServer(t, tt.opts...)
+			u := newUpstream(t, relay.UpstreamConfig{Addr: srv.Addr})
+			m := testMessage("ok1", "b@example.net", "c@example.org")
+			if err := u.Send(context.Background(), m); err != nil {
+				t.Fatalf("Send: %v", err)
+			}
+			reads := srv.MailReads()
+			if len(reads) != 1 {
+				t.Fatalf("server saw MAIL in %d reads, want 1", len(reads))
+			}
+			batched := strings.Contains(reads[0], "RCPT TO:<c@example.org>\r\nDATA\r\n")
+			if batched != tt.pipelined {
+				t.Errorf("read with MAIL = %q; pipelined = %v, want %v", reads[0], batched, tt.pipelined)
+			}
+			if strings.Contains(reads[0], "DATA") && !strings.HasPrefix(reads[0], "MAIL FROM:<bounce+ok1@rp.example.com> BODY=8BITMIME SIZE=") {
+				t.Errorf("MAIL command = %q, want go-smtp's parameters", reads[0])
+			}
+
+			// One recipient refused: the whole message is refused with the
+			// upstream's reply, nothing is delivered.
+			srv.SetRcptReply("c@example.org", &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"})
+			e := smtpErr(t, u.Send(context.Background(), testMessage("refused", "b@example.net", "c@example.org")))
+			if e.Code != 550 || e.EnhancedCode != (smtp.EnhancedCode{5, 1, 1}) || e.Message != "no such user" {
+				t.Errorf("Send error = %d %v %q, want 550 5.1.1 no such user", e.Code, e.EnhancedCode, e.Message)
+			}
+			srv.SetRcptReply("c@example.org", nil)
+			if err := u.Send(context.Background(), testMessage("ok2", "b@example.net", "c@example.org")); err != nil {
+				t.Fatalf("Send after the refusal: %v", err)
+			}
+			msgs := srv.Messages()
+			if len(msgs) != 2 {
+				t.Fatalf("server got %d messages, want 2 (the refused one not at all)", len(msgs))
+			}
+			for i, id := range []string{"ok1", "ok2"} {
+				want := flat(testMessage(id, "b@example.net", "c@example.org").Data)
+				if !bytes.Equal(msgs[i].Data, want) || len(msgs[i].To) != 2 {
+					t.Errorf("message %d = %q to %q, want %q to 2 recipients", i, msgs[i].Data, msgs[i].To, want)
+				}
+			}
+			// Without pipelining the refused RCPT is answered before DATA,
+			// so RSET keeps the connection; with it, DATA got 354 and the
+			// connection had to be dropped.
+			wantConns := 1
+			if tt.pipelined {
+				wantConns = 2
+			}
+			if n := srv.Connections(); n != wantConns {
+				t.Errorf("connections = %d, want %d", n, wantConns)
+			}
+		})
 	}
 }

@@ -10,6 +10,7 @@
 package relaytest
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -54,6 +55,10 @@ func WithAuth(username, password string) Option {
 	return func(s *Server) { s.username, s.password = username, password }
 }
 
+// WithoutPipelining leaves PIPELINING (RFC 2920) out of the EHLO reply,
+// like an MTA that does not offer it (go-smtp's server always does).
+func WithoutPipelining() Option { return func(s *Server) { s.noPipelining = true } }
+
 // Server is a recording SMTP server on loopback.
 type Server struct {
 	// Addr is "127.0.0.1:port"; it stays the same across Restart.
@@ -61,6 +66,7 @@ type Server struct {
 
 	t                     testing.TB
 	startTLS, implicitTLS bool
+	noPipelining          bool
 	username, password    string
 	cert                  tls.Certificate
 	roots                 *x509.CertPool
@@ -73,6 +79,7 @@ type Server struct {
 	rcptReplies map[string]*smtp.SMTPError
 	dataReply   *smtp.SMTPError
 	dropInData  bool
+	mailReads   []string
 }
 
 // NewServer starts a server on 127.0.0.1:0; it stops at the end of the test.
@@ -205,6 +212,17 @@ func (s *Server) SetDropInData(drop bool) {
 	s.dropInData = drop
 }
 
+// MailReads returns, for each MAIL command received, the bytes of the
+// read from the connection that contained it: with PIPELINING the client's
+// RCPT and DATA commands arrive in the same read (one write on loopback is
+// one read), without it they cannot. Not recorded after STARTTLS (the
+// reads are then encrypted).
+func (s *Server) MailReads() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.mailReads...)
+}
+
 type countingListener struct {
 	net.Listener
 	s *Server
@@ -216,8 +234,44 @@ func (l *countingListener) Accept() (net.Conn, error) {
 		l.s.mu.Lock()
 		l.s.connections++
 		l.s.mu.Unlock()
+		if _, isTLS := c.(*tls.Conn); !isTLS { // go-smtp asserts *tls.Conn
+			c = &recordingConn{Conn: c, s: l.s}
+		}
 	}
 	return c, err
+}
+
+var (
+	pipeliningLine = []byte("250-PIPELINING\r\n")
+	mailCommand    = []byte("MAIL FROM:")
+)
+
+// recordingConn records the reads holding MAIL and, with
+// WithoutPipelining, removes PIPELINING from the EHLO reply (go-smtp
+// writes the reply in one piece).
+type recordingConn struct {
+	net.Conn
+	s *Server
+}
+
+func (c *recordingConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if n > 0 && bytes.Contains(b[:n], mailCommand) {
+		c.s.mu.Lock()
+		c.s.mailReads = append(c.s.mailReads, string(b[:n]))
+		c.s.mu.Unlock()
+	}
+	return n, err
+}
+
+func (c *recordingConn) Write(b []byte) (int, error) {
+	if !c.s.noPipelining || !bytes.Contains(b, pipeliningLine) {
+		return c.Conn.Write(b)
+	}
+	if _, err := c.Conn.Write(bytes.Replace(b, pipeliningLine, nil, 1)); err != nil {
+		return 0, err
+	}
+	return len(b), nil
 }
 
 type backend struct{ s *Server }
