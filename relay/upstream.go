@@ -226,11 +226,14 @@ func (u *Upstream) transact(ctx context.Context, c *conn, m *Message) (sent bool
 	if err := c.dw.close(); err != nil {
 		return true, fmt.Errorf("writing content: %w", err)
 	}
-	resp, err := c.reply(250, u.cfg.DataTimeout)
+	debug := u.log.Enabled(ctx, slog.LevelDebug)
+	resp, err := c.reply(250, u.cfg.DataTimeout, debug)
 	if err != nil {
 		return true, fmt.Errorf("end of DATA: %w", err)
 	}
-	u.log.Debug("upstream accepted", "id", m.ID, "reply", resp)
+	if debug {
+		u.log.Debug("upstream accepted", "id", m.ID, "reply", resp)
+	}
 	return true, nil
 }
 
@@ -267,7 +270,7 @@ func (u *Upstream) envelope(c *conn, m *Message, utf8 bool) error {
 	}
 	var refusal error
 	check := func(verb string, expect int) error {
-		_, err := c.reply(expect, timeout)
+		_, err := c.reply(expect, timeout, false)
 		if err == nil {
 			return nil
 		}

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -23,14 +24,14 @@ import (
 // Buffer sizes per connection, allocated once when it is dialed.
 const (
 	writeBufferSize = 16 << 10 // most messages go out in one or two writes
-	readBufferSize  = 1 << 10  // replies to MAIL, RCPT, DATA, the dot, RSET
+	readBufferSize  = 2 << 10  // one reply line at most (go-smtp's limit: 2000)
 )
 
 // session is what a pooled connection needs to run transactions itself.
 type session struct {
 	nc         net.Conn // the conn the SMTP session speaks on (TLS after STARTTLS)
 	bw         *bufio.Writer
-	tr         *textproto.Reader
+	br         *bufio.Reader
 	dw         dotWriter
 	line       []byte // scratch for one command
 	pipelining bool   // RFC 2920
@@ -45,7 +46,7 @@ func newSession(nc net.Conn, client *smtp.Client) session {
 	return session{
 		nc:         nc,
 		bw:         bufio.NewWriterSize(nc, writeBufferSize),
-		tr:         textproto.NewReader(bufio.NewReaderSize(nc, readBufferSize)),
+		br:         bufio.NewReaderSize(nc, readBufferSize),
 		line:       make([]byte, 0, 256),
 		pipelining: has("PIPELINING"),
 		ext8bit:    has("8BITMIME"),
@@ -86,17 +87,83 @@ func (s *session) writeRcpt(to string) {
 
 // reply reads one reply within timeout. A code other than expect (a
 // prefix: 25 accepts 250 and 251, as textproto.Reader.ReadResponse does)
-// comes back as a bare *smtp.SMTPError; anything else is I/O.
-func (s *session) reply(expect int, timeout time.Duration) (string, error) {
+// comes back as a bare *smtp.SMTPError; anything else is I/O. The text of
+// an expected reply is only returned (and allocated) when text is set.
+func (s *session) reply(expect int, timeout time.Duration, text bool) (string, error) {
 	if err := s.nc.SetReadDeadline(time.Now().Add(timeout)); err != nil {
 		return "", fmt.Errorf("set deadline: %w", err)
 	}
-	_, msg, err := s.tr.ReadResponse(expect)
-	var protoErr *textproto.Error
-	if errors.As(err, &protoErr) {
-		return "", toSMTPError(protoErr)
+	var code int
+	var msg []byte
+	keep := text
+	for first := true; ; first = false {
+		line, err := s.br.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			return "", textproto.ProtocolError("reply line too long")
+		}
+		if err != nil {
+			return "", err
+		}
+		line = bytes.TrimRight(line, "\r\n")
+		c, last, ok := parseReplyLine(line)
+		if !ok || (!first && c != code) {
+			return "", textproto.ProtocolError("malformed reply: " + string(line))
+		}
+		if first {
+			code = c
+			keep = keep || !codeMatches(code, expect)
+		}
+		if keep {
+			if !first {
+				msg = append(msg, '\n')
+			}
+			if len(line) > 4 {
+				msg = append(msg, line[4:]...)
+			}
+		}
+		if last {
+			break
+		}
 	}
-	return msg, err
+	if !codeMatches(code, expect) {
+		return "", toSMTPError(&textproto.Error{Code: code, Msg: string(msg)})
+	}
+	return string(msg), nil
+}
+
+// parseReplyLine splits "250-text" or "250 text" (RFC 5321 4.2).
+func parseReplyLine(line []byte) (code int, last, ok bool) {
+	if len(line) < 3 {
+		return 0, false, false
+	}
+	for _, d := range line[:3] {
+		if d < '0' || d > '9' {
+			return 0, false, false
+		}
+		code = code*10 + int(d-'0')
+	}
+	if len(line) == 3 {
+		return code, true, true
+	}
+	switch line[3] {
+	case ' ':
+		return code, true, true
+	case '-':
+		return code, false, true
+	}
+	return 0, false, false
+}
+
+// codeMatches applies textproto.Reader.ReadResponse's expectCode rule: 2
+// matches 2xx, 25 matches 25x, 250 only 250.
+func codeMatches(code, expect int) bool {
+	switch {
+	case expect < 10:
+		return code/100 == expect
+	case expect < 100:
+		return code/10 == expect
+	}
+	return code == expect
 }
 
 // flush writes the buffered commands within timeout.
@@ -112,7 +179,7 @@ func (s *session) cmd(expect int, timeout time.Duration) error {
 	if err := s.flush(timeout); err != nil {
 		return err
 	}
-	_, err := s.reply(expect, timeout)
+	_, err := s.reply(expect, timeout, false)
 	return err
 }
 
