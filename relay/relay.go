@@ -1,6 +1,7 @@
 // Package relay hands accepted mail to the next hop: an upstream MTA over
 // SMTP (RFC 5321), optionally protected by STARTTLS (RFC 3207) or implicit
-// TLS (RFC 8314) and authenticated with AUTH PLAIN (RFC 4954, RFC 4616), or,
+// TLS (RFC 8314), authenticated with AUTH PLAIN (RFC 4954, RFC 4616) and
+// pipelined (RFC 2920) where the upstream offers it, or,
 // without an upstream, a directory of .eml files (the outbox).
 //
 // # Verdicts
@@ -28,6 +29,14 @@
 // half-delivered and the client retries (or bounces) the message as a unit.
 // RFC 5321 allows partial acceptance, but the submission client only gets
 // one reply to DATA, so a per-recipient verdict cannot be passed on.
+//
+// When the upstream offers PIPELINING (RFC 2920), MAIL, the RCPTs and DATA
+// are sent in one write and their replies read in order; the first refusal
+// is the one returned, as without pipelining. If DATA was then answered
+// 354 (another recipient was accepted), the transaction cannot be aborted
+// without delivering to that recipient, so the connection is closed
+// instead of reset. The content is dot-stuffed in bulk (RFC 5321 4.5.2),
+// byte for byte as net/textproto's DotWriter does it.
 //
 // # Connection pool
 //
