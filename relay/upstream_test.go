@@ -483,3 +483,32 @@ func TestUpstreamPipelining(t *testing.T) {
 		})
 	}
 }
+
+func TestUpstream421IsUnreachable(t *testing.T) {
+	tests := []struct {
+		name string
+		opts []relaytest.Option
+	}{
+		{name: "pipelined"},
+		{name: "lockstep", opts: []relaytest.Option{relaytest.WithoutPipelining()}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := relaytest.NewServer(t, tt.opts...)
+			u := newUpstream(t, relay.UpstreamConfig{Addr: srv.Addr})
+			srv.SetMailReply(&smtp.SMTPError{Code: 421, EnhancedCode: smtp.EnhancedCode{4, 3, 2}, Message: "shutting down"})
+			assertUnreachable(t, u.Send(context.Background(), testMessage("closing", "b@example.net", "c@example.org")))
+			srv.SetMailReply(nil)
+			if err := u.Send(context.Background(), testMessage("after", "b@example.net")); err != nil {
+				t.Fatalf("Send after 421: %v", err)
+			}
+			if n := len(srv.Messages()); n != 1 {
+				t.Errorf("server got %d messages, want 1", n)
+			}
+			// The 421 session is never reused: a second connection.
+			if n := srv.Connections(); n != 2 {
+				t.Errorf("connections = %d, want 2", n)
+			}
+		})
+	}
+}
