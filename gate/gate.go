@@ -73,6 +73,18 @@ type Options struct {
 	// limits. Limits are the config's defaults it resolves them with.
 	Limiter Limiter
 	Limits  limits.Defaults
+	// Suppressions refuses suppressed recipients at RCPT (Recipients);
+	// nil: suppression.enforce is off.
+	Suppressions Suppressions
+	// BounceIDs makes the ID of each bounce+ID@ envelope sender; nil:
+	// the bare message id (tests that do not read bounces).
+	BounceIDs BounceIDs
+}
+
+// BounceIDs encodes a message id as the unforgeable ID of its bounce
+// address; *bounce.Codec implements it.
+type BounceIDs interface {
+	Encode(msgID, domain string, now time.Time) string
 }
 
 // Gate is the message stage. It is safe for concurrent use; one Gate
@@ -269,7 +281,7 @@ func (g *Gate) process(ctx context.Context, env *Envelope, h *msg.Header, body [
 		return nil, internal(env.ID, fmt.Errorf("gate: write header: %w", err), d, fromDomain)
 	}
 	res := &Result{ID: env.ID, Header: hb.Bytes(), Body: body, Account: acct, Decision: d, FromDomain: fromDomain,
-		EnvelopeFrom: BounceAddress(env.ID, d.Domain)}
+		EnvelopeFrom: g.bounceAddress(env.ID, d.Domain, env.Time)}
 	start := time.Now()
 	sig, err := g.sign(ctx, res.Header, body, d.Domain)
 	res.Sign = time.Since(start)
@@ -359,9 +371,16 @@ func (g *Gate) sign(ctx context.Context, header, body []byte, d *policy.Domain) 
 	return sig, nil
 }
 
-// BounceAddress is the rewritten envelope sender of message id from
-// domain d: bounce+ID@ its bounce domain.
-func BounceAddress(id string, d *policy.Domain) string {
+// bounceAddress is the rewritten envelope sender of message id from
+// domain d, sent at t: bounce+ID@ its bounce domain, where ID carries the
+// message id under a MAC when BounceIDs is set.
+func (g *Gate) bounceAddress(id string, d *policy.Domain, t time.Time) string {
+	if g.opts.BounceIDs != nil {
+		if t.IsZero() {
+			t = g.opts.Now()
+		}
+		id = g.opts.BounceIDs.Encode(id, d.BounceDomain, t)
+	}
 	return "bounce+" + id + "@" + d.BounceDomain
 }
 

@@ -2,6 +2,7 @@ package gate
 
 import (
 	"context"
+	"strings"
 
 	"github.com/sendergate/sendergate/limits"
 	"github.com/sendergate/sendergate/policy"
@@ -36,12 +37,23 @@ func (h *Hold) Add(o Hold) { h.r.Add(o.r) }
 // this instance's slice spent) it is 451 4.7.0 too: fail closed. An
 // account the snapshot does not know is left to the message stage, which
 // refuses it with its own reply.
+//
+// Before the limits, each of env.Rcpts (the recipients being admitted,
+// when the adapter gives them) is looked up in the organization's
+// suppression list: a suppressed one is refused with 550 5.1.1 and a text
+// that says why, since when and how to lift it.
 func (g *Gate) Recipients(ctx context.Context, env *Envelope, n int) (Hold, *Refusal) {
-	if g.opts.Limiter == nil || n <= 0 {
+	if (g.opts.Limiter == nil && g.opts.Suppressions == nil) || n <= 0 {
 		return Hold{}, nil
 	}
 	snap, acct, ref := g.account(env.Username, env.AccountID)
 	if ref != nil {
+		return Hold{}, nil
+	}
+	if ref := g.suppressed(acct.OrgID, env.Rcpts); ref != nil {
+		return Hold{}, ref
+	}
+	if g.opts.Limiter == nil {
 		return Hold{}, nil
 	}
 	now := g.opts.Now()
@@ -69,6 +81,53 @@ func (g *Gate) Release(h Hold) {
 	if g.opts.Limiter != nil && !h.r.Empty() {
 		g.opts.Limiter.Release(h.r)
 	}
+}
+
+// Suppressed refuses the first of env.Rcpts that env's organization has
+// suppressed, as Recipients does, without admitting anything under the
+// sending limits (the policy service, when the milter counts them). An
+// account the snapshot does not know is left to the message stage.
+func (g *Gate) Suppressed(env *Envelope) *Refusal {
+	if g.opts.Suppressions == nil {
+		return nil
+	}
+	_, acct, ref := g.account(env.Username, env.AccountID)
+	if ref != nil {
+		return nil
+	}
+	return g.suppressed(acct.OrgID, env.Rcpts)
+}
+
+func (g *Gate) suppressed(orgID string, rcpts []string) *Refusal {
+	if g.opts.Suppressions == nil {
+		return nil
+	}
+	for _, rcpt := range rcpts {
+		if reason, text, ok := g.opts.Suppressions.Suppressed(orgID, bareAddress(rcpt)); ok {
+			// RFC 3463 5.1.1: bad destination mailbox address, the code
+			// receivers' own bounces for such addresses carry.
+			return g.metrics.refused(&Refusal{Code: 550, Enhanced: [3]int{5, 1, 1}, Text: text, Reason: "suppressed_" + reason})
+		}
+	}
+	return nil
+}
+
+// Suppressions is an organization's suppression list, read from memory
+// (no query per recipient).
+type Suppressions interface {
+	// Suppressed reports whether orgID's recipient email is suppressed,
+	// with the reason (bounce, complaint, manual) and the reply text.
+	Suppressed(orgID, email string) (reason, text string, ok bool)
+}
+
+// bareAddress strips the angle brackets an MTA may pass a recipient in
+// (the milter's RCPT argument).
+func bareAddress(s string) string {
+	s = strings.TrimSpace(s)
+	if len(s) >= 2 && s[0] == '<' && s[len(s)-1] == '>' {
+		s = s[1 : len(s)-1]
+	}
+	return s
 }
 
 // values converts stored limits to the limits package's form.

@@ -21,6 +21,7 @@ var refusalReasons = []string{
 	string(policy.NotVerified), string(policy.Revoked), string(policy.UnknownDomain), string(policy.NotGranted),
 	string(policy.NotConfirmed), string(policy.SandboxLimit), string(policy.BadAddress), string(policy.NotReady),
 	string(policy.Internal), "header", "body", "unknown_account", "null_sender",
+	"suppressed_bounce", "suppressed_complaint", "suppressed_manual",
 }
 
 // refused counts r (nil: nothing) and returns it.

@@ -31,7 +31,7 @@ func newPolicydMetrics(reg prometheus.Registerer) *policydMetrics {
 	m := &policydMetrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sendergate_policyd_requests_total",
-			Help: "Policy delegation requests answered, by action: dunno, reject, defer_if_permit, limit (451 4.7.0: a sending limit reached, with policyd limits on).",
+			Help: "Policy delegation requests answered, by action: dunno, reject, defer_if_permit, limit (451 4.7.0: a sending limit reached, with policyd limits on), suppressed (550 5.1.1: a suppressed recipient).",
 		}, []string{"action"}),
 		errors: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "sendergate_policyd_protocol_errors_total",

@@ -41,6 +41,9 @@ type Stage interface {
 	// Release gives them back when the message is not accepted.
 	Recipients(ctx context.Context, env *gate.Envelope, n int) (gate.Hold, *gate.Refusal)
 	Release(h gate.Hold)
+	// Suppressed refuses a recipient on the organization's suppression
+	// list without counting it (Recipients checks it too).
+	Suppressed(env *gate.Envelope) *gate.Refusal
 }
 
 var _ Stage = (*gate.Gate)(nil)
@@ -198,7 +201,7 @@ func (f *filter) MailFrom(from string, m *gomilter.Modifier) (gomilter.Response,
 // memory).
 func (f *filter) RcptTo(rcpt string, _ *gomilter.Modifier) (gomilter.Response, error) {
 	if f.user != "" {
-		h, ref := f.s.stage.Recipients(context.Background(), &gate.Envelope{Username: f.user}, 1)
+		h, ref := f.s.stage.Recipients(context.Background(), &gate.Envelope{Username: f.user, Rcpts: []string{rcpt}}, 1)
 		if ref != nil {
 			f.s.log.Info("milter recipient deferred", "queue_id", f.queueID, "account", f.user, "reason", ref.Reason, "reply", ref.Error())
 			return reply(ref.Code, enhanced(ref.Enhanced), ref.Text), nil

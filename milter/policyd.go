@@ -200,11 +200,25 @@ func (s *PolicyServer) action(req request) (action, kind string) {
 		}
 		return reject(ref.Text)
 	}
-	if s.cfg.LimitRecipients && req.protocolState == "RCPT" {
-		// SMTPD_POLICY_README: an "NNN text" action with a 4xx code
-		// defers this recipient whatever later restrictions say.
-		if _, ref := s.stage.Recipients(context.Background(), &gate.Envelope{Username: req.saslUsername}, 1); ref != nil {
-			return fmt.Sprintf("%d %s %s", ref.Code, enhanced(ref.Enhanced), sanitize(ref.Text)), "limit"
+	if req.protocolState == "RCPT" {
+		// SMTPD_POLICY_README: an "NNN text" action defers (4xx) or
+		// rejects (5xx) this recipient whatever later restrictions say.
+		env := &gate.Envelope{Username: req.saslUsername, Rcpts: []string{req.recipient}}
+		if req.recipient == "" {
+			env.Rcpts = nil
+		}
+		var ref *gate.Refusal
+		if s.cfg.LimitRecipients {
+			_, ref = s.stage.Recipients(context.Background(), env, 1)
+		} else {
+			ref = s.stage.Suppressed(env)
+		}
+		if ref != nil {
+			reason := "limit"
+			if !ref.Temporary() {
+				reason = "suppressed"
+			}
+			return fmt.Sprintf("%d %s %s", ref.Code, enhanced(ref.Enhanced), sanitize(ref.Text)), reason
 		}
 	}
 	return dunno, "dunno"

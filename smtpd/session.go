@@ -243,10 +243,10 @@ func (se *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 		se.tc.useful()
 	}
 	if se.acct != nil && se.tx.hold != nil {
-		env := &gate.Envelope{ID: se.tx.id, Username: se.acct.Username, AccountID: se.acct.ID}
+		env := &gate.Envelope{ID: se.tx.id, Username: se.acct.Username, AccountID: se.acct.ID, Rcpts: []string{to}}
 		h, ref := se.srv.pipe.stage.Recipients(se.srv.ctx, env, 1)
 		if ref != nil {
-			se.log.Info("recipient deferred", slog.String("id", se.tx.id), slog.String("account", se.acct.Username),
+			se.log.Info("recipient refused", slog.String("id", se.tx.id), slog.String("account", se.acct.Username),
 				slog.String("reason", ref.Reason), slog.String("reply", ref.Error()))
 			return reply(ref)
 		}
