@@ -70,6 +70,7 @@ var (
 // instance is a running sendergate process.
 type instance struct {
 	dir, admin, smtp, smtps, dns string
+	bounce                       string // bounce.listen
 	cmd                          *exec.Cmd
 	log                          *logtest.Buffer // written by the process's output copier
 	once                         sync.Once
@@ -118,7 +119,7 @@ func startDaemon(t *testing.T, o daemonOpts) *instance {
 	}
 	in := &instance{dir: dir, log: &logtest.Buffer{},
 		admin: fmt.Sprintf("127.0.0.1:%d", freePort(t)), smtp: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-		smtps: fmt.Sprintf("127.0.0.1:%d", freePort(t)), dns: o.dnsAddr}
+		smtps: fmt.Sprintf("127.0.0.1:%d", freePort(t)), dns: o.dnsAddr, bounce: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
 	if in.dns == "" {
 		in.dns = fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	}
@@ -137,13 +138,15 @@ listen = %q
 public_url = "http://%s"
 [relay]
 upstream = %q
+[bounce]
+listen = %q
 [dns]
 listen = %q
 verify_interval = "10s"
 grace = %q
 resolvers = [%s]
 %s`, filepath.Join(dir, "data"), filepath.Join(dir, "data", "sg.db"), in.smtp, in.smtps, o.strict, in.admin, in.admin,
-		o.upstream, in.dns, o.grace, quoteList(o.resolvers), o.extra)
+		o.upstream, in.bounce, in.dns, o.grace, quoteList(o.resolvers), o.extra)
 	path := filepath.Join(dir, "sendergate.toml")
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)

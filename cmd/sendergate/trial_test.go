@@ -31,10 +31,10 @@ func startTrial(t *testing.T, extraArgs ...string) *trial {
 	dir := t.TempDir()
 	in := &instance{dir: dir, log: &logtest.Buffer{}}
 	tr := &trial{instance: in}
-	ports := freeUDPTCPPorts(t, 4)
-	in.admin, in.smtp, in.dns, tr.demoDNS = ports[0], ports[1], ports[2], ports[3]
-	cfg := fmt.Sprintf("[submission]\nlisten = %q\n[admin]\nlisten = %q\npublic_url = \"http://%s\"\n[dns]\nlisten = %q\n",
-		in.smtp, in.admin, in.admin, in.dns)
+	ports := freeUDPTCPPorts(t, 5)
+	in.admin, in.smtp, in.dns, tr.demoDNS, in.bounce = ports[0], ports[1], ports[2], ports[3], ports[4]
+	cfg := fmt.Sprintf("[submission]\nlisten = %q\n[admin]\nlisten = %q\npublic_url = \"http://%s\"\n[dns]\nlisten = %q\n[bounce]\nlisten = %q\n",
+		in.smtp, in.admin, in.admin, in.dns, in.bounce)
 	if err := os.WriteFile(filepath.Join(dir, "sendergate.toml"), []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
