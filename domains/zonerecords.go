@@ -62,6 +62,26 @@ func ZoneOwners(sandbox bool, name, selector, token string, o ZoneOptions) []str
 	return []string{DKIMTarget(selector, token, o.Zone), BounceDomain(token, o.Zone), DMARCTarget(token, o.Zone)}
 }
 
+// keyOwner is where the zone serves a domain's key at selector: inside
+// the zone for sandbox domains, else the target of the customer's CNAME.
+func keyOwner(sandbox bool, name, selector, token string, o ZoneOptions) string {
+	if sandbox {
+		return selector + "._domainkey." + name
+	}
+	return DKIMTarget(selector, token, o.Zone)
+}
+
+// KeyOwners returns the names at which the zone serves the keys at the
+// extra selectors of a domain (its next and retired keys; see
+// ZoneOwners for the rest).
+func KeyOwners(sandbox bool, name string, selectors []string, token string, o ZoneOptions) []string {
+	owners := make([]string, 0, len(selectors))
+	for _, sel := range selectors {
+		owners = append(owners, keyOwner(sandbox, name, sel, token, o))
+	}
+	return owners
+}
+
 // DomainZoneRecords appends to rrs the records the zone serves for the
 // domains ds (without the zone-wide ones: GlobalZoneRecords).
 func DomainZoneRecords(rrs []dns.RR, ds []store.DomainRow, o ZoneOptions) []dns.RR {
@@ -70,10 +90,12 @@ func DomainZoneRecords(rrs []dns.RR, ds []store.DomainRow, o ZoneOptions) []dns.
 		if txt == "" || txt == "-" {
 			continue
 		}
-		if d.Sandbox {
-			rrs = append(rrs, zone.TXT(d.Selector+"._domainkey."+d.Name, 0, txt))
-		} else {
-			rrs = append(rrs, zone.TXT(DKIMTarget(d.Selector, d.Token, o.Zone), 0, txt))
+		rrs = append(rrs, zone.TXT(keyOwner(d.Sandbox, d.Name, d.Selector, d.Token, o), 0, txt))
+		for _, k := range d.Extra {
+			if k.Selector == d.Selector || k.TXT == "" || k.TXT == "-" {
+				continue
+			}
+			rrs = append(rrs, zone.TXT(keyOwner(d.Sandbox, d.Name, k.Selector, d.Token, o), 0, k.TXT))
 		}
 		bounce := BounceDomain(d.Token, o.Zone)
 		rrs = append(rrs, zone.MX(bounce, 0, 10, o.BounceMX), zone.TXT(bounce, 0, o.SPF))

@@ -48,6 +48,7 @@ type Loader struct {
 type zoneKey struct {
 	sandbox               bool
 	name, selector, token string
+	extra                 []string // selectors of the next and retired keys
 }
 
 var _ policy.Source = (*Loader)(nil)
@@ -100,6 +101,10 @@ func (l *Loader) Load(ctx context.Context, since int64) (*policy.Delta, error) {
 	for _, g := range st.Grants {
 		grants[g.DomainID] = append(grants[g.DomainID], g.AccountID)
 	}
+	extra := make(map[string][]store.KeyRow)
+	for _, k := range st.Keys {
+		extra[k.DomainID] = append(extra[k.DomainID], k)
+	}
 	zoneRows := make(map[string][]store.DomainRow, len(st.Orgs))
 	for i := range st.Domains {
 		d := &st.Domains[i]
@@ -112,6 +117,7 @@ func (l *Loader) Load(ctx context.Context, since int64) (*policy.Delta, error) {
 			BounceDomain: domains.EnvelopeDomain(d.Name, d.ReturnPath, d.Token, l.zone),
 			KeyID:        keyID(d.DKIMTXT), KeyPEM: d.DKIMKey})
 		d.DKIMKey = "" // the zone needs no private key
+		d.Extra = extra[d.ID]
 		zoneRows[d.OrgID] = append(zoneRows[d.OrgID], *d)
 	}
 	for _, a := range st.Confirmed {
@@ -150,6 +156,9 @@ func (l *Loader) updateZone(st *store.State, zoneRows map[string][]store.DomainR
 			for _, name := range domains.ZoneOwners(k.sandbox, k.name, k.selector, k.token, l.zo) {
 				deleted = append(deleted, l.z.Records(name)...)
 			}
+			for _, name := range domains.KeyOwners(k.sandbox, k.name, k.extra, k.token, l.zo) {
+				deleted = append(deleted, l.z.Records(name)...)
+			}
 		}
 		rows := zoneRows[org]
 		added = domains.DomainZoneRecords(added, rows, l.zo)
@@ -166,6 +175,11 @@ func keysOf(rows []store.DomainRow) []zoneKey {
 	ks := make([]zoneKey, len(rows))
 	for i, d := range rows {
 		ks[i] = zoneKey{sandbox: d.Sandbox, selector: d.Selector, token: d.Token}
+		for _, k := range d.Extra {
+			if k.Selector != d.Selector {
+				ks[i].extra = append(ks[i].extra, k.Selector)
+			}
+		}
 		if d.Sandbox {
 			ks[i].name = d.Name
 		}

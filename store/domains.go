@@ -65,7 +65,9 @@ func insertDomain(ctx context.Context, tx *sqlx.Tx, d Domain) error {
 		}
 		return fmt.Errorf("store: insert domain %q: %w", d.Name, err)
 	}
-	return nil
+	// The domain's key is its first active key (dkim_keys).
+	return insertKey(ctx, tx, DKIMKey{DomainID: d.ID, Selector: d.DKIMSelector, Algorithm: d.DKIMAlgorithm, PrivateKey: d.DKIMKey,
+		TXT: d.DKIMTXT, State: KeyActive, CreatedAt: d.CreatedAt, ActivatedAt: d.CreatedAt})
 }
 
 // CreateDomain stores a new domain and its "added" event. A name already

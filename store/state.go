@@ -45,6 +45,10 @@ type DomainRow struct {
 	// (a few organizations), so that a domain added or changed after
 	// start is signed without a later read of the database.
 	DKIMKey string `db:"dkim_key"`
+	// Extra are the domain's other published keys (next, retired), set
+	// by the loader from State.Keys; the zone serves them besides the
+	// active one.
+	Extra []KeyRow `db:"-"`
 }
 
 // AddressRow is a confirmed sender address.
@@ -78,6 +82,9 @@ type State struct {
 	Grants    []Grant
 	Confirmed []AddressRow
 	Limits    []LimitRow // sending limits set over the API
+	// Keys are the published DKIM keys besides each domain's active one
+	// (next and retired, not BYOK), for the zone.
+	Keys []KeyRow
 }
 
 // MaxChanges is how many logged changes LoadState applies incrementally;
@@ -165,6 +172,7 @@ func (st *State) readAll(ctx context.Context, tx *sqlx.Tx) error {
 		{&st.Grants, `SELECT domain_id, account_id FROM domain_grants`},
 		{&st.Confirmed, `SELECT org_id, email FROM addresses WHERE status = 'confirmed'`},
 		{&st.Limits, `SELECT ` + limitCols + ` FROM sending_limits`},
+		{&st.Keys, `SELECT k.domain_id, k.selector, k.txt FROM dkim_keys k WHERE ` + stateKeyWhere},
 	}
 	for _, q := range queries {
 		if err := tx.SelectContext(ctx, q.dest, q.q); err != nil {
@@ -193,6 +201,8 @@ func (st *State) readOrgs(ctx context.Context, tx *sqlx.Tx, ids []string) error 
 				JOIN domains d ON d.id = g.domain_id WHERE d.org_id IN (?)`, part),
 			appendIn(ctx, tx, &st.Confirmed, `SELECT org_id, email FROM addresses WHERE status = 'confirmed' AND org_id IN (?)`, part),
 			appendIn(ctx, tx, &st.Limits, `SELECT `+limitCols+` FROM sending_limits WHERE org_id IN (?)`, part),
+			appendIn(ctx, tx, &st.Keys, `SELECT k.domain_id, k.selector, k.txt FROM dkim_keys k
+				JOIN domains d ON d.id = k.domain_id WHERE `+stateKeyWhere+` AND d.org_id IN (?)`, part),
 		)
 		if err != nil {
 			return err
