@@ -1,0 +1,140 @@
+package bounce
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base32"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Errors of Decode. Each is returned wrapped with context; test with
+// errors.Is.
+var (
+	// ErrMalformed: the id is not a bounce id of this format.
+	ErrMalformed = errors.New("bounce: malformed id")
+	// ErrBadMAC: the id's MAC does not verify under the secret for the
+	// domain (forged, tampered, another secret or another domain).
+	ErrBadMAC = errors.New("bounce: bad MAC")
+	// ErrExpired: the id verifies but is older than the maximum age.
+	ErrExpired = errors.New("bounce: expired")
+)
+
+// Layout of a decoded id: version (1 byte), message id (8 bytes), hours
+// since the Unix epoch (3 bytes, good until the year 3883) and the first
+// macLen bytes of HMAC-SHA256 over those 12 bytes and the return-path
+// domain. 22 bytes are 36 base32 characters: "bounce+" and the id are 43
+// octets, under RFC 5321 4.5.3.1.1's 64.
+const (
+	version   = 1
+	msgIDLen  = 8
+	timeLen   = 3
+	macLen    = 10 // 80 bits
+	payload   = 1 + msgIDLen + timeLen
+	rawLen    = payload + macLen
+	localPart = "bounce+"
+)
+
+// enc is lowercase base32 without padding: receivers may lowercase local
+// parts, and Decode lowercases before decoding.
+var enc = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+// Codec encodes and verifies VERP bounce ids under a secret shared by all
+// instances. It needs no database lookup. A Codec is safe for concurrent
+// use.
+type Codec struct {
+	secret []byte
+}
+
+// NewCodec returns a codec keyed with secret (at least 16 random bytes
+// are advised; the slice is copied).
+func NewCodec(secret []byte) *Codec {
+	return &Codec{secret: append([]byte(nil), secret...)}
+}
+
+// Encode returns the ID part of bounce+ID@domain for message msgID (16 hex
+// digits, as gate.NewID makes) sent at now through return-path domain
+// domain. A msgID that is not 16 hex digits is an error.
+func (c *Codec) Encode(msgID, domain string, now time.Time) (string, error) {
+	id, err := hex.DecodeString(msgID)
+	if err != nil || len(id) != msgIDLen {
+		return "", fmt.Errorf("bounce: message id %q is not 16 hex digits", msgID)
+	}
+	var raw [rawLen]byte
+	raw[0] = version
+	copy(raw[1:], id)
+	putHours(raw[1+msgIDLen:payload], now)
+	copy(raw[payload:], c.mac(raw[:payload], domain))
+	return enc.EncodeToString(raw[:]), nil
+}
+
+// Decode verifies id (the part after "bounce+") for return-path domain
+// domain and returns the message id (16 lowercase hex digits) and the hour
+// it was sent. The case of id and domain does not matter. An id older than
+// maxAge at now (maxAge > 0) is ErrExpired; ids dated more than a day
+// ahead of now are ErrMalformed.
+func (c *Codec) Decode(id, domain string, now time.Time, maxAge time.Duration) (string, time.Time, error) {
+	if len(id) != enc.EncodedLen(rawLen) {
+		return "", time.Time{}, fmt.Errorf("id of %d characters: %w", len(id), ErrMalformed)
+	}
+	raw, err := enc.DecodeString(strings.ToLower(id))
+	if err != nil || len(raw) != rawLen || raw[0] != version {
+		return "", time.Time{}, fmt.Errorf("id %q: %w", id, ErrMalformed)
+	}
+	if !hmac.Equal(raw[payload:], c.mac(raw[:payload], domain)) {
+		return "", time.Time{}, fmt.Errorf("id %q for %s: %w", id, domain, ErrBadMAC)
+	}
+	sent := getHours(raw[1+msgIDLen : payload])
+	if sent.After(now.Add(24 * time.Hour)) {
+		return "", time.Time{}, fmt.Errorf("id %q dated %s, in the future: %w", id, sent.Format(time.RFC3339), ErrMalformed)
+	}
+	if maxAge > 0 && now.Sub(sent) > maxAge+time.Hour { // +1h: the hour is truncated
+		return "", time.Time{}, fmt.Errorf("id %q sent %s: %w", id, sent.Format(time.RFC3339), ErrExpired)
+	}
+	return hex.EncodeToString(raw[1 : 1+msgIDLen]), sent, nil
+}
+
+// mac is the truncated HMAC-SHA256 over the payload and the lowercased,
+// dot-trimmed domain.
+func (c *Codec) mac(p []byte, domain string) []byte {
+	h := hmac.New(sha256.New, c.secret)
+	h.Write(p)
+	h.Write([]byte{0})
+	h.Write([]byte(strings.TrimSuffix(strings.ToLower(domain), ".")))
+	return h.Sum(nil)[:macLen]
+}
+
+func putHours(b []byte, t time.Time) {
+	var full [4]byte
+	binary.BigEndian.PutUint32(full[:], uint32(max(t.Unix()/3600, 0)))
+	copy(b, full[1:])
+}
+
+func getHours(b []byte) time.Time {
+	h := int64(b[0])<<16 | int64(b[1])<<8 | int64(b[2])
+	return time.Unix(h*3600, 0).UTC()
+}
+
+// ParseAddress splits a bounce address bounce+ID@domain (angle brackets
+// allowed, any case) into its ID and its lowercased domain; ok is false
+// for any other address.
+func ParseAddress(rcpt string) (id, domain string, ok bool) {
+	rcpt = strings.TrimSuffix(strings.TrimPrefix(rcpt, "<"), ">")
+	at := strings.LastIndexByte(rcpt, '@')
+	if at < 0 {
+		return "", "", false
+	}
+	local, domain := rcpt[:at], strings.TrimSuffix(strings.ToLower(rcpt[at+1:]), ".")
+	if len(local) <= len(localPart) || !strings.EqualFold(local[:len(localPart)], localPart) || domain == "" {
+		return "", "", false
+	}
+	id = strings.ToLower(local[len(localPart):])
+	if strings.ContainsAny(id, "+@\" ") || strings.Contains(domain, "@") {
+		return "", "", false
+	}
+	return id, domain, true
+}

@@ -1,0 +1,109 @@
+package bounce
+
+import (
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestCodecRoundTrip(t *testing.T) {
+	c := NewCodec([]byte("0123456789abcdef0123456789abcdef"))
+	sent := time.Date(2026, 12, 1, 10, 30, 0, 0, time.UTC)
+	now := sent.Add(48 * time.Hour)
+	id, err := c.Encode("0123456789abcdef", "mailing.example.com", sent)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len("bounce+" + id); n >= 64 {
+		t.Fatalf("local part of %d octets", n)
+	}
+	tampered := []byte(id)
+	if tampered[5] == 'a' {
+		tampered[5] = 'b'
+	} else {
+		tampered[5] = 'a'
+	}
+	tests := []struct {
+		name    string
+		codec   *Codec
+		id      string
+		domain  string
+		now     time.Time
+		maxAge  time.Duration
+		wantErr error
+	}{
+		{name: "good", codec: c, id: id, domain: "mailing.example.com", now: now, maxAge: 720 * time.Hour},
+		{name: "uppercase", codec: c, id: strings.ToUpper(id), domain: "MAILING.example.com.", now: now, maxAge: 720 * time.Hour},
+		{name: "no max age", codec: c, id: id, domain: "mailing.example.com", now: now.Add(1e5 * time.Hour)},
+		{name: "wrong secret", codec: NewCodec([]byte("other")), id: id, domain: "mailing.example.com", now: now, wantErr: ErrBadMAC},
+		{name: "other domain", codec: c, id: id, domain: "mailing.example.org", now: now, wantErr: ErrBadMAC},
+		{name: "tampered", codec: c, id: string(tampered), domain: "mailing.example.com", now: now, wantErr: ErrBadMAC},
+		{name: "expired", codec: c, id: id, domain: "mailing.example.com", now: sent.Add(800 * time.Hour), maxAge: 720 * time.Hour, wantErr: ErrExpired},
+		{name: "future", codec: c, id: id, domain: "mailing.example.com", now: sent.Add(-72 * time.Hour), wantErr: ErrMalformed},
+		{name: "short", codec: c, id: id[:20], domain: "mailing.example.com", now: now, wantErr: ErrMalformed},
+		{name: "not base32", codec: c, id: strings.Repeat("!", len(id)), domain: "mailing.example.com", now: now, wantErr: ErrMalformed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			msgID, at, err := tt.codec.Decode(tt.id, tt.domain, tt.now, tt.maxAge)
+			if tt.wantErr != nil {
+				if !errors.Is(err, tt.wantErr) {
+					t.Fatalf("err = %v, want %v", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if msgID != "0123456789abcdef" || !at.Equal(sent.Truncate(time.Hour)) {
+				t.Fatalf("got %s %s", msgID, at)
+			}
+		})
+	}
+}
+
+func TestEncodeBadMsgID(t *testing.T) {
+	if _, err := NewCodec(nil).Encode("xyz", "d.example", time.Now()); err == nil {
+		t.Fatal("no error for a bad message id")
+	}
+}
+
+func TestParseAddress(t *testing.T) {
+	tests := []struct {
+		in         string
+		id, domain string
+		ok         bool
+	}{
+		{in: "bounce+abc@Mailing.Example.com", id: "abc", domain: "mailing.example.com", ok: true},
+		{in: "<BOUNCE+ABC@x.example>", id: "abc", domain: "x.example", ok: true},
+		{in: "bounce+@x.example"},
+		{in: "user@x.example"},
+		{in: "bounce+abc"},
+		{in: "bounce+a+b@x.example"},
+	}
+	for _, tt := range tests {
+		id, domain, ok := ParseAddress(tt.in)
+		if id != tt.id || domain != tt.domain || ok != tt.ok {
+			t.Errorf("ParseAddress(%q) = %q %q %v", tt.in, id, domain, ok)
+		}
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	c := NewCodec([]byte("secret"))
+	now := time.Unix(1_800_000_000, 0)
+	id, _ := c.Encode("0123456789abcdef", "d.example", now)
+	f.Add(id, "d.example")
+	f.Add("", "")
+	f.Fuzz(func(t *testing.T, id, domain string) {
+		msgID, sent, err := c.Decode(id, domain, now, 0)
+		if err == nil {
+			again, err := c.Encode(msgID, domain, sent)
+			if err != nil || !strings.EqualFold(again, id) {
+				t.Fatalf("decoded %q from %q but re-encodes to %q (%v)", msgID, id, again, err)
+			}
+		}
+		ParseAddress(id + "@" + domain)
+	})
+}
