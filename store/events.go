@@ -27,7 +27,7 @@ func addEvent(ctx context.Context, tx *sqlx.Tx, ev Event) error {
 	if err != nil {
 		return fmt.Errorf("store: insert event: %w", err)
 	}
-	return nil
+	return enqueueWebhooks(ctx, tx, ev)
 }
 
 // AddEvent records one event on its own.
