@@ -1,0 +1,271 @@
+// Package webhooks delivers the organizations' webhook events: it leases
+// due deliveries from the store, POSTs them signed with HMAC-SHA256
+// (header Sendergate-Signature: t=UNIX,v1=HEX, Stripe's scheme) and
+// retries with exponential backoff for 24 hours.
+package webhooks
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/sendergate/sendergate/store"
+)
+
+// Sign returns the Sendergate-Signature header value for body at t.
+func Sign(secret string, t time.Time, body []byte) string {
+	ts := strconv.FormatInt(t.Unix(), 10)
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write([]byte(ts + "."))
+	m.Write(body)
+	return "t=" + ts + ",v1=" + hex.EncodeToString(m.Sum(nil))
+}
+
+// Verify checks a Sendergate-Signature header against body: one v1
+// signature must match and its timestamp be within tolerance of now.
+func Verify(secret, header string, body []byte, now time.Time, tolerance time.Duration) error {
+	var ts string
+	var sigs []string
+	for _, part := range strings.Split(header, ",") {
+		k, v, _ := strings.Cut(strings.TrimSpace(part), "=")
+		switch k {
+		case "t":
+			ts = v
+		case "v1":
+			sigs = append(sigs, v)
+		}
+	}
+	sec, err := strconv.ParseInt(ts, 10, 64)
+	if err != nil {
+		return errors.New("webhooks: signature has no timestamp")
+	}
+	if d := now.Sub(time.Unix(sec, 0)); d > tolerance || d < -tolerance {
+		return errors.New("webhooks: signature timestamp outside tolerance")
+	}
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write([]byte(ts + "."))
+	m.Write(body)
+	want := m.Sum(nil)
+	for _, s := range sigs {
+		if got, err := hex.DecodeString(s); err == nil && hmac.Equal(got, want) {
+			return nil
+		}
+	}
+	return errors.New("webhooks: no matching v1 signature")
+}
+
+// ErrForbiddenTarget means a URL's host is or resolves to a loopback,
+// private, link-local, unspecified, multicast or CGNAT address.
+var ErrForbiddenTarget = errors.New("webhooks: target address not allowed")
+
+var cgnat = netip.MustParsePrefix("100.64.0.0/10")
+
+// Forbidden reports whether ip may not be called without AllowPrivate.
+func Forbidden(ip netip.Addr) bool {
+	ip = ip.Unmap()
+	return ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
+		ip.IsUnspecified() || ip.IsMulticast() || ip.IsInterfaceLocalMulticast() || cgnat.Contains(ip)
+}
+
+// CheckURL validates a webhook URL: http(s) with a host and, unless
+// allowPrivate, a host that is not a forbidden IP literal or "localhost"
+// (names are checked again at each dial).
+func CheckURL(raw string, allowPrivate bool) error {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" {
+		return errors.New("webhooks: url must be an http or https URL with a host")
+	}
+	if allowPrivate {
+		return nil
+	}
+	h := u.Hostname()
+	if ip, err := netip.ParseAddr(h); err == nil && Forbidden(ip) {
+		return ErrForbiddenTarget
+	}
+	if strings.EqualFold(h, "localhost") || strings.HasSuffix(strings.ToLower(h), ".localhost") {
+		return ErrForbiddenTarget
+	}
+	return nil
+}
+
+// Options configure a Deliverer.
+type Options struct {
+	Store        *store.Store
+	AllowPrivate bool // webhooks.allow_private
+	Owner        string
+	Logger       *slog.Logger
+	Now          func() time.Time
+	// Backoff returns the wait after the n-th failed attempt (n from 1);
+	// nil: 30 s doubling, capped at 1 h, with jitter.
+	Backoff func(n int) time.Duration
+	// Poll is how often the store is asked for due deliveries (default 1 s).
+	Poll       time.Duration
+	Registerer prometheus.Registerer
+}
+
+// Deliverer POSTs due webhook deliveries.
+type Deliverer struct {
+	opts    Options
+	client  *http.Client
+	results *prometheus.CounterVec
+}
+
+// Retention is how long a delivery is retried after its creation.
+const Retention = 24 * time.Hour
+
+// maxResponse is how much of a response is read.
+const maxResponse = 64 << 10
+
+// New returns a Deliverer.
+func New(opts Options) *Deliverer {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Backoff == nil {
+		opts.Backoff = DefaultBackoff
+	}
+	if opts.Poll <= 0 {
+		opts.Poll = time.Second
+	}
+	if opts.Owner == "" {
+		opts.Owner = store.NewID()
+	}
+	d := &Deliverer{opts: opts}
+	d.results = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sendergate_webhook_deliveries_total", Help: "Webhook delivery attempts by result.",
+	}, []string{"result"})
+	if opts.Registerer != nil {
+		_ = opts.Registerer.Register(d.results)
+	}
+	dialer := &net.Dialer{Timeout: 5 * time.Second}
+	if !opts.AllowPrivate {
+		dialer.Control = func(network, address string, _ syscall.RawConn) error {
+			host, _, err := net.SplitHostPort(address)
+			if err != nil {
+				return fmt.Errorf("webhooks: dial %s: %w", address, err)
+			}
+			ip, err := netip.ParseAddr(host)
+			if err != nil || Forbidden(ip) {
+				return fmt.Errorf("%w: %s", ErrForbiddenTarget, host)
+			}
+			return nil
+		}
+	}
+	tr := &http.Transport{DialContext: dialer.DialContext, TLSHandshakeTimeout: 5 * time.Second, MaxIdleConns: 10}
+	d.client = &http.Client{
+		Transport:     tr,
+		Timeout:       10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+	return d
+}
+
+// DefaultBackoff is 30 s doubling per attempt, capped at 1 h, plus up to
+// 10 % jitter.
+func DefaultBackoff(n int) time.Duration {
+	d := 30 * time.Second
+	for i := 1; i < n && d < time.Hour; i++ {
+		d *= 2
+	}
+	d = min(d, time.Hour)
+	return d + time.Duration(rand.Int64N(int64(d/10)+1))
+}
+
+// Run delivers until ctx ends.
+func (d *Deliverer) Run(ctx context.Context) error {
+	t := time.NewTicker(d.opts.Poll)
+	defer t.Stop()
+	for {
+		if _, err := d.RunOnce(ctx); err != nil && ctx.Err() == nil {
+			d.opts.Logger.Warn("webhook deliveries", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// RunOnce leases the due deliveries and attempts each once; it returns
+// how many it attempted.
+func (d *Deliverer) RunOnce(ctx context.Context) (int, error) {
+	now := d.opts.Now()
+	ds, err := d.opts.Store.LeaseDueDeliveries(ctx, d.opts.Owner, now, now.Add(time.Minute), 50)
+	if err != nil {
+		return 0, err
+	}
+	for _, dl := range ds {
+		if err := d.attempt(ctx, dl); err != nil {
+			return 0, err
+		}
+	}
+	return len(ds), nil
+}
+
+func (d *Deliverer) attempt(ctx context.Context, dl store.Delivery) error {
+	w, err := d.opts.Store.WebhookByID(ctx, dl.WebhookID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil // deleted meanwhile: the cascade removed the delivery
+	}
+	if err != nil {
+		return err
+	}
+	code, errText := d.post(ctx, w, dl)
+	now := d.opts.Now()
+	status, next, result := store.DeliveryDelivered, time.Time{}, "delivered"
+	if errText != "" {
+		status, result = store.DeliveryPending, "retry"
+		next = now.Add(d.opts.Backoff(dl.Attempts + 1))
+		if next.After(dl.CreatedAt.Add(Retention)) {
+			status, result = store.DeliveryFailed, "failed"
+		}
+	}
+	d.results.WithLabelValues(result).Inc()
+	_, err = d.opts.Store.FinishAttempt(ctx, dl.ID, d.opts.Owner, status, code, errText, now, next)
+	return err
+}
+
+// post sends one delivery; errText is empty on a 2xx reply.
+func (d *Deliverer) post(ctx context.Context, w store.Webhook, dl store.Delivery) (int, string) {
+	body := []byte(dl.Payload)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.URL, bytes.NewReader(body))
+	if err != nil {
+		return 0, err.Error()
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "sendergate-webhooks")
+	req.Header.Set("Sendergate-Signature", Sign(w.Secret, d.opts.Now(), body))
+	req.Header.Set("Sendergate-Event", dl.Event)
+	req.Header.Set("Sendergate-Delivery", dl.ID)
+	resp, err := d.client.Do(req)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponse))
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return resp.StatusCode, "HTTP " + resp.Status
+	}
+	return resp.StatusCode, ""
+}
