@@ -25,5 +25,9 @@
 //     code makes the bounce soft, a 5.x.x hard unless a quota phrase
 //     matched; the first address in the body is the recipient.
 //
+// server.go is the SMTP receiver (go-smtp): no AUTH, STARTTLS when
+// configured, RCPT only for bounce+ID@ served domains (550 5.1.1 else),
+// ids checked after DATA so forgers learn nothing.
+//
 // Parse reads at most 4 MiB, 16 parts of 1 MiB each and 100 recipients.
 package bounce

@@ -52,16 +52,28 @@ type Bounce struct {
 
 // Options configures a Server. Domains, Sink and Codec are required.
 type Options struct {
-	Hostname                            string
-	MaxMessageBytes                     int64
-	MaxAge                              time.Duration
-	TLS                                 *tls.Config // STARTTLS offered when set
-	Domains                             Domains
-	Sink                                Sink
-	Codec                               *Codec
-	Logger                              *slog.Logger
-	Registerer                          prometheus.Registerer
-	Now                                 func() time.Time
+	// Hostname is the greeting name ("localhost" when empty).
+	Hostname string
+	// MaxMessageBytes limits a bounce (552 5.3.4 past it; bounce.max_message_bytes).
+	MaxMessageBytes int64
+	// MaxAge: older ids are accepted and dropped (bounce.max_age).
+	MaxAge time.Duration
+	// TLS offers STARTTLS when set.
+	TLS *tls.Config
+	// Domains says which return-path domains are served, and whose.
+	Domains Domains
+	// Sink receives the authenticated bounces.
+	Sink Sink
+	// Codec verifies the VERP ids.
+	Codec *Codec
+	// Logger receives one line per bounce received or dropped; nil discards.
+	Logger *slog.Logger
+	// Registerer receives the sendergate_bounce_* metrics; nil: none.
+	Registerer prometheus.Registerer
+	// Now is the clock (time.Now when nil).
+	Now func() time.Time
+	// MaxConnections and MaxConnectionsPerIP bound open connections;
+	// past either the greeting is 421 4.7.0.
 	MaxConnections, MaxConnectionsPerIP int
 }
 

@@ -165,3 +165,25 @@ func TestServerForgedBounces(t *testing.T) {
 		t.Fatalf("dropped bad_mac = %v", n)
 	}
 }
+
+func TestServerConnectionLimit(t *testing.T) {
+	s, err := New(Options{Domains: mapDomains{}, Sink: &memSink{}, Codec: NewCodec(secret), MaxConnectionsPerIP: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(l)
+	defer s.Close()
+	first, err := smtp.Dial(l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close()
+	_, err = smtp.Dial(l.Addr().String())
+	if err == nil || !strings.Contains(err.Error(), "421") {
+		t.Fatalf("second connection: %v, want 421", err)
+	}
+}
