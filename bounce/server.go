@@ -25,6 +25,9 @@ const (
 	readTimeout                = 5 * time.Minute
 	writeTimeout               = time.Minute
 	maxRcpts                   = 10
+	// maxConnTime bounds a connection's life however it keeps busy
+	// (NOOPs within the read timeout would otherwise hold it forever).
+	maxConnTime = 30 * time.Minute
 )
 
 // Domains maps a served return-path domain to its organization.
@@ -168,7 +171,7 @@ func (l *limitListener) Accept() (net.Conn, error) {
 		}
 		ip, _, _ := net.SplitHostPort(c.RemoteAddr().String())
 		if l.s.acquire(ip) {
-			return &countedConn{Conn: c, s: l.s, ip: ip}, nil
+			return &countedConn{Conn: c, s: l.s, ip: ip, until: time.Now().Add(maxConnTime)}, nil
 		}
 		_ = c.SetWriteDeadline(time.Now().Add(10 * time.Second))
 		_, _ = io.WriteString(c, "421 4.7.0 Too many connections, try again later\r\n")
@@ -196,11 +199,28 @@ func (s *Server) release(ip string) {
 	}
 }
 
+// countedConn is a counted connection whose read deadlines never pass
+// its end of life.
 type countedConn struct {
 	net.Conn
-	s    *Server
-	ip   string
-	once sync.Once
+	s     *Server
+	ip    string
+	until time.Time
+	once  sync.Once
+}
+
+func (c *countedConn) SetReadDeadline(t time.Time) error {
+	if t.IsZero() || t.After(c.until) {
+		t = c.until
+	}
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *countedConn) SetDeadline(t time.Time) error {
+	if err := c.Conn.SetWriteDeadline(t); err != nil {
+		return err
+	}
+	return c.SetReadDeadline(t)
 }
 
 func (c *countedConn) Close() error {
