@@ -84,7 +84,7 @@ type Options struct {
 // BounceIDs encodes a message id as the unforgeable ID of its bounce
 // address; *bounce.Codec implements it.
 type BounceIDs interface {
-	Encode(msgID, domain string, now time.Time) string
+	Encode(msgID, domain string, now time.Time) (string, error)
 }
 
 // Gate is the message stage. It is safe for concurrent use; one Gate
@@ -280,8 +280,12 @@ func (g *Gate) process(ctx context.Context, env *Envelope, h *msg.Header, body [
 	if _, err := h.WriteTo(&hb); err != nil {
 		return nil, internal(env.ID, fmt.Errorf("gate: write header: %w", err), d, fromDomain)
 	}
+	bounceTo, err := g.bounceAddress(env.ID, d.Domain, env.Time)
+	if err != nil {
+		return nil, internal(env.ID, err, d, fromDomain)
+	}
 	res := &Result{ID: env.ID, Header: hb.Bytes(), Body: body, Account: acct, Decision: d, FromDomain: fromDomain,
-		EnvelopeFrom: g.bounceAddress(env.ID, d.Domain, env.Time)}
+		EnvelopeFrom: bounceTo}
 	start := time.Now()
 	sig, err := g.sign(ctx, res.Header, body, d.Domain)
 	res.Sign = time.Since(start)
@@ -374,14 +378,17 @@ func (g *Gate) sign(ctx context.Context, header, body []byte, d *policy.Domain) 
 // bounceAddress is the rewritten envelope sender of message id from
 // domain d, sent at t: bounce+ID@ its bounce domain, where ID carries the
 // message id under a MAC when BounceIDs is set.
-func (g *Gate) bounceAddress(id string, d *policy.Domain, t time.Time) string {
+func (g *Gate) bounceAddress(id string, d *policy.Domain, t time.Time) (string, error) {
 	if g.opts.BounceIDs != nil {
 		if t.IsZero() {
 			t = g.opts.Now()
 		}
-		id = g.opts.BounceIDs.Encode(id, d.BounceDomain, t)
+		var err error
+		if id, err = g.opts.BounceIDs.Encode(id, d.BounceDomain, t); err != nil {
+			return "", fmt.Errorf("gate: bounce address: %w", err)
+		}
 	}
-	return "bounce+" + id + "@" + d.BounceDomain
+	return "bounce+" + id + "@" + d.BounceDomain, nil
 }
 
 // NewID returns a fresh message id: 16 lowercase hex digits from

@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"crypto"
+	"crypto/rand"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,6 +21,7 @@ import (
 
 	"github.com/sendergate/sendergate/addresses"
 	"github.com/sendergate/sendergate/admin"
+	"github.com/sendergate/sendergate/bounce"
 	"github.com/sendergate/sendergate/config"
 	"github.com/sendergate/sendergate/dkim"
 	"github.com/sendergate/sendergate/domains"
@@ -49,8 +52,10 @@ type daemon struct {
 	tlsConf  *tls.Config
 	adminKey string
 	sysKey   crypto.Signer
-	closers  []func(context.Context) error
-	zoneOpts domains.ZoneOptions
+	// bounceIDs MACs the bounce+ID@ envelope senders (bounce.verp key).
+	bounceIDs *bounce.Codec
+	closers   []func(context.Context) error
+	zoneOpts  domains.ZoneOptions
 }
 
 // serve starts every configured listener and blocks until ctx is done, then
@@ -124,6 +129,9 @@ func (d *daemon) setup(ctx, bg context.Context) error {
 	if err := d.setupSystemKey(ctx); err != nil {
 		return err
 	}
+	if err := d.setupBounceKey(ctx); err != nil {
+		return err
+	}
 	if err := d.setupZone(); err != nil {
 		return err
 	}
@@ -150,7 +158,7 @@ func (d *daemon) setup(ctx, bg context.Context) error {
 	d.onClose(d.limiter.Close)
 	// One message stage for every adapter: they share its signing admission.
 	d.gate = gate.New(d.engine, d.st, gate.Options{Hostname: cfg.Hostname, SandboxLimit: cfg.Sandbox.DailyLimit, Logger: d.log, Registerer: d.reg,
-		Limiter: d.limiter, Limits: limitDefaults(cfg.Limits)})
+		Limiter: d.limiter, Limits: limitDefaults(cfg.Limits), BounceIDs: d.bounceIDs})
 	d.reg.MustRegister(newSnapshotCollector(d.engine)) // domains by status, snapshot generation and freshness
 	if err := d.engine.Reload(ctx); err != nil {
 		// Fail closed: mail gets 451 until a snapshot loads.
@@ -261,6 +269,26 @@ func (d *daemon) setupSystemKey(ctx context.Context) error {
 	}
 	d.sysKey, err = dkim.ParsePrivateKey(pemText)
 	return err
+}
+
+// setupBounceKey loads the secret under which every instance MACs the
+// bounce+ID@ envelope senders it writes (made on first start, shared
+// through the database).
+func (d *daemon) setupBounceKey(ctx context.Context) error {
+	secret, err := d.st.SystemKey(ctx, "bounce:verp", func() (string, error) {
+		var b [32]byte
+		_, _ = rand.Read(b[:])
+		return hex.EncodeToString(b[:]), nil
+	})
+	if err != nil {
+		return fmt.Errorf("bounce key: %w", err)
+	}
+	key, err := hex.DecodeString(secret)
+	if err != nil || len(key) < 16 {
+		return fmt.Errorf("bounce key: stored secret is not hex of 16 bytes or more")
+	}
+	d.bounceIDs = bounce.NewCodec(key)
+	return nil
 }
 
 func (d *daemon) setupZone() error {
