@@ -67,6 +67,9 @@ type Options struct {
 	// the store alone); LimitDefaults are the config's [limits].
 	Limits        LimitService
 	LimitDefaults limits.Defaults
+	// WebhooksAllowPrivate is webhooks.allow_private: webhook URLs may
+	// name loopback and private addresses.
+	WebhooksAllowPrivate bool
 }
 
 // Server is the admin HTTP API.
@@ -140,6 +143,7 @@ func (s *Server) routes() {
 		s.addressRoutes(m)
 	}
 	s.limitRoutes(m)
+	s.webhookRoutes(m)
 	s.panelRoutes(m)
 	m.HandleFunc("/", s.notFound)
 }
