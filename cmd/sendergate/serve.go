@@ -54,8 +54,11 @@ type daemon struct {
 	sysKey   crypto.Signer
 	// bounceIDs MACs the bounce+ID@ envelope senders (bounce.verp key).
 	bounceIDs *bounce.Codec
-	closers   []func(context.Context) error
-	zoneOpts  domains.ZoneOptions
+	// suppressions refuses suppressed recipients at RCPT; nil with
+	// suppression.enforce off.
+	suppressions gate.Suppressions
+	closers      []func(context.Context) error
+	zoneOpts     domains.ZoneOptions
 }
 
 // serve starts every configured listener and blocks until ctx is done, then
@@ -156,9 +159,13 @@ func (d *daemon) setup(ctx, bg context.Context) error {
 	d.limiter = limits.New(d.st, limits.Options{Logger: d.log, Registerer: d.reg})
 	go d.limiter.Run(bg)
 	d.onClose(d.limiter.Close)
+	if err := d.setupSuppressions(ctx, bg); err != nil {
+		return fmt.Errorf("suppression list: %w", err)
+	}
 	// One message stage for every adapter: they share its signing admission.
 	d.gate = gate.New(d.engine, d.st, gate.Options{Hostname: cfg.Hostname, SandboxLimit: cfg.Sandbox.DailyLimit, Logger: d.log, Registerer: d.reg,
-		Limiter: d.limiter, Limits: limitDefaults(cfg.Limits), BounceIDs: d.bounceIDs})
+		Limiter: d.limiter, Limits: limitDefaults(cfg.Limits), BounceIDs: d.bounceIDs,
+		Suppressions: d.suppressions})
 	d.reg.MustRegister(newSnapshotCollector(d.engine)) // domains by status, snapshot generation and freshness
 	if err := d.engine.Reload(ctx); err != nil {
 		// Fail closed: mail gets 451 until a snapshot loads.
@@ -327,7 +334,7 @@ func (d *daemon) setupAdmin() error {
 	})
 	srv, err := admin.New(admin.Options{
 		Store: d.st, AdminKey: d.adminKey, PublicURL: cfg.Admin.PublicURL, Addresses: addrs, Zone: cfg.DNS.Zone,
-		SandboxZone: cfg.Sandbox.Zone, Logger: d.log,
+		SandboxZone: cfg.Sandbox.Zone, Logger: d.log, WebhooksAllowPrivate: cfg.Webhooks.AllowPrivate,
 		Metrics: promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{}),
 		Ready: func(context.Context) error {
 			_, err := d.engine.Current()

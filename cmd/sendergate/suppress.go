@@ -1,0 +1,44 @@
+package main
+
+import (
+	"context"
+	"time"
+
+	"github.com/sendergate/sendergate/suppress"
+	"github.com/sendergate/sendergate/webhooks"
+)
+
+// suppressions adapts the in-memory suppression list to the gate: a
+// lookup, counted, and the refusal text that says how to lift it.
+type suppressions struct {
+	list    *suppress.List
+	apiBase string // admin.public_url, for the DELETE the text names
+}
+
+// Suppressed implements gate.Suppressions.
+func (s suppressions) Suppressed(orgID, email string) (reason, text string, ok bool) {
+	e, ok := s.list.Lookup(orgID, email)
+	if !ok {
+		return "", "", false
+	}
+	s.list.Refused(e.Reason)
+	return e.Reason, e.Text(s.apiBase), true
+}
+
+// setupSuppressions loads the suppression list (synced with the store
+// every second, so a suppression or a removal on any instance applies
+// within about a second) and starts the webhook deliverer. With
+// suppression.enforce off the list is not consulted at RCPT.
+func (d *daemon) setupSuppressions(ctx, bg context.Context) error {
+	list := suppress.NewList(d.st, d.reg)
+	if err := list.Sync(ctx); err != nil {
+		return err
+	}
+	go list.Run(bg, time.Second)
+	if d.cfg.Suppression.Enforce {
+		d.suppressions = suppressions{list: list, apiBase: d.cfg.Admin.PublicURL}
+	}
+	dl := webhooks.New(webhooks.Options{Store: d.st, AllowPrivate: d.cfg.Webhooks.AllowPrivate, Logger: d.log, Registerer: d.reg})
+	go dl.Run(bg)
+	return nil
+}
