@@ -3,7 +3,6 @@ package bounce
 import (
 	"bufio"
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"mime"
@@ -51,8 +50,6 @@ type Report struct {
 	FeedbackType      string // ARF Feedback-Type (abuse, fraud, ...)
 	OriginalMessageID string // Message-ID of the returned message, if present
 }
-
-var errTooLarge = errors.New("bounce: message too large to parse")
 
 // Parse reads a bounce message and classifies it: RFC 3464 delivery
 // status notifications, RFC 5965 feedback reports, and the non-standard
