@@ -287,7 +287,10 @@ func (ss *session) Data(r io.Reader) error {
 			}
 		}
 		b := &Bounce{OrgID: rc.org, Domain: rc.domain, MessageID: msgID, SentAt: sent, Report: rep}
-		if err := s.opts.Sink.Bounce(context.Background(), b); err != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		err = s.opts.Sink.Bounce(ctx, b)
+		cancel()
+		if err != nil {
 			s.opts.Logger.Error("bounce sink failed", slog.String("remote", ss.remote), slog.String("msg", msgID), slog.Any("err", err))
 			return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Local error, try again later"}
 		}

@@ -99,7 +99,7 @@ func demoLoopback(cfg config.Config) error {
 	for key, addr := range map[string]string{
 		"submission.listen": cfg.Submission.Listen, "submission.listen_tls": cfg.Submission.ListenTLS,
 		"admin.listen": cfg.Admin.Listen, "dns.listen": cfg.DNS.Listen, "relay.upstream": cfg.Relay.Upstream,
-		"milter.listen": cfg.Milter.Listen, "policyd.listen": cfg.Policyd.Listen,
+		"milter.listen": cfg.Milter.Listen, "policyd.listen": cfg.Policyd.Listen, "bounce.listen": cfg.Bounce.Listen,
 	} {
 		if addr == "" || strings.HasPrefix(addr, "unix:") {
 			continue

@@ -54,7 +54,7 @@ func TestDemo(t *testing.T) {
 func TestDemoLoopbackOnly(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "sg.toml")
-	if err := os.WriteFile(path, []byte("[admin]\nlisten = \"0.0.0.0:8025\"\n[relay]\nupstream = \"mx.example.com:25\"\n"), 0o600); err != nil {
+	if err := os.WriteFile(path, []byte("[admin]\nlisten = \"0.0.0.0:8025\"\n[relay]\nupstream = \"mx.example.com:25\"\n[bounce]\nlisten = \":2525\"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(binary, "serve", "-demo", "-config", path)
@@ -63,7 +63,7 @@ func TestDemoLoopbackOnly(t *testing.T) {
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 {
 		t.Fatalf("exit = %v, want 2\n%s", err, out)
 	}
-	for _, want := range []string{"loopback only", `admin.listen "0.0.0.0:8025"`, `relay.upstream "mx.example.com:25"`} {
+	for _, want := range []string{"loopback only", `admin.listen "0.0.0.0:8025"`, `relay.upstream "mx.example.com:25"`, `bounce.listen ":2525"`} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}

@@ -215,6 +215,9 @@ func (d *daemon) setup(ctx, bg context.Context) error {
 	if err := d.setupMail(bg); err != nil {
 		return err
 	}
+	if err := d.setupBounce(bg); err != nil {
+		return err
+	}
 	return d.setupAdmin()
 }
 

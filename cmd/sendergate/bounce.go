@@ -1,0 +1,117 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/sendergate/sendergate/bounce"
+	"github.com/sendergate/sendergate/policy"
+	"github.com/sendergate/sendergate/store"
+	"github.com/sendergate/sendergate/suppress"
+)
+
+// returnPaths answers the bounce receiver from the current policy
+// snapshot: the return-path domains of domains that can send, and whose
+// they are. Nothing is read from the database per bounce.
+type returnPaths struct{ engine *policy.Engine }
+
+// ReturnPathOrg implements bounce.Domains.
+func (r returnPaths) ReturnPathOrg(domain string) (string, bool) {
+	s, err := r.engine.Current()
+	if err != nil {
+		return "", false
+	}
+	return s.ReturnPathOrg(domain)
+}
+
+// bounceSink records authenticated bounces and complaints in the
+// suppression list (which emits the message.bounced, message.complained
+// and recipient.suppressed events, and so the webhooks).
+type bounceSink struct {
+	engine   *policy.Engine
+	recorder *suppress.Recorder
+	now      func() time.Time
+}
+
+// Bounce implements bounce.Sink. Recording is idempotent per recipient and
+// message, so a sender that retries after a 451 counts once.
+func (s bounceSink) Bounce(ctx context.Context, b *bounce.Bounce) error {
+	domain := b.Domain
+	if snap, err := s.engine.Current(); err == nil {
+		if _, name, ok := snap.ReturnPathDomain(b.Domain); ok {
+			domain = name // the event names the sending domain
+		}
+	}
+	f := suppress.Feedback{OrgID: b.OrgID, MessageID: b.MessageID, Domain: domain, At: s.now()}
+	for _, r := range b.Report.Recipients {
+		f.Recipients = append(f.Recipients, suppress.Recipient{Email: r.Address, Status: r.Status,
+			Diagnostic: r.Diagnostic, Kind: recipientKind(b.Report.Kind, r)})
+	}
+	_, err := s.recorder.Record(ctx, f)
+	return err
+}
+
+// recipientKind classifies one recipient of a report: a complaint report
+// is a complaint for each; in a DSN each recipient has its own action and
+// status (one report may carry a failure and a delay).
+func recipientKind(k bounce.Kind, r bounce.Recipient) string {
+	switch {
+	case k == bounce.Complaint:
+		return suppress.Complaint
+	case strings.EqualFold(r.Action, "delayed"), strings.HasPrefix(r.Status, "4."):
+		return suppress.Soft
+	case strings.EqualFold(r.Action, "failed"), strings.HasPrefix(r.Status, "5."):
+		return suppress.Hard
+	case k == bounce.Soft:
+		return suppress.Soft
+	}
+	return suppress.Hard
+}
+
+// setupBounce starts the receiver of the mail that comes back to the
+// bounce+ID@ return-path addresses (bounce.listen; off when empty), and
+// the periodic expiry of suppression entries and old soft bounces.
+func (d *daemon) setupBounce(bg context.Context) error {
+	cfg := d.cfg
+	rules := store.SuppressionRules{SoftLimit: cfg.Suppression.SoftLimit, SoftWindow: cfg.Suppression.SoftWindow.Duration,
+		TTL: cfg.Suppression.TTL.Duration}
+	go d.expireSuppressions(bg, time.Minute, rules.SoftWindow)
+	if cfg.Bounce.Listen == "" {
+		d.log.Info("bounce.listen is empty: bounces are not received")
+		return nil
+	}
+	srv, err := bounce.New(bounce.Options{Hostname: cfg.Hostname, MaxMessageBytes: cfg.Bounce.MaxMessageBytes,
+		MaxAge: cfg.Bounce.MaxAge.Duration, TLS: d.tlsConf, Domains: returnPaths{d.engine},
+		Sink:  bounceSink{engine: d.engine, recorder: suppress.NewRecorder(d.st, rules, d.reg), now: time.Now},
+		Codec: d.bounceIDs, Logger: d.log, Registerer: d.reg})
+	if err != nil {
+		return fmt.Errorf("bounce: %w", err)
+	}
+	if err := d.listen("bounce.listen", cfg.Bounce.Listen, srv.Serve); err != nil {
+		return err
+	}
+	d.onClose(func(context.Context) error { return srv.Close() })
+	return nil
+}
+
+// expireSuppressions tombstones expired suppression entries (suppression.ttl)
+// and forgets soft bounces older than the soft window, every interval.
+// Several instances may run it: each expiry is one transaction.
+func (d *daemon) expireSuppressions(ctx context.Context, interval, softWindow time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if n, err := d.st.ExpireSuppressions(ctx, time.Now(), softWindow); err != nil && ctx.Err() == nil {
+			d.log.Warn("expiring suppressions failed; retried in a minute", "err", err)
+		} else if n > 0 {
+			d.log.Info("suppressions expired", "entries", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
