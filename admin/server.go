@@ -70,6 +70,9 @@ type Options struct {
 	// WebhooksAllowPrivate is webhooks.allow_private: webhook URLs may
 	// name loopback and private addresses.
 	WebhooksAllowPrivate bool
+	// SuppressionsChanged, when set, applies a suppression list write to
+	// this instance's in-memory list before the answer.
+	SuppressionsChanged func(context.Context) error
 }
 
 // Server is the admin HTTP API.
@@ -144,6 +147,7 @@ func (s *Server) routes() {
 	}
 	s.limitRoutes(m)
 	s.webhookRoutes(m)
+	s.suppressionRoutes(m)
 	s.panelRoutes(m)
 	m.HandleFunc("/", s.notFound)
 }

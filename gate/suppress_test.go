@@ -20,7 +20,7 @@ func (a listAdapter) Suppressed(orgID, email string) (string, string, bool) {
 	if !ok {
 		return "", "", false
 	}
-	return e.Reason, e.Text("http://127.0.0.1:8025"), true
+	return e.Reason, e.Text("http://127.0.0.1:8025", orgID), true
 }
 
 // TestRecipientsSuppressed: a recipient the organization suppressed (a

@@ -227,6 +227,15 @@ func (s *Snapshot) Account(username string) (*Account, bool) {
 	return a, ok
 }
 
+// OrgName returns the name of the organization with id orgID.
+func (s *Snapshot) OrgName(orgID string) (string, bool) {
+	o, ok := s.orgs.get(orgID)
+	if !ok {
+		return "", false
+	}
+	return o.name, true
+}
+
 // OrgLimits returns the sending limits stored for an organization, nil
 // when none were set (the defaults apply).
 func (s *Snapshot) OrgLimits(orgID string) *Limits {

@@ -30,8 +30,8 @@ type Entry struct {
 }
 
 // Text is the refusal text after "550 5.1.1": who, since when, why and
-// how to lift it.
-func (e Entry) Text(apiBase string) string {
+// how to lift it (the admin API at apiBase, organization orgName).
+func (e Entry) Text(apiBase, orgName string) string {
 	why := e.Reason
 	switch e.Reason {
 	case store.ReasonBounce:
@@ -51,7 +51,7 @@ func (e Entry) Text(apiBase string) string {
 		why += ": " + e.Diagnostic
 	}
 	return fmt.Sprintf("<%s> is on the suppression list of this organization since %s (%s); remove it with DELETE %s/v1/orgs/%s/suppressions/%s",
-		e.Email, e.Since.UTC().Format("2006-01-02"), why, strings.TrimSuffix(apiBase, "/"), e.OrgID, e.Email)
+		e.Email, e.Since.UTC().Format("2006-01-02"), why, strings.TrimSuffix(apiBase, "/"), orgName, e.Email)
 }
 
 // Normalize lowercases the whole address (as SES does) and puts its

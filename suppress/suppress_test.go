@@ -49,7 +49,7 @@ func TestRecordSyncLookup(t *testing.T) {
 			}
 		}
 		e, _ := l.Lookup(org.ID, "bob@example.com")
-		if txt := e.Text("https://api.test"); !strings.Contains(txt, "hard bounce 5.1.1: user unknown") || !strings.Contains(txt, "DELETE https://api.test/v1/orgs/"+org.ID+"/suppressions/bob@example.com") {
+		if txt := e.Text("https://api.test", org.Name); !strings.Contains(txt, "hard bounce 5.1.1: user unknown") || !strings.Contains(txt, "DELETE https://api.test/v1/orgs/"+org.Name+"/suppressions/bob@example.com") {
 			t.Errorf("text %q", txt)
 		}
 		if err := s.DeleteSuppression(ctx, org.ID, "bob@example.com"); err != nil {

@@ -57,8 +57,10 @@ type daemon struct {
 	// suppressions refuses suppressed recipients at RCPT; nil with
 	// suppression.enforce off.
 	suppressions gate.Suppressions
-	closers      []func(context.Context) error
-	zoneOpts     domains.ZoneOptions
+	// syncSuppressions reads the suppression list changes into memory.
+	syncSuppressions func(context.Context) error
+	closers          []func(context.Context) error
+	zoneOpts         domains.ZoneOptions
 }
 
 // serve starts every configured listener and blocks until ctx is done, then
@@ -338,7 +340,8 @@ func (d *daemon) setupAdmin() error {
 	srv, err := admin.New(admin.Options{
 		Store: d.st, AdminKey: d.adminKey, PublicURL: cfg.Admin.PublicURL, Addresses: addrs, Zone: cfg.DNS.Zone,
 		SandboxZone: cfg.Sandbox.Zone, Logger: d.log, WebhooksAllowPrivate: cfg.Webhooks.AllowPrivate,
-		Metrics: promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{}),
+		SuppressionsChanged: d.syncSuppressions,
+		Metrics:             promhttp.HandlerFor(d.reg, promhttp.HandlerOpts{}),
 		Ready: func(context.Context) error {
 			_, err := d.engine.Current()
 			return err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"time"
 
+	"github.com/sendergate/sendergate/policy"
 	"github.com/sendergate/sendergate/suppress"
 	"github.com/sendergate/sendergate/webhooks"
 )
@@ -12,7 +13,8 @@ import (
 // lookup, counted, and the refusal text that says how to lift it.
 type suppressions struct {
 	list    *suppress.List
-	apiBase string // admin.public_url, for the DELETE the text names
+	engine  *policy.Engine // for the organization's name in the text
+	apiBase string         // admin.public_url, for the DELETE the text names
 }
 
 // Suppressed implements gate.Suppressions.
@@ -22,7 +24,13 @@ func (s suppressions) Suppressed(orgID, email string) (reason, text string, ok b
 		return "", "", false
 	}
 	s.list.Refused(e.Reason)
-	return e.Reason, e.Text(s.apiBase), true
+	name := orgID
+	if snap, err := s.engine.Current(); err == nil {
+		if n, ok := snap.OrgName(orgID); ok {
+			name = n
+		}
+	}
+	return e.Reason, e.Text(s.apiBase, name), true
 }
 
 // setupSuppressions loads the suppression list (synced with the store
@@ -35,8 +43,9 @@ func (d *daemon) setupSuppressions(ctx, bg context.Context) error {
 		return err
 	}
 	go list.Run(bg, time.Second)
+	d.syncSuppressions = list.Sync
 	if d.cfg.Suppression.Enforce {
-		d.suppressions = suppressions{list: list, apiBase: d.cfg.Admin.PublicURL}
+		d.suppressions = suppressions{list: list, engine: d.engine, apiBase: d.cfg.Admin.PublicURL}
 	}
 	dl := webhooks.New(webhooks.Options{Store: d.st, AllowPrivate: d.cfg.Webhooks.AllowPrivate, Logger: d.log, Registerer: d.reg})
 	go dl.Run(bg)
