@@ -90,7 +90,9 @@ func DomainZoneRecords(rrs []dns.RR, ds []store.DomainRow, o ZoneOptions) []dns.
 		if txt == "" || txt == "-" {
 			continue
 		}
-		rrs = append(rrs, zone.TXT(keyOwner(d.Sandbox, d.Name, d.Selector, d.Token, o), 0, txt))
+		if !d.BYOK { // a BYOK key is published by the customer, never here
+			rrs = append(rrs, zone.TXT(keyOwner(d.Sandbox, d.Name, d.Selector, d.Token, o), 0, txt))
+		}
 		for _, k := range d.Extra {
 			if k.Selector == d.Selector || k.TXT == "" || k.TXT == "-" {
 				continue

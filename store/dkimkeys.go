@@ -117,15 +117,98 @@ func (s *Store) ActivateNextKey(ctx context.Context, d Domain, nextID string, no
 		if err := tx.GetContext(ctx, &k, tx.Rebind(`SELECT `+dkimKeyCols+` FROM dkim_keys WHERE id = ?`), nextID); err != nil {
 			return fmt.Errorf("store: read key of %q: %w", d.Name, err)
 		}
-		if _, err := tx.ExecContext(ctx, tx.Rebind(`UPDATE domains SET dkim_selector = ?, dkim_algorithm = ?, dkim_key = ?, dkim_txt = ? WHERE id = ?`),
-			k.Selector, k.Algorithm, k.PrivateKey, k.TXT, d.ID); err != nil {
-			return fmt.Errorf("store: switch key of %q: %w", d.Name, err)
+		if err := mirrorActive(ctx, tx, d, k); err != nil {
+			return err
 		}
 		if err := addEvents(ctx, tx, evs); err != nil {
 			return err
 		}
 		return bump(ctx, tx, d.OrgID, true)
 	})
+}
+
+// mirrorActive copies the active key k into the domains.dkim_* columns,
+// which the signer and the zone read.
+func mirrorActive(ctx context.Context, tx *sqlx.Tx, d Domain, k DKIMKey) error {
+	if _, err := tx.ExecContext(ctx, tx.Rebind(`UPDATE domains SET dkim_selector = ?, dkim_algorithm = ?, dkim_key = ?, dkim_txt = ?, dkim_byok = ?
+		WHERE id = ?`), k.Selector, k.Algorithm, k.PrivateKey, k.TXT, k.BYOK, d.ID); err != nil {
+		return fmt.Errorf("store: switch key of %q: %w", d.Name, err)
+	}
+	return nil
+}
+
+// ReplaceNextKey puts k in the place of the domain's next key oldID (a
+// rotation to another algorithm): the old next key, which never signed,
+// becomes removed and k the next key, in one transaction with its events.
+// When oldID is no longer the next key, nothing changes: ErrConflict.
+func (s *Store) ReplaceNextKey(ctx context.Context, d Domain, oldID string, k DKIMKey, evs []Event) error {
+	return s.inTx(ctx, func(tx *sqlx.Tx) error {
+		res, err := tx.ExecContext(ctx, tx.Rebind(`UPDATE dkim_keys SET state = 'removed' WHERE id = ? AND domain_id = ? AND state = 'next'`), oldID, d.ID)
+		if err := affected(res, err); err != nil {
+			if err == ErrNotFound {
+				return ErrConflict
+			}
+			return fmt.Errorf("store: replace next key of %q: %w", d.Name, err)
+		}
+		k.DomainID, k.State, k.BYOK = d.ID, KeyNext, false
+		if err := insertKey(ctx, tx, k); err != nil {
+			return err
+		}
+		if err := addEvents(ctx, tx, evs); err != nil {
+			return err
+		}
+		return bump(ctx, tx, d.OrgID, true)
+	})
+}
+
+// ActivateBYOKKey makes k, a key the customer publishes on their own DNS,
+// the domain's active key (byok, activated now; the zone never serves it)
+// and retires the key that was active (safe_to_remove_at = removeAt), in
+// one transaction with its events. activeID is the key the caller saw
+// active; when it is no longer, nothing changes: ErrConflict. A next key
+// stays next, so a later rotation returns to the delegated selectors.
+func (s *Store) ActivateBYOKKey(ctx context.Context, d Domain, activeID string, k DKIMKey, now, removeAt Time, evs []Event) error {
+	return s.inTx(ctx, func(tx *sqlx.Tx) error {
+		res, err := tx.ExecContext(ctx, tx.Rebind(`UPDATE dkim_keys SET state = 'retired', retired_at = ?, safe_to_remove_at = ?
+			WHERE id = ? AND domain_id = ? AND state = 'active'`), now, removeAt, activeID, d.ID)
+		if err := affected(res, err); err != nil {
+			if err == ErrNotFound {
+				return ErrConflict
+			}
+			return fmt.Errorf("store: retire key of %q: %w", d.Name, err)
+		}
+		k.DomainID, k.State, k.BYOK, k.ActivatedAt = d.ID, KeyActive, true, now
+		if k.ID == "" {
+			k.ID = NewID()
+		}
+		if k.TXT == "" {
+			k.TXT, _ = publicTXT(k.PrivateKey)
+		}
+		if err := insertKey(ctx, tx, k); err != nil {
+			return err
+		}
+		if err := mirrorActive(ctx, tx, d, k); err != nil {
+			return err
+		}
+		if err := addEvents(ctx, tx, evs); err != nil {
+			return err
+		}
+		return bump(ctx, tx, d.OrgID, true)
+	})
+}
+
+// UpdateDomainRecords replaces the domain's records (a legacy domain that
+// gained its second DKIM selector) unless they changed since prev was
+// read: then nothing changes and ErrConflict is returned.
+func (s *Store) UpdateDomainRecords(ctx context.Context, prev Domain, records string) error {
+	err := affected(s.db.ExecContext(ctx, s.db.Rebind(`UPDATE domains SET records = ? WHERE id = ? AND records = ?`), records, prev.ID, prev.Records))
+	if err == ErrNotFound {
+		return ErrConflict
+	}
+	if err != nil {
+		return fmt.Errorf("store: update records of %q: %w", prev.Name, err)
+	}
+	return nil
 }
 
 // RemoveRetiredKey marks the retired key keyID removed (the zone stops
@@ -170,14 +253,15 @@ type DueKey struct {
 	KeyID    string `db:"id"`
 }
 
-// RotationsDue lists the verified, non-sandbox domains whose active key was
-// activated before cutoff and that have a next key (KeyID is the next key).
+// RotationsDue lists the verified, non-sandbox domains whose active key,
+// not a BYOK key, was activated before cutoff and that have a next key
+// (KeyID is the next key).
 func (s *Store) RotationsDue(ctx context.Context, cutoff Time, limit int) ([]DueKey, error) {
 	var ds []DueKey
 	err := s.db.SelectContext(ctx, &ds, s.db.Rebind(`SELECT n.domain_id, d.org_id, n.id FROM dkim_keys a
 		JOIN dkim_keys n ON n.domain_id = a.domain_id AND n.state = 'next'
 		JOIN domains d ON d.id = a.domain_id
-		WHERE a.state = 'active' AND a.activated_at < ? AND d.sandbox = FALSE AND d.status IN ('verified', 'failing')
+		WHERE a.state = 'active' AND a.byok = FALSE AND a.activated_at < ? AND d.sandbox = FALSE AND d.status IN ('verified', 'failing')
 		ORDER BY a.activated_at LIMIT ?`), cutoff, limit)
 	if err != nil {
 		return nil, fmt.Errorf("store: rotations due: %w", err)

@@ -96,3 +96,96 @@ func TestDKIMKeyRotationSteps(t *testing.T) {
 		}
 	})
 }
+
+// TestCreateDomainWithNextAndBYOK: a registration with two selectors has
+// an active and a next key at once; replacing the next key keeps one; a
+// BYOK key becomes active without being published, the old one retires,
+// and automatic rotation leaves a BYOK domain alone.
+func TestCreateDomainWithNextAndBYOK(t *testing.T) {
+	storetest.ForEach(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		org := newOrg(t, s, "acme")
+		now := store.At(time.Now())
+		d := store.Domain{ID: store.NewID(), OrgID: org.ID, Name: "two.example", Token: store.NewID(), Status: "verified",
+			DKIMSelector: "sg1", DKIMAlgorithm: "ed25519", DKIMKey: pemKey(t), Records: "[]", CreatedAt: now}
+		next := store.DKIMKey{ID: store.NewID(), Selector: "sg1b", Algorithm: "ed25519", PrivateKey: pemKey(t), CreatedAt: now}
+		if err := s.CreateDomainWithNext(ctx, d, next, store.Event{OrgID: org.ID, Subject: "domain:" + d.Name, Kind: "domain.added", At: now}); err != nil {
+			t.Fatal(err)
+		}
+		ks, err := s.DKIMKeys(ctx, d.ID)
+		if err != nil || len(ks) != 2 {
+			t.Fatalf("keys = %+v, %v; want active and next", ks, err)
+		}
+		byState := map[string]store.DKIMKey{}
+		for _, k := range ks {
+			byState[k.State] = k
+		}
+		if byState[store.KeyActive].Selector != "sg1" || byState[store.KeyNext].Selector != "sg1b" || byState[store.KeyNext].TXT == "" {
+			t.Fatalf("keys = %+v; want active sg1 and next sg1b with its TXT", ks)
+		}
+		repl := store.DKIMKey{ID: store.NewID(), Selector: "sg1b", Algorithm: "rsa-2048", PrivateKey: pemKey(t), CreatedAt: now}
+		if err := s.ReplaceNextKey(ctx, d, next.ID, repl, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.ReplaceNextKey(ctx, d, next.ID, repl, nil); !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("second replacement: %v, want ErrConflict", err)
+		}
+		st, _ := s.LoadState(ctx, 0)
+		if len(st.Keys) != 1 || st.Keys[0].TXT != mustTXT(t, repl.PrivateKey) {
+			t.Fatalf("State.Keys = %+v, want the replacement next key only", st.Keys)
+		}
+
+		own := store.DKIMKey{Selector: "corp1", Algorithm: "ed25519", PrivateKey: pemKey(t), CreatedAt: now}
+		removeAt := store.At(now.Add(time.Hour))
+		if err := s.ActivateBYOKKey(ctx, d, byState[store.KeyActive].ID, own, now, removeAt, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.ActivateBYOKKey(ctx, d, byState[store.KeyActive].ID, own, now, removeAt, nil); !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("second BYOK activation: %v, want ErrConflict", err)
+		}
+		got, err := s.DomainByID(ctx, d.ID)
+		if err != nil || got.DKIMSelector != "corp1" || got.DKIMKey != own.PrivateKey {
+			t.Fatalf("domain after BYOK: selector %q, %v", got.DKIMSelector, err)
+		}
+		st, _ = s.LoadState(ctx, 0)
+		var row store.DomainRow
+		for _, r := range st.Domains {
+			if r.ID == d.ID {
+				row = r
+			}
+		}
+		if !row.BYOK || row.Selector != "corp1" {
+			t.Fatalf("state row = %+v, want BYOK corp1", row)
+		}
+		for _, k := range st.Keys {
+			if k.Selector == "corp1" {
+				t.Fatalf("State.Keys publishes the BYOK key: %+v", st.Keys)
+			}
+		}
+		if len(st.Keys) != 2 {
+			t.Fatalf("State.Keys = %+v, want the retired sg1 and the next sg1b", st.Keys)
+		}
+		if due, err := s.RotationsDue(ctx, store.At(now.Add(24*time.Hour)), 10); err != nil || len(due) != 0 {
+			t.Fatalf("RotationsDue for a BYOK domain = %+v, %v; want none", due, err)
+		}
+		if err := s.UpdateDomainRecords(ctx, d, `[{"x":1}]`); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.UpdateDomainRecords(ctx, d, `[{"x":2}]`); !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("records update on a stale read: %v, want ErrConflict", err)
+		}
+	})
+}
+
+func mustTXT(t *testing.T, pemText string) string {
+	t.Helper()
+	k, err := dkim.ParsePrivateKey(pemText)
+	if err != nil {
+		t.Fatal(err)
+	}
+	txt, err := dkim.TXTValue(k.Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return txt
+}

@@ -70,12 +70,31 @@ func insertDomain(ctx context.Context, tx *sqlx.Tx, d Domain) error {
 		TXT: d.DKIMTXT, State: KeyActive, CreatedAt: d.CreatedAt, ActivatedAt: d.CreatedAt})
 }
 
-// CreateDomain stores a new domain and its "added" event. A name already
-// in the organization is ErrConflict.
+// CreateDomain stores a new domain, its key as the active key, and its
+// "added" event. A name already in the organization is ErrConflict.
+// Registrations that delegate two selectors use CreateDomainWithNext.
 func (s *Store) CreateDomain(ctx context.Context, d Domain, ev Event) error {
+	return s.createDomain(ctx, d, nil, ev)
+}
+
+// CreateDomainWithNext is CreateDomain that also stores next as the
+// domain's next key (published at the second selector, not signing), in
+// the same transaction: a registration that can rotate from the start.
+func (s *Store) CreateDomainWithNext(ctx context.Context, d Domain, next DKIMKey, ev Event) error {
+	return s.createDomain(ctx, d, &next, ev)
+}
+
+func (s *Store) createDomain(ctx context.Context, d Domain, next *DKIMKey, ev Event) error {
 	return s.inTx(ctx, func(tx *sqlx.Tx) error {
 		if err := insertDomain(ctx, tx, d); err != nil {
 			return err
+		}
+		if next != nil {
+			k := *next
+			k.DomainID, k.State, k.BYOK = d.ID, KeyNext, false
+			if err := insertKey(ctx, tx, k); err != nil {
+				return err
+			}
 		}
 		if err := addEvent(ctx, tx, ev); err != nil {
 			return err

@@ -45,6 +45,9 @@ type DomainRow struct {
 	// (a few organizations), so that a domain added or changed after
 	// start is signed without a later read of the database.
 	DKIMKey string `db:"dkim_key"`
+	// BYOK is set when the active key is the customer's own
+	// (domains.dkim_byok): the zone does not serve it.
+	BYOK bool `db:"dkim_byok"`
 	// Extra are the domain's other published keys (next, retired), set
 	// by the loader from State.Keys; the zone serves them besides the
 	// active one.
@@ -157,7 +160,7 @@ func changedOrgs(ctx context.Context, tx *sqlx.Tx, since, upto int64) ([]string,
 
 const (
 	stateAccountCols = `id, org_id, name, username, password_hash, created_at`
-	stateDomainCols  = `id, org_id, name, sandbox, token, status, return_path, dkim_selector, dkim_txt,
+	stateDomainCols  = `id, org_id, name, sandbox, token, status, return_path, dkim_selector, dkim_txt, dkim_byok,
 		dmarc_policy, dmarc_rua, dmarc_pct, restricted`
 )
 
