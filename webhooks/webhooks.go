@@ -75,13 +75,45 @@ func Verify(secret, header string, body []byte, now time.Time, tolerance time.Du
 // private, link-local, unspecified, multicast or CGNAT address.
 var ErrForbiddenTarget = errors.New("webhooks: target address not allowed")
 
-var cgnat = netip.MustParsePrefix("100.64.0.0/10")
+// forbiddenPrefixes are special-purpose ranges (RFC 6890) that the
+// netip predicates do not cover: "this network" (Linux connects 0.0.0.0/8
+// to the host itself), CGNAT, IETF protocol assignments, benchmarking,
+// reserved (and broadcast), the NAT64 local-use prefix and deprecated
+// IPv6 site-local addresses.
+var forbiddenPrefixes = []netip.Prefix{
+	netip.MustParsePrefix("0.0.0.0/8"),
+	netip.MustParsePrefix("100.64.0.0/10"),
+	netip.MustParsePrefix("192.0.0.0/24"),
+	netip.MustParsePrefix("198.18.0.0/15"),
+	netip.MustParsePrefix("240.0.0.0/4"),
+	netip.MustParsePrefix("64:ff9b:1::/48"),
+	netip.MustParsePrefix("fec0::/10"),
+}
 
-// Forbidden reports whether ip may not be called without AllowPrivate.
+// nat64 is the well-known NAT64 prefix (RFC 6052 2.1): the last 32 bits are
+// the IPv4 address the gateway connects to.
+var nat64 = netip.MustParsePrefix("64:ff9b::/96")
+
+// Forbidden reports whether ip may not be called without AllowPrivate:
+// loopback, private, link-local, unspecified, multicast and the
+// special-purpose ranges above, also when embedded in an IPv4-mapped or a
+// NAT64 IPv6 address.
 func Forbidden(ip netip.Addr) bool {
 	ip = ip.Unmap()
-	return ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
-		ip.IsUnspecified() || ip.IsMulticast() || ip.IsInterfaceLocalMulticast() || cgnat.Contains(ip)
+	if nat64.Contains(ip) {
+		b := ip.As16()
+		ip = netip.AddrFrom4([4]byte(b[12:]))
+	}
+	if ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
+		ip.IsUnspecified() || ip.IsMulticast() || ip.IsInterfaceLocalMulticast() {
+		return true
+	}
+	for _, p := range forbiddenPrefixes {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
 }
 
 // CheckURL validates a webhook URL: http(s) with a host and, unless
@@ -107,20 +139,34 @@ func CheckURL(raw string, allowPrivate bool) error {
 
 // Options configure a Deliverer.
 type Options struct {
-	Store        *store.Store
-	AllowPrivate bool // webhooks.allow_private
-	Owner        string
-	Logger       *slog.Logger
-	Now          func() time.Time
+	// Store holds the webhooks and their delivery queue.
+	Store *store.Store
+	// AllowPrivate is webhooks.allow_private: targets may be loopback,
+	// private or link-local addresses (off: refused at every dial).
+	AllowPrivate bool
+	// Owner names this Deliverer in the leases it takes (default a new id);
+	// each running Deliverer needs its own.
+	Owner string
+	// Logger receives a warning when a round of deliveries fails.
+	Logger *slog.Logger
+	// Now is the clock (default time.Now): due times, leases, signatures.
+	Now func() time.Time
 	// Backoff returns the wait after the n-th failed attempt (n from 1);
-	// nil: 30 s doubling, capped at 1 h, with jitter.
+	// nil: DefaultBackoff.
 	Backoff func(n int) time.Duration
 	// Poll is how often the store is asked for due deliveries (default 1 s).
-	Poll       time.Duration
+	Poll time.Duration
+	// Resolver looks up target host names (nil: the system's). The
+	// resolved addresses are checked at dial, so a name resolving to a
+	// private address is refused like the address itself.
+	Resolver *net.Resolver
+	// Registerer receives the deliveries counter (nil: not registered).
 	Registerer prometheus.Registerer
 }
 
-// Deliverer POSTs due webhook deliveries.
+// Deliverer POSTs due webhook deliveries. Several Deliverers, in one
+// process or in several sharing a database, may run at once: a delivery is
+// leased to one of them, and attempted only while its lease lasts.
 type Deliverer struct {
 	opts    Options
 	client  *http.Client
@@ -132,6 +178,18 @@ const Retention = 24 * time.Hour
 
 // maxResponse is how much of a response is read.
 const maxResponse = 64 << 10
+
+// Lease timing: a round leases its deliveries for leaseFor, and a delivery
+// is attempted only if the attempt (at most attemptTimeout, then the
+// store update) ends before its lease does. A slow receiver can thus make
+// a round skip its last deliveries (they are leased again once the lease
+// runs out), but never lets another Deliverer lease a delivery whose POST
+// is still in flight.
+const (
+	leaseFor       = time.Minute
+	attemptTimeout = 10 * time.Second
+	finishMargin   = 5 * time.Second
+)
 
 // New returns a Deliverer.
 func New(opts Options) *Deliverer {
@@ -152,12 +210,12 @@ func New(opts Options) *Deliverer {
 	}
 	d := &Deliverer{opts: opts}
 	d.results = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "sendergate_webhook_deliveries_total", Help: "Webhook delivery attempts by result.",
+		Name: "sendergate_webhook_deliveries_total", Help: "Webhook delivery attempts by result: delivered, retry (a retry is scheduled), failed (given up after Retention).",
 	}, []string{"result"})
 	if opts.Registerer != nil {
 		_ = opts.Registerer.Register(d.results)
 	}
-	dialer := &net.Dialer{Timeout: 5 * time.Second}
+	dialer := &net.Dialer{Timeout: 5 * time.Second, Resolver: opts.Resolver}
 	if !opts.AllowPrivate {
 		dialer.Control = func(network, address string, _ syscall.RawConn) error {
 			host, _, err := net.SplitHostPort(address)
@@ -174,7 +232,7 @@ func New(opts Options) *Deliverer {
 	tr := &http.Transport{DialContext: dialer.DialContext, TLSHandshakeTimeout: 5 * time.Second, MaxIdleConns: 10}
 	d.client = &http.Client{
 		Transport:     tr,
-		Timeout:       10 * time.Second,
+		Timeout:       attemptTimeout,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	return d
@@ -207,20 +265,25 @@ func (d *Deliverer) Run(ctx context.Context) error {
 	}
 }
 
-// RunOnce leases the due deliveries and attempts each once; it returns
-// how many it attempted.
+// RunOnce leases the due deliveries and attempts each once while its
+// lease lasts; it returns how many it attempted.
 func (d *Deliverer) RunOnce(ctx context.Context) (int, error) {
 	now := d.opts.Now()
-	ds, err := d.opts.Store.LeaseDueDeliveries(ctx, d.opts.Owner, now, now.Add(time.Minute), 50)
+	ds, err := d.opts.Store.LeaseDueDeliveries(ctx, d.opts.Owner, now, now.Add(leaseFor), 50)
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("webhooks: lease deliveries: %w", err)
 	}
+	n := 0
 	for _, dl := range ds {
+		if d.opts.Now().Add(attemptTimeout + finishMargin).After(dl.LeaseUntil.Time) {
+			break // too late in the lease: leased again once it runs out
+		}
+		n++
 		if err := d.attempt(ctx, dl); err != nil {
-			return 0, err
+			return n, err
 		}
 	}
-	return len(ds), nil
+	return n, nil
 }
 
 func (d *Deliverer) attempt(ctx context.Context, dl store.Delivery) error {
@@ -229,7 +292,7 @@ func (d *Deliverer) attempt(ctx context.Context, dl store.Delivery) error {
 		return nil // deleted meanwhile: the cascade removed the delivery
 	}
 	if err != nil {
-		return err
+		return fmt.Errorf("webhooks: delivery %s: %w", dl.ID, err)
 	}
 	code, errText := d.post(ctx, w, dl)
 	now := d.opts.Now()
@@ -242,8 +305,14 @@ func (d *Deliverer) attempt(ctx context.Context, dl store.Delivery) error {
 		}
 	}
 	d.results.WithLabelValues(result).Inc()
-	_, err = d.opts.Store.FinishAttempt(ctx, dl.ID, d.opts.Owner, status, code, errText, now, next)
-	return err
+	held, err := d.opts.Store.FinishAttempt(ctx, dl.ID, d.opts.Owner, status, code, errText, now, next)
+	if err != nil {
+		return fmt.Errorf("webhooks: delivery %s: %w", dl.ID, err)
+	}
+	if !held {
+		d.opts.Logger.Warn("webhook delivery lease lost before its attempt was recorded", "delivery", dl.ID, "webhook", dl.WebhookID)
+	}
+	return nil
 }
 
 // post sends one delivery; errText is empty on a 2xx reply.
