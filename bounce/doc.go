@@ -1,10 +1,12 @@
 // Package bounce receives and authenticates the mail that comes back to
 // the rewritten envelope sender bounce+ID@ a return-path domain (VERP).
 //
-// verp.go: the ID carries the message id, the hour it was sent and an
-// 80-bit HMAC-SHA256 under a secret shared by all instances, bound to the
+// verp.go: the ID carries the message id, the hour it was sent, for a
+// message with one recipient a hash of that recipient, and an 80-bit
+// HMAC-SHA256 under a secret shared by all instances, bound to the
 // return-path domain, so ids need no database lookup and cannot be forged
-// or copied to another domain.
+// or copied to another domain, and a bounce through a one-recipient id
+// can only act on that recipient.
 //
 // parse.go classifies what comes back:
 //

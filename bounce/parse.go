@@ -36,7 +36,7 @@ const (
 
 // Recipient is one recipient a report is about.
 type Recipient struct {
-	Address    string // Final-Recipient (or Original-Recipient), without "rfc822;"
+	Address    string // Original-Recipient, else Final-Recipient, without "rfc822;"
 	Action     string // failed, delayed (RFC 3464 2.3.3)
 	Status     string // "5.1.1"
 	Diagnostic string // Diagnostic-Code, or the matched text of a heuristic bounce
@@ -121,9 +121,12 @@ func readBlocks(data []byte, max int) []textproto.MIMEHeader {
 func parseDSN(rep *Report, data []byte) {
 	blocks := readBlocks(data, maxRecipients+1)
 	for _, b := range blocks {
-		addr := typed(b.Get("Final-Recipient"))
+		// The address the message was sent to (Original-Recipient, RFC
+		// 3464 2.3.1) is what to suppress: a Final-Recipient after a
+		// forward or an alias is not an address the sender uses.
+		addr := typed(b.Get("Original-Recipient"))
 		if addr == "" {
-			addr = typed(b.Get("Original-Recipient"))
+			addr = typed(b.Get("Final-Recipient"))
 		}
 		action := strings.ToLower(strings.TrimSpace(b.Get("Action")))
 		if addr == "" || action == "" {

@@ -19,6 +19,9 @@ func TestParseSamples(t *testing.T) {
 		originalID string
 	}{
 		{file: "postfix.eml", kind: Hard, addr: "nobody@example.net", status: "5.1.1", diagPart: "User unknown", originalID: "orig-1@mailing.example.com"},
+		// An alias forwarded info@ to nobody@: the address sent to is
+		// what gets suppressed.
+		{file: "forwarded.eml", kind: Hard, addr: "info@example.net", status: "5.1.1", diagPart: "User unknown", originalID: "orig-1@mailing.example.com"},
 		{file: "delayed.eml", kind: Soft, addr: "slow@example.org", status: "4.4.1", diagPart: "timed out"},
 		{file: "gmail.eml", kind: Hard, addr: "someone@gmail.com", status: "5.1.1", diagPart: "does not exist", originalID: "orig-2@mailing.example.com"},
 		{file: "arf.eml", kind: Complaint, addr: "user@example.com", feedback: "abuse", originalID: "8787KJKJ3K4J3K4J3K4J3.mail@example.net"},

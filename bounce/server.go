@@ -125,7 +125,7 @@ func New(opts Options) (*Server, error) {
 		}, []string{"kind"}),
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sendergate_bounce_dropped_total",
-			Help: "Bounces accepted and dropped, by reason: bad_mac, expired, unparsed.",
+			Help: "Bounces accepted and dropped, by reason: bad_mac, expired, unparsed, recipient_mismatch.",
 		}, []string{"reason"}),
 	}
 	if opts.Registerer != nil {
@@ -271,7 +271,8 @@ func (ss *session) Data(r io.Reader) error {
 	now := s.opts.Now()
 	var rep *Report
 	for _, rc := range ss.rcpts {
-		msgID, sent, err := s.opts.Codec.Decode(rc.id, rc.domain, now, s.opts.MaxAge)
+		id, err := s.opts.Codec.DecodeID(rc.id, rc.domain, now, s.opts.MaxAge)
+		msgID := id.MessageID
 		if err != nil {
 			reason := "bad_mac"
 			if errors.Is(err, ErrExpired) {
@@ -286,7 +287,20 @@ func (ss *session) Data(r io.Reader) error {
 				return nil
 			}
 		}
-		b := &Bounce{OrgID: rc.org, Domain: rc.domain, MessageID: msgID, SentAt: sent, Report: rep}
+		// An id bound to its message's one recipient acts on that
+		// recipient only: a recipient who forges a report naming others
+		// suppresses nobody else.
+		r := rep
+		if covered := covered(id, rep.Recipients); len(covered) < len(rep.Recipients) {
+			if len(covered) == 0 {
+				s.drop("recipient_mismatch", ss, rc, fmt.Errorf("the report names none of the message's recipients"))
+				continue
+			}
+			cp := *rep
+			cp.Recipients = covered
+			r = &cp
+		}
+		b := &Bounce{OrgID: rc.org, Domain: rc.domain, MessageID: msgID, SentAt: id.Sent, Report: r}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		err = s.opts.Sink.Bounce(ctx, b)
 		cancel()
@@ -299,6 +313,17 @@ func (ss *session) Data(r io.Reader) error {
 			slog.String("msg", msgID), slog.String("kind", string(rep.Kind)))
 	}
 	return nil
+}
+
+// covered returns the recipients of rs that id may act on.
+func covered(id ID, rs []Recipient) []Recipient {
+	out := make([]Recipient, 0, len(rs))
+	for _, r := range rs {
+		if id.Covers(r.Address) {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 func (s *Server) drop(reason string, ss *session, rc rcpt, err error) {

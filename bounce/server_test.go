@@ -187,3 +187,47 @@ func TestServerConnectionLimit(t *testing.T) {
 		t.Fatalf("second connection: %v, want 421", err)
 	}
 }
+
+// TestServerRecipientBinding: a bounce id made for a message's one
+// recipient acts only on that recipient; a report about anyone else
+// through it (a recipient forging bounces for others) reaches nobody.
+func TestServerRecipientBinding(t *testing.T) {
+	dsn, err := os.ReadFile("testdata/postfix.eml") // reports nobody@example.net
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := NewCodec(secret)
+	bound := func(rcpt string) string {
+		id, err := c.EncodeFor("0123456789abcdef", "mailing.example.com", rcpt, testNow)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if l := len("bounce+" + id); l > 64 {
+			t.Fatalf("local part of %d octets, over RFC 5321's 64", l)
+		}
+		return "bounce+" + id + "@mailing.example.com"
+	}
+	for _, tt := range []struct {
+		name, rcpt string
+		reached    bool
+	}{
+		{"its recipient", "nobody@example.net", true},
+		{"its recipient, other case", "<NoBody@Example.NET>", true},
+		{"another recipient", "victim@example.net", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			sink := &memSink{}
+			hp, s := startServer(t, sink, 0)
+			if err := send(t, hp, bound(tt.rcpt), dsn); err != nil {
+				t.Fatal(err)
+			}
+			got := sink.list()
+			if tt.reached != (len(got) == 1) {
+				t.Fatalf("sink got %d bounces, want reached=%v", len(got), tt.reached)
+			}
+			if !tt.reached && testutil.ToFloat64(s.dropped.WithLabelValues("recipient_mismatch")) != 1 {
+				t.Error("the mismatch was not counted")
+			}
+		})
+	}
+}

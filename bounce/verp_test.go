@@ -107,3 +107,38 @@ func FuzzDecode(f *testing.F) {
 		ParseAddress(id + "@" + domain)
 	})
 }
+
+// TestEncodeForBindsTheRecipient: an id for one recipient decodes to an
+// ID that covers that address only (case and angle brackets aside), and
+// its MAC covers the binding (the plain form of the same message does not
+// verify with another recipient's hash spliced in).
+func TestEncodeForBindsTheRecipient(t *testing.T) {
+	c := NewCodec([]byte("0123456789abcdef0123456789abcdef"))
+	now := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+	id, err := c.EncodeFor("0123456789abcdef", "d.example", "Bob@Example.com", now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := c.DecodeID(id, "d.example", now, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.MessageID != "0123456789abcdef" || !v.Covers("bob@example.com") || !v.Covers("rfc822; <BOB@example.com>") || v.Covers("alice@example.com") {
+		t.Fatalf("decoded %+v: covers bob %v, alice %v", v, v.Covers("bob@example.com"), v.Covers("alice@example.com"))
+	}
+	other, _ := c.EncodeFor("0123456789abcdef", "d.example", "alice@example.com", now)
+	if other == id {
+		t.Fatal("two recipients got the same id")
+	}
+	// Splice alice's hash into bob's id: the MAC must fail.
+	rawBob, _ := enc.DecodeString(id)
+	rawAlice, _ := enc.DecodeString(other)
+	copy(rawBob[payload:payload+rcptLen], rawAlice[payload:payload+rcptLen])
+	if _, err := c.DecodeID(enc.EncodeToString(rawBob), "d.example", now, time.Hour); !errors.Is(err, ErrBadMAC) {
+		t.Fatalf("spliced id: %v, want ErrBadMAC", err)
+	}
+	plain, _ := c.Encode("0123456789abcdef", "d.example", now)
+	if v, err := c.DecodeID(plain, "d.example", now, time.Hour); err != nil || !v.Covers("anyone@example.org") {
+		t.Fatalf("an unbound id must cover any recipient: %v %v", v, err)
+	}
+}

@@ -84,7 +84,9 @@ type Options struct {
 // BounceIDs encodes a message id as the unforgeable ID of its bounce
 // address; *bounce.Codec implements it.
 type BounceIDs interface {
-	Encode(msgID, domain string, now time.Time) (string, error)
+	// EncodeFor makes the id of message msgID through return-path domain
+	// domain; rcpt, when not "", binds the message's one recipient.
+	EncodeFor(msgID, domain, rcpt string, now time.Time) (string, error)
 }
 
 // Gate is the message stage. It is safe for concurrent use; one Gate
@@ -280,7 +282,7 @@ func (g *Gate) process(ctx context.Context, env *Envelope, h *msg.Header, body [
 	if _, err := h.WriteTo(&hb); err != nil {
 		return nil, internal(env.ID, fmt.Errorf("gate: write header: %w", err), d, fromDomain)
 	}
-	bounceTo, err := g.bounceAddress(env.ID, d.Domain, env.Time)
+	bounceTo, err := g.bounceAddress(env, d.Domain)
 	if err != nil {
 		return nil, internal(env.ID, err, d, fromDomain)
 	}
@@ -375,16 +377,23 @@ func (g *Gate) sign(ctx context.Context, header, body []byte, d *policy.Domain) 
 	return sig, nil
 }
 
-// bounceAddress is the rewritten envelope sender of message id from
-// domain d, sent at t: bounce+ID@ its bounce domain, where ID carries the
-// message id under a MAC when BounceIDs is set.
-func (g *Gate) bounceAddress(id string, d *policy.Domain, t time.Time) (string, error) {
+// bounceAddress is the rewritten envelope sender of message env from
+// domain d: bounce+ID@ its bounce domain, where ID carries the message id
+// under a MAC when BounceIDs is set, bound to the recipient when the
+// message has one (so its bounces can suppress that address only).
+func (g *Gate) bounceAddress(env *Envelope, d *policy.Domain) (string, error) {
+	id := env.ID
 	if g.opts.BounceIDs != nil {
+		t := env.Time
 		if t.IsZero() {
 			t = g.opts.Now()
 		}
+		rcpt := ""
+		if len(env.Rcpts) == 1 {
+			rcpt = bareAddress(env.Rcpts[0])
+		}
 		var err error
-		if id, err = g.opts.BounceIDs.Encode(id, d.BounceDomain, t); err != nil {
+		if id, err = g.opts.BounceIDs.EncodeFor(id, d.BounceDomain, rcpt, t); err != nil {
 			return "", fmt.Errorf("gate: bounce address: %w", err)
 		}
 	}
