@@ -30,11 +30,19 @@ const (
 	maxConnTime = 30 * time.Minute
 )
 
-// Domains maps a served return-path domain to its organization.
+// Owner is the organization and sending domain behind a return-path
+// domain.
+type Owner struct {
+	OrgID  string
+	Domain string // the sending domain, e.g. example.com for mailing.example.com
+}
+
+// Domains maps a served return-path domain to its owner.
 type Domains interface {
-	// ReturnPathOrg returns the organization of return-path domain
-	// domain (lowercase), ok false when it is not served.
-	ReturnPathOrg(domain string) (orgID string, ok bool)
+	// ReturnPathOwner returns the owner of return-path domain domain
+	// (lowercase), ok false when it is not served; an error makes RCPT
+	// answer 451 4.3.0 so the sender retries.
+	ReturnPathOwner(ctx context.Context, domain string) (owner Owner, ok bool, err error)
 }
 
 // Sink receives each authenticated, parsed bounce.
@@ -46,8 +54,9 @@ type Sink interface {
 
 // Bounce is an authenticated report about one message sent.
 type Bounce struct {
-	OrgID     string
-	Domain    string // the return-path domain it came back to
+	OrgID         string
+	Domain        string // the return-path domain it came back to
+	SendingDomain string // the domain whose return-path domain it is
 	MessageID string // from the VERP id
 	SentAt    time.Time
 	Report    *Report
@@ -229,7 +238,10 @@ func (c *countedConn) Close() error {
 }
 
 // rcpt is an accepted bounce address.
-type rcpt struct{ id, domain, org string }
+type rcpt struct {
+	id, domain string
+	owner      Owner
+}
 
 type session struct {
 	s      *Server
@@ -252,8 +264,15 @@ func (ss *session) Mail(from string, _ *smtp.MailOptions) error {
 func (ss *session) Rcpt(to string, _ *smtp.RcptOptions) error {
 	id, domain, ok := ParseAddress(to)
 	if ok {
-		if org, served := ss.s.opts.Domains.ReturnPathOrg(domain); served {
-			ss.rcpts = append(ss.rcpts, rcpt{id: id, domain: domain, org: org})
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		owner, served, err := ss.s.opts.Domains.ReturnPathOwner(ctx, domain)
+		cancel()
+		if err != nil {
+			ss.s.opts.Logger.Error("bounce: return-path lookup failed", slog.String("domain", domain), slog.Any("err", err))
+			return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Local error, try again later"}
+		}
+		if served {
+			ss.rcpts = append(ss.rcpts, rcpt{id: id, domain: domain, owner: owner})
 			return nil
 		}
 	}
@@ -300,7 +319,7 @@ func (ss *session) Data(r io.Reader) error {
 			cp.Recipients = covered
 			r = &cp
 		}
-		b := &Bounce{OrgID: rc.org, Domain: rc.domain, MessageID: msgID, SentAt: id.Sent, Report: r}
+		b := &Bounce{OrgID: rc.owner.OrgID, Domain: rc.domain, SendingDomain: rc.owner.Domain, MessageID: msgID, SentAt: id.Sent, Report: r}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		err = s.opts.Sink.Bounce(ctx, b)
 		cancel()
@@ -309,7 +328,7 @@ func (ss *session) Data(r io.Reader) error {
 			return &smtp.SMTPError{Code: 451, EnhancedCode: smtp.EnhancedCode{4, 3, 0}, Message: "Local error, try again later"}
 		}
 		s.received.WithLabelValues(string(rep.Kind)).Inc()
-		s.opts.Logger.Info("bounce received", slog.String("remote", ss.remote), slog.String("org", rc.org),
+		s.opts.Logger.Info("bounce received", slog.String("remote", ss.remote), slog.String("org", rc.owner.OrgID),
 			slog.String("msg", msgID), slog.String("kind", string(rep.Kind)))
 	}
 	return nil

@@ -17,7 +17,13 @@ import (
 
 type mapDomains map[string]string
 
-func (m mapDomains) ReturnPathOrg(d string) (string, bool) { o, ok := m[d]; return o, ok }
+func (m mapDomains) ReturnPathOwner(_ context.Context, d string) (Owner, bool, error) {
+	o, ok := m[d]
+	if o == "error" {
+		return Owner{}, false, errors.New("database down")
+	}
+	return Owner{OrgID: o, Domain: "example.com"}, ok, nil
+}
 
 type memSink struct {
 	mu  sync.Mutex
@@ -48,7 +54,7 @@ var (
 
 func startServer(t *testing.T, sink *memSink, maxBytes int64) (string, *Server) {
 	t.Helper()
-	s, err := New(Options{Domains: mapDomains{"mailing.example.com": "org1", "t1.bounce.sg.localhost": "org2"},
+	s, err := New(Options{Domains: mapDomains{"mailing.example.com": "org1", "t1.bounce.sg.localhost": "org2", "down.example.com": "error"},
 		Sink: sink, Codec: NewCodec(secret), Now: func() time.Time { return testNow },
 		MaxMessageBytes: maxBytes, Registerer: prometheus.NewRegistry()})
 	if err != nil {
@@ -115,6 +121,7 @@ func TestServer(t *testing.T) {
 		{name: "expired", rcpt: addr(t, good, "mailing.example.com", testNow.Add(-800*time.Hour))},
 		{name: "unknown domain", rcpt: addr(t, good, "other.example.com", testNow), wantCode: "550 5.1.1"},
 		{name: "not a bounce address", rcpt: "postmaster@mailing.example.com", wantCode: "550 5.1.1"},
+		{name: "lookup error", rcpt: addr(t, good, "down.example.com", testNow), wantCode: "451 4.3.0"},
 		{name: "oversize", rcpt: addr(t, good, "mailing.example.com", testNow), maxBytes: 500, wantCode: "552 5.3.4"},
 		{name: "sink error", rcpt: addr(t, good, "mailing.example.com", testNow), sinkErr: errors.New("db down"), wantCode: "451 4.3.0"},
 	}
@@ -137,7 +144,7 @@ func TestServer(t *testing.T) {
 				t.Fatalf("sink got %d", len(got))
 			}
 			b := got[0]
-			if b.OrgID != "org1" || b.MessageID != "0123456789abcdef" || b.Report.Kind != Hard ||
+			if b.OrgID != "org1" || b.SendingDomain != "example.com" || b.MessageID != "0123456789abcdef" || b.Report.Kind != Hard ||
 				b.Report.Recipients[0].Address != "nobody@example.net" || b.Report.Recipients[0].Status != "5.1.1" {
 				t.Fatalf("bounce %+v %+v", b, b.Report)
 			}

@@ -205,23 +205,16 @@ func (e *Engine) apply(ctx context.Context, since int64) error {
 	s := &Snapshot{version: delta.Version, built: e.opts.Now(), requireConfirmed: e.opts.RequireConfirmed}
 	// The indexes are copied shard by shard as they are written: a change
 	// of a few organizations copies a few small maps, not the whole index.
-	var byID, byName, byBounce *indexWriter
+	var byID, byName *indexWriter
 	if delta.Full || prev == nil {
-		byID, byName, byBounce = edit(nil), edit(nil), edit(nil)
+		byID, byName = edit(nil), edit(nil)
 		e.keys.clear()
 	} else {
-		byID, byName, byBounce, s.domains = edit(prev.orgs), edit(prev.byName), edit(prev.byBounce), prev.domains
+		byID, byName, s.domains = edit(prev.orgs), edit(prev.byName), prev.domains
 		for _, id := range delta.Changed {
 			if old, ok := prev.orgs.get(id); ok {
 				byID.del(id)
 				byName.del(old.name)
-				for _, d := range old.domains {
-					// Only the entries that are this organization's: a
-					// return-path domain is one organization's at a time.
-					if v, ok := byBounce.x.get(d.BounceDomain); ok && v == old {
-						byBounce.del(d.BounceDomain)
-					}
-				}
 				s.domains -= len(old.domains)
 			}
 		}
@@ -230,14 +223,9 @@ func (e *Engine) apply(ctx context.Context, since int64) error {
 		o := e.build(&delta.Orgs[i])
 		byID.put(o.id, o)
 		byName.put(o.name, o)
-		for _, d := range o.domains {
-			if d.CanSend() && d.BounceDomain != "" {
-				byBounce.put(d.BounceDomain, o)
-			}
-		}
 		s.domains += len(o.domains)
 	}
-	s.orgs, s.byName, s.byBounce = byID.x, byName.x, byBounce.x
+	s.orgs, s.byName = byID.x, byName.x
 	e.cur.Store(s)
 	e.current.Store(e.opts.Now().UnixNano())
 	e.opts.Logger.Debug("policy snapshot applied", "version", s.version, "full", delta.Full || prev == nil,

@@ -157,7 +157,6 @@ type Snapshot struct {
 	requireConfirmed bool
 	orgs             *index // by organization id
 	byName           *index // by organization name
-	byBounce         *index // by return-path domain of a domain that can send
 	domains          int    // domains in all views
 	dummy            [sha256.Size]byte
 }
@@ -243,32 +242,6 @@ func (s *Snapshot) OrgLimits(orgID string) *Limits {
 		return o.limits
 	}
 	return nil
-}
-
-// ReturnPathOrg returns the organization whose domain that can send
-// (verified or failing, sandbox included) has the return-path domain
-// domain (lowercase, no trailing dot): where its bounces come back.
-func (s *Snapshot) ReturnPathOrg(domain string) (orgID string, ok bool) {
-	orgID, _, ok = s.ReturnPathDomain(domain)
-	return orgID, ok
-}
-
-// ReturnPathDomain is ReturnPathOrg that also names the sending domain
-// whose return-path domain it is.
-func (s *Snapshot) ReturnPathDomain(domain string) (orgID, name string, ok bool) {
-	if s.byBounce == nil {
-		return "", "", false
-	}
-	o, ok := s.byBounce.get(domain)
-	if !ok {
-		return "", "", false
-	}
-	for _, d := range o.domains {
-		if d.BounceDomain == domain && d.CanSend() {
-			return o.id, d.Name, true
-		}
-	}
-	return "", "", false
 }
 
 // Domain returns the organization's domain called name.

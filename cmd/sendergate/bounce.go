@@ -7,30 +7,28 @@ import (
 	"time"
 
 	"github.com/sendergate/sendergate/bounce"
-	"github.com/sendergate/sendergate/policy"
 	"github.com/sendergate/sendergate/store"
 	"github.com/sendergate/sendergate/suppress"
 )
 
-// returnPaths answers the bounce receiver from the current policy
-// snapshot: the return-path domains of domains that can send, and whose
-// they are. Nothing is read from the database per bounce.
-type returnPaths struct{ engine *policy.Engine }
+// returnPaths answers the bounce receiver from the store: one indexed
+// query per RCPT (bounces are rare next to sends, and the snapshot stays
+// free of an index of every return-path domain).
+type returnPaths struct {
+	st   *store.Store
+	zone string
+}
 
-// ReturnPathOrg implements bounce.Domains.
-func (r returnPaths) ReturnPathOrg(domain string) (string, bool) {
-	s, err := r.engine.Current()
-	if err != nil {
-		return "", false
-	}
-	return s.ReturnPathOrg(domain)
+// ReturnPathOwner implements bounce.Domains.
+func (r returnPaths) ReturnPathOwner(ctx context.Context, domain string) (bounce.Owner, bool, error) {
+	o, ok, err := r.st.ReturnPathOwner(ctx, domain, r.zone)
+	return bounce.Owner{OrgID: o.OrgID, Domain: o.Domain}, ok, err
 }
 
 // bounceSink records authenticated bounces and complaints in the
 // suppression list (which emits the message.bounced, message.complained
 // and recipient.suppressed events, and so the webhooks).
 type bounceSink struct {
-	engine   *policy.Engine
 	recorder *suppress.Recorder
 	now      func() time.Time
 }
@@ -38,13 +36,7 @@ type bounceSink struct {
 // Bounce implements bounce.Sink. Recording is idempotent per recipient and
 // message, so a sender that retries after a 451 counts once.
 func (s bounceSink) Bounce(ctx context.Context, b *bounce.Bounce) error {
-	domain := b.Domain
-	if snap, err := s.engine.Current(); err == nil {
-		if _, name, ok := snap.ReturnPathDomain(b.Domain); ok {
-			domain = name // the event names the sending domain
-		}
-	}
-	f := suppress.Feedback{OrgID: b.OrgID, MessageID: b.MessageID, Domain: domain, At: s.now()}
+	f := suppress.Feedback{OrgID: b.OrgID, MessageID: b.MessageID, Domain: b.SendingDomain, At: s.now()}
 	for _, r := range b.Report.Recipients {
 		f.Recipients = append(f.Recipients, suppress.Recipient{Email: r.Address, Status: r.Status,
 			Diagnostic: r.Diagnostic, Kind: recipientKind(b.Report.Kind, r)})
@@ -83,8 +75,8 @@ func (d *daemon) setupBounce(bg context.Context) error {
 		return nil
 	}
 	srv, err := bounce.New(bounce.Options{Hostname: cfg.Hostname, MaxMessageBytes: cfg.Bounce.MaxMessageBytes,
-		MaxAge: cfg.Bounce.MaxAge.Duration, TLS: d.tlsConf, Domains: returnPaths{d.engine},
-		Sink:  bounceSink{engine: d.engine, recorder: suppress.NewRecorder(d.st, rules, d.reg), now: time.Now},
+		MaxAge: cfg.Bounce.MaxAge.Duration, TLS: d.tlsConf, Domains: returnPaths{st: d.st, zone: cfg.DNS.Zone},
+		Sink:  bounceSink{recorder: suppress.NewRecorder(d.st, rules, d.reg), now: time.Now},
 		Codec: d.bounceIDs, Logger: d.log, Registerer: d.reg})
 	if err != nil {
 		return fmt.Errorf("bounce: %w", err)
