@@ -105,7 +105,7 @@ func TestBounceLoopThroughBinary(t *testing.T) {
 	}
 	sendBounce(t, in.bounce, string(local)+returnPath[at:], dsn("dead@example.net"))
 	sendBounce(t, in.bounce, returnPath, dsn("victim@example.net")) // the right id, another recipient
-	time.Sleep(1500 * time.Millisecond)                              // past a sync of the list
+	time.Sleep(1500 * time.Millisecond)                             // past a sync of the list
 	if code := in.call(t, key, "GET", "/v1/orgs/acme/suppressions", "", nil); code != 200 {
 		t.Fatalf("list: %d", code)
 	}
