@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -236,9 +237,8 @@ func (e *Engine) apply(ctx context.Context, since int64) error {
 // build makes one organization's view.
 func (e *Engine) build(in *OrgInput) *orgView {
 	o := &orgView{id: in.ID, name: in.Name, limits: in.Limits,
-		accounts:  make(map[string]*Account, len(in.Accounts)),
-		domains:   make(map[string]*Domain, len(in.Domains)),
-		confirmed: make(map[string]struct{}, 2*len(in.Confirmed)),
+		accounts: make([]*Account, 0, len(in.Accounts)),
+		domains:  make([]*Domain, 0, len(in.Domains)),
 	}
 	for _, a := range in.Accounts {
 		acct := &Account{ID: a.ID, OrgID: in.ID, Org: in.Name, Name: a.Name, Username: a.Username, Created: a.Created, Limits: a.Limits}
@@ -246,7 +246,7 @@ func (e *Engine) build(in *OrgInput) *orgView {
 			e.opts.Logger.Error("account has an unreadable password hash; it cannot log in", "account", a.Username)
 			continue
 		}
-		o.accounts[a.Username] = acct
+		o.accounts = append(o.accounts, acct)
 	}
 	for _, d := range in.Domains {
 		dom := &Domain{ID: d.ID, OrgID: in.ID, Name: d.Name, Status: d.Status, Sandbox: d.Sandbox, Restricted: d.Restricted,
@@ -269,11 +269,22 @@ func (e *Engine) build(in *OrgInput) *orgView {
 				dom.grants[g] = struct{}{}
 			}
 		}
-		o.domains[d.Name] = dom
+		o.domains = append(o.domains, dom)
 	}
-	for _, a := range in.Confirmed {
-		o.confirmed[a] = struct{}{}
-		o.confirmed[strings.ToLower(a)] = struct{}{}
+	slices.SortFunc(o.accounts, func(a, b *Account) int { return strings.Compare(a.Username, b.Username) })
+	o.accounts = slices.CompactFunc(o.accounts, func(a, b *Account) bool { return a.Username == b.Username })
+	slices.SortFunc(o.domains, func(a, b *Domain) int { return strings.Compare(a.Name, b.Name) })
+	o.domains = slices.CompactFunc(o.domains, func(a, b *Domain) bool { return a.Name == b.Name })
+	if len(in.Confirmed) > 0 {
+		o.confirmed = make([]string, 0, 2*len(in.Confirmed))
+		for _, a := range in.Confirmed {
+			o.confirmed = append(o.confirmed, a)
+			if l := strings.ToLower(a); l != a {
+				o.confirmed = append(o.confirmed, l)
+			}
+		}
+		slices.Sort(o.confirmed)
+		o.confirmed = slices.Compact(o.confirmed)
 	}
 	return o
 }
