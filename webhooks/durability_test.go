@@ -11,6 +11,7 @@ import (
 
 	"github.com/sendergate/sendergate/internal/clocktest"
 	"github.com/sendergate/sendergate/store"
+	"github.com/sendergate/sendergate/store/storetest"
 	"github.com/sendergate/sendergate/webhooks"
 )
 
@@ -212,4 +213,49 @@ func TestSlowReceiverDoesNotOutlastLease(t *testing.T) {
 			t.Errorf("%d deliveries, want 10", len(ds))
 		}
 	})
+}
+
+// TestHangingWebhookDoesNotHoldOthers: while one organization's receiver
+// hangs on a request, another organization's delivery in the same round
+// is sent: a round sends to several webhooks at once.
+func TestHangingWebhookDoesNotHoldOthers(t *testing.T) {
+	s := storetest.SQLite(t)
+	release, entered := make(chan struct{}), make(chan struct{})
+	var hanging atomic.Bool
+	slow := newReceiver(t, map[string]string{"/h": "whsec_a"}, time.Now, func(r *http.Request) int {
+		hanging.Store(true)
+		close(entered)
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+		hanging.Store(false)
+		return 200
+	})
+	healthy := make(chan bool, 1)
+	fast := newReceiver(t, map[string]string{"/h": "whsec_b"}, time.Now, func(*http.Request) int {
+		<-entered // the requests run at once: let the slow one start
+		healthy <- hanging.Load()
+		return 200
+	})
+	orgA, orgB := newOrg(t, s), newOrg(t, s)
+	whA := newWebhook(t, s, orgA, slow.URL+"/h", "whsec_a")
+	whB := newWebhook(t, s, orgB, fast.URL+"/h", "whsec_b")
+	verified(t, s, orgA, "a.example.com", time.Now()) // due first
+	verified(t, s, orgB, "b.example.com", time.Now())
+	d := webhooks.New(webhooks.Options{Store: s, AllowPrivate: true})
+	done := make(chan error, 1)
+	go func() { _, err := d.RunOnce(context.Background()); done <- err }()
+	if whileHanging := <-healthy; !whileHanging {
+		t.Errorf("the healthy receiver got its delivery only after the hanging one gave up")
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range []string{whA.ID, whB.ID} {
+		if ds, _ := s.Deliveries(context.Background(), id, 1); len(ds) != 1 || ds[0].Status != store.DeliveryDelivered {
+			t.Errorf("webhook %s: deliveries %+v, want delivered", id, ds)
+		}
+	}
 }

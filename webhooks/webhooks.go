@@ -21,6 +21,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -154,8 +155,11 @@ type Options struct {
 	// Backoff returns the wait after the n-th failed attempt (n from 1);
 	// nil: DefaultBackoff.
 	Backoff func(n int) time.Duration
-	// Poll is how often the store is asked for due deliveries (default 1 s).
+	// Poll is how often the store is asked for due deliveries (default 1 s);
+	// a round that leased a full batch is followed by the next at once.
 	Poll time.Duration
+	// Parallel is how many webhooks a round sends to at once (default 8).
+	Parallel int
 	// Resolver looks up target host names (nil: the system's). The
 	// resolved addresses are checked at dial, so a name resolving to a
 	// private address is refused like the address itself.
@@ -175,6 +179,9 @@ type Deliverer struct {
 
 // Retention is how long a delivery is retried after its creation.
 const Retention = 24 * time.Hour
+
+// batch is how many deliveries a round leases.
+const batch = 50
 
 // maxResponse is how much of a response is read.
 const maxResponse = 64 << 10
@@ -204,6 +211,9 @@ func New(opts Options) *Deliverer {
 	}
 	if opts.Poll <= 0 {
 		opts.Poll = time.Second
+	}
+	if opts.Parallel <= 0 {
+		opts.Parallel = 8
 	}
 	if opts.Owner == "" {
 		opts.Owner = store.NewID()
@@ -254,8 +264,12 @@ func (d *Deliverer) Run(ctx context.Context) error {
 	t := time.NewTicker(d.opts.Poll)
 	defer t.Stop()
 	for {
-		if _, err := d.RunOnce(ctx); err != nil && ctx.Err() == nil {
+		n, err := d.RunOnce(ctx)
+		if err != nil && ctx.Err() == nil {
 			d.opts.Logger.Warn("webhook deliveries", "err", err)
+		}
+		if n == batch && err == nil && ctx.Err() == nil {
+			continue // a backlog: no pause between full rounds
 		}
 		select {
 		case <-ctx.Done():
@@ -266,24 +280,54 @@ func (d *Deliverer) Run(ctx context.Context) error {
 }
 
 // RunOnce leases the due deliveries and attempts each once while its
-// lease lasts; it returns how many it attempted.
+// lease lasts; it returns how many it attempted. Up to Parallel webhooks
+// are sent to at once, each one's deliveries one after the other, so a
+// receiver that hangs holds up its own deliveries only.
 func (d *Deliverer) RunOnce(ctx context.Context) (int, error) {
 	now := d.opts.Now()
-	ds, err := d.opts.Store.LeaseDueDeliveries(ctx, d.opts.Owner, now, now.Add(leaseFor), 50)
+	ds, err := d.opts.Store.LeaseDueDeliveries(ctx, d.opts.Owner, now, now.Add(leaseFor), batch)
 	if err != nil {
 		return 0, fmt.Errorf("webhooks: lease deliveries: %w", err)
 	}
-	n := 0
+	var hooks []string
+	byHook := map[string][]store.Delivery{}
 	for _, dl := range ds {
-		if d.opts.Now().Add(attemptTimeout + finishMargin).After(dl.LeaseUntil.Time) {
-			break // too late in the lease: leased again once it runs out
+		if byHook[dl.WebhookID] == nil {
+			hooks = append(hooks, dl.WebhookID)
 		}
-		n++
-		if err := d.attempt(ctx, dl); err != nil {
-			return n, err
-		}
+		byHook[dl.WebhookID] = append(byHook[dl.WebhookID], dl)
 	}
-	return n, nil
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		n        int
+		firstErr error
+	)
+	sem := make(chan struct{}, d.opts.Parallel)
+	for _, h := range hooks {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func(rows []store.Delivery) {
+			defer func() { <-sem; wg.Done() }()
+			for _, dl := range rows {
+				if d.opts.Now().Add(attemptTimeout + finishMargin).After(dl.LeaseUntil.Time) {
+					return // too late in the lease: leased again once it runs out
+				}
+				err := d.attempt(ctx, dl)
+				mu.Lock()
+				n++
+				if err != nil && firstErr == nil {
+					firstErr = err
+				}
+				mu.Unlock()
+				if err != nil {
+					return
+				}
+			}
+		}(byHook[h])
+	}
+	wg.Wait()
+	return n, firstErr
 }
 
 func (d *Deliverer) attempt(ctx context.Context, dl store.Delivery) error {
