@@ -12,6 +12,7 @@ import (
 
 	"github.com/sendergate/sendergate/dkim"
 	"github.com/sendergate/sendergate/internal/gatelisten"
+	"github.com/sendergate/sendergate/internal/postfixtest"
 	"github.com/sendergate/sendergate/limits"
 	"github.com/sendergate/sendergate/milter"
 	"github.com/sendergate/sendergate/relay/relaytest"
@@ -25,7 +26,7 @@ import (
 // 451 4.7.0, a message whose second recipient does not fit goes to its
 // first alone, and the sink receives what was accepted.
 func TestPostfixLimits(t *testing.T) {
-	needPostfix(t)
+	postfixtest.NeedPostfix(t)
 	f := newFixture(t, dkim.RSA2048)
 	f.setAccountLimits(t, limits.Values{limits.Hour: 3})
 	stage := f.limited(limits.Defaults{})

@@ -24,6 +24,7 @@ import (
 
 	"github.com/sendergate/sendergate/dkim"
 	"github.com/sendergate/sendergate/internal/gatelisten"
+	"github.com/sendergate/sendergate/internal/postfixtest"
 	"github.com/sendergate/sendergate/milter"
 	"github.com/sendergate/sendergate/relay/relaytest"
 	"github.com/sendergate/sendergate/zone"
@@ -37,221 +38,31 @@ const (
 	saslPassword = "s3cret-Pw"
 )
 
-// needTool returns the path of an external program, skipping the test when
-// it is missing (failing in CI).
-func needTool(t *testing.T, name string) string {
+// startPostfix starts a private Postfix (internal/postfixtest) as
+// docs/postfix.md configures it: the test's SASL account, the milter on
+// a unix socket (group postfix: smtpd runs as postfix, not chrooted), the
+// policy service on TCP (admitted by policyd.peers) checking the envelope
+// sender before any permit_* restriction, and relayhost the sink.
+func startPostfix(t *testing.T, sinkAddr, milterSocket, policydAddr string) *postfixtest.Instance {
 	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		skipOrFail(t, fmt.Sprintf("%s not installed: %v", name, err))
-	}
-	return p
-}
-
-// skipOrFail skips the test, or fails it when CI=true.
-func skipOrFail(t *testing.T, why string) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("required in CI: %s", why)
-	}
-	t.Skip(why)
-}
-
-// freePort returns a loopback TCP port that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// postfix is a private Postfix instance: its own config and queue, smtpd on
-// a loopback port, the milter and policy service of the test, and relayhost
-// pointing at an in-process sink. The default instance is never touched.
-type postfix struct {
-	dir  string
-	smtp string // 127.0.0.1:PORT of its smtpd
-}
-
-const mainCF = `compatibility_level = 3.6
-queue_directory = {{dir}}/queue
-data_directory = {{dir}}/data
-mail_owner = postfix
-setgid_group = postdrop
-myhostname = postfix.test.localhost
-mydomain = test.localhost
-myorigin = $myhostname
-mydestination =
-mynetworks = 127.0.0.2/32
-inet_interfaces = 127.0.0.1
-inet_protocols = ipv4
-maillog_file = {{dir}}/maillog
-maillog_file_prefixes = {{dir}}
-alias_maps =
-alias_database =
-local_recipient_maps =
-biff = no
-relayhost = [127.0.0.1]:{{sink}}
-smtp_host_lookup = native
-smtp_tls_security_level = none
-smtpd_tls_security_level = none
-smtpd_sasl_auth_enable = yes
-smtpd_sasl_type = cyrus
-smtpd_sasl_path = smtpd
-smtpd_sasl_security_options = noanonymous
-# docs/postfix.md: the milter signs and rewrites, the policy service checks
-# the envelope sender before any permit_* restriction. The milter is a unix
-# socket of group postfix (smtpd runs as postfix, not chrooted); the policy
-# service is TCP, admitted by policyd.peers.
-smtpd_milters = unix:{{milter}}
-non_smtpd_milters = $smtpd_milters
-milter_default_action = tempfail
-milter_protocol = 6
-disable_mime_output_conversion = yes
-smtpd_relay_restrictions = permit_sasl_authenticated, reject_unauth_destination
-smtpd_recipient_restrictions = check_policy_service inet:127.0.0.1:{{policyd}}, permit_sasl_authenticated, reject
-`
-
-const masterCF = `127.0.0.1:{{smtp}} inet n - n - - smtpd
-cleanup   unix  n - n - 0 cleanup
-qmgr      unix  n - n 300 1 qmgr
-rewrite   unix  - - n - - trivial-rewrite
-bounce    unix  - - n - 0 bounce
-defer     unix  - - n - 0 bounce
-trace     unix  - - n - 0 bounce
-verify    unix  - - n - 1 verify
-flush     unix  n - n 1000? 0 flush
-proxymap  unix  - - n - - proxymap
-smtp      unix  - - n - - smtp
-relay     unix  - - n - - smtp
-showq     unix  n - n - - showq
-error     unix  - - n - - error
-retry     unix  - - n - - error
-discard   unix  - - n - - discard
-local     unix  - n n - - local
-anvil     unix  - - n - 1 anvil
-scache    unix  - - n - 1 scache
-postlog   unix-dgram n - n - 1 postlogd
-`
-
-// startPostfix writes the instance's files, creates the SASL account and
-// runs master in the foreground until the test ends. milterSocket is the
-// path of the milter's unix socket.
-func startPostfix(t *testing.T, sinkAddr, milterSocket, policydAddr string) *postfix {
-	t.Helper()
-	needPostfix(t)
-	needTool(t, "postconf")
-	saslpasswd := needTool(t, "saslpasswd2")
-	pfUser, err := user.Lookup("postfix")
-	if err != nil {
-		t.Fatalf("postfix user: %v", err)
-	}
-	uid, _ := strconv.Atoi(pfUser.Uid)
-	gid, _ := strconv.Atoi(pfUser.Gid)
-	// Not t.TempDir: the postfix user must traverse the path to the sasldb.
-	dir, err := os.MkdirTemp("", "sendergate-postfix-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	must(t, os.Chmod(dir, 0o755))
-	p := &postfix{dir: dir, smtp: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
-	port := func(addr string) string { _, pt, _ := net.SplitHostPort(addr); return pt }
-	r := strings.NewReplacer("{{dir}}", dir, "{{sink}}", port(sinkAddr), "{{milter}}", milterSocket,
-		"{{policyd}}", port(policydAddr), "{{smtp}}", port(p.smtp))
-	must(t, os.WriteFile(filepath.Join(dir, "main.cf"), []byte(r.Replace(mainCF)), 0o644))
-	must(t, os.WriteFile(filepath.Join(dir, "master.cf"), []byte(r.Replace(masterCF)), 0o644))
-	// Debian's Postfix reads Cyrus' smtpd.conf from $config_directory/sasl.
-	must(t, os.MkdirAll(filepath.Join(dir, "sasl"), 0o755))
-	sasldb := filepath.Join(dir, "sasldb2")
-	must(t, os.WriteFile(filepath.Join(dir, "sasl", "smtpd.conf"), []byte("pwcheck_method: auxprop\nauxprop_plugin: sasldb\n"+
-		"sasldb_path: "+sasldb+"\nmech_list: PLAIN LOGIN\n"), 0o644))
-	cmd := exec.Command(saslpasswd, "-c", "-p", "-f", sasldb, "-u", saslRealm, saslUser)
-	cmd.Stdin = strings.NewReader(saslPassword)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("saslpasswd2: %v\n%s", err, out)
-	}
-	must(t, os.Chown(sasldb, 0, gid))
-	must(t, os.Chmod(sasldb, 0o640))
-	makeQueue(t, dir, uid, gid)
-
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd = exec.CommandContext(ctx, postfixMaster, "-c", dir, "-d")
-	cmd.Env = append(os.Environ(), "MAIL_CONFIG="+dir)
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	must(t, cmd.Start())
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM) // master stops its children
-		done := make(chan struct{})
-		go func() { cmd.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			cancel()
-			<-done
-		}
-		cancel()
-		if t.Failed() {
-			log, _ := os.ReadFile(filepath.Join(dir, "maillog"))
-			t.Logf("master output:\n%s\nmaillog:\n%s", out.String(), log)
-		}
+	return postfixtest.Start(t, postfixtest.Options{
+		Relayhost: "[127.0.0.1]:" + port(sinkAddr),
+		Milter:    "unix:" + milterSocket,
+		Policy:    "inet:127.0.0.1:" + port(policydAddr),
+		SASL:      []postfixtest.Account{{User: saslUser, Realm: saslRealm, Password: saslPassword}},
 	})
-	waitDial(t, p.smtp)
+}
+
+// port is the port of a host:port address.
+func port(addr string) string {
+	_, p, _ := net.SplitHostPort(addr)
 	return p
-}
-
-// postfixMaster is Debian's Postfix master daemon.
-const postfixMaster = "/usr/lib/postfix/sbin/master"
-
-// needPostfix skips the test when Postfix is not installed (fails in CI).
-func needPostfix(t *testing.T) {
-	t.Helper()
-	if _, err := os.Stat(postfixMaster); err != nil {
-		skipOrFail(t, "Postfix is not installed: "+err.Error())
-	}
-}
-
-// makeQueue creates the queue and data directories as post-install would.
-func makeQueue(t *testing.T, dir string, uid, gid int) {
-	t.Helper()
-	queue := filepath.Join(dir, "queue")
-	must(t, os.MkdirAll(filepath.Join(queue, "pid"), 0o755))
-	for _, d := range []string{"active", "bounce", "corrupt", "defer", "deferred", "flush", "hold", "incoming",
-		"private", "saved", "trace", "maildrop", "public"} {
-		p := filepath.Join(queue, d)
-		must(t, os.Mkdir(p, 0o700))
-		must(t, os.Chown(p, uid, gid))
-	}
-	data := filepath.Join(dir, "data")
-	must(t, os.Mkdir(data, 0o700))
-	must(t, os.Chown(data, uid, gid))
 }
 
 func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
-	}
-}
-
-// waitDial waits until addr accepts connections (Postfix starting up).
-func waitDial(t *testing.T, addr string) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("postfix did not start listening on %s: %v", addr, err)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 
@@ -303,8 +114,8 @@ print("pass" if dkim.verify(sys.stdin.buffer.read(), dnsfunc=dnsfunc) else "fail
 // dkimpy runs dkimpyScript with the interpreter of dkimverify.
 func dkimpy(t *testing.T, message []byte, servers map[string]string) string {
 	t.Helper()
-	path := needTool(t, "dkimverify")
-	needTool(t, "dig")
+	path := postfixtest.NeedTool(t, "dkimverify")
+	postfixtest.NeedTool(t, "dig")
 	head, err := os.ReadFile(path)
 	must(t, err)
 	first, _, _ := strings.Cut(string(head), "\n")
@@ -349,7 +160,7 @@ type rig struct {
 	sink    *relaytest.Server
 	milter  *milter.MilterServer
 	socket  string // the milter's unix socket
-	pf      *postfix
+	pf      *postfixtest.Instance
 	servers map[string]string // DNS zone suffix -> server address
 }
 
@@ -359,7 +170,7 @@ type rig struct {
 // through internal/gatelisten.
 func startRig(t *testing.T) *rig {
 	t.Helper()
-	needPostfix(t) // before the postfix group is looked up
+	postfixtest.NeedPostfix(t) // before the postfix group is looked up
 	f := newFixture(t, dkim.RSA2048)
 	g := &rig{f: f, sink: relaytest.NewServer(t), servers: startZones(t, f)}
 	// Not t.TempDir: the postfix user must traverse the path to the socket.
@@ -395,7 +206,7 @@ func (g *rig) startMilter(t *testing.T, group string) {
 // dial opens an SMTP session to Postfix authenticated as the test account.
 func (g *rig) dial(t *testing.T) *smtp.Client {
 	t.Helper()
-	c, err := smtp.Dial(g.pf.smtp)
+	c, err := smtp.Dial(g.pf.SMTP)
 	must(t, err)
 	t.Cleanup(func() { c.Close() })
 	must(t, c.Hello("client.test"))
@@ -545,9 +356,9 @@ func TestPostfix(t *testing.T) {
 	})
 
 	t.Run("the swaks lines of docs/postfix.md", func(t *testing.T) {
-		swaks := needTool(t, "swaks")
+		swaks := postfixtest.NeedTool(t, "swaks")
 		run := func(envFrom, headerFrom string) string {
-			out, _ := exec.Command(swaks, "--server", g.pf.smtp, "--auth", "PLAIN",
+			out, _ := exec.Command(swaks, "--server", g.pf.SMTP, "--auth", "PLAIN",
 				"--auth-user", testUser, "--auth-password", saslPassword,
 				"--from", envFrom, "--to", "rcpt@dest.example",
 				"--header", "From: "+headerFrom, "--header", "Subject: swaks test").CombinedOutput()
@@ -596,7 +407,7 @@ func TestPostfix(t *testing.T) {
 // messages.
 func (g *rig) wantTempfail(t *testing.T, delivered int) {
 	t.Helper()
-	c, err := smtp.Dial(g.pf.smtp)
+	c, err := smtp.Dial(g.pf.SMTP)
 	must(t, err)
 	defer c.Close()
 	must(t, c.Hello("client.test"))
