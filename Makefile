@@ -35,8 +35,11 @@ test-unit:
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
 
+## test-postfix: the milter/policy suite and the bounce loop (issue #12)
+## through the binary, each against a private Postfix
 test-postfix:
 	$(GO) test -race -count=1 -tags postfix ./milter/...
+	$(GO) test -race -count=1 -tags postfix -run Postfix ./cmd/sendergate/
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
