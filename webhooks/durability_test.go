@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -257,5 +258,37 @@ func TestHangingWebhookDoesNotHoldOthers(t *testing.T) {
 		if ds, _ := s.Deliveries(context.Background(), id, 1); len(ds) != 1 || ds[0].Status != store.DeliveryDelivered {
 			t.Errorf("webhook %s: deliveries %+v, want delivered", id, ds)
 		}
+	}
+}
+
+// TestTimedOutReceiverYieldsItsRound: after an attempt runs into the
+// timeout, a round sends nothing more to that webhook: its other
+// deliveries wait, unattempted, for the next lease instead of stretching
+// the round by a timeout each.
+func TestTimedOutReceiverYieldsItsRound(t *testing.T) {
+	s := storetest.SQLite(t)
+	rc := newReceiver(t, map[string]string{"/h": "whsec_t"}, time.Now, func(r *http.Request) int {
+		<-r.Context().Done() // hangs until the client gives up
+		return 200
+	})
+	org := newOrg(t, s)
+	wh := newWebhook(t, s, org, rc.URL+"/h", "whsec_t")
+	for i := range 3 {
+		verified(t, s, org, fmt.Sprintf("d%d.example.com", i), time.Now())
+	}
+	d := webhooks.New(webhooks.Options{Store: s, AllowPrivate: true, Timeout: 50 * time.Millisecond})
+	if n, err := d.RunOnce(context.Background()); err != nil || n != 1 {
+		t.Fatalf("RunOnce attempted %d (%v), want 1", n, err)
+	}
+	ds, _ := s.Deliveries(context.Background(), wh.ID, 10)
+	attempts := 0
+	for _, d := range ds {
+		attempts += d.Attempts
+		if d.Attempts == 1 && (d.LastStatusCode != 0 || !strings.Contains(d.LastError, "Timeout")) {
+			t.Errorf("timed-out attempt recorded as %d %q", d.LastStatusCode, d.LastError)
+		}
+	}
+	if len(ds) != 3 || attempts != 1 {
+		t.Errorf("deliveries %+v, want 3 with one attempt among them", ds)
 	}
 }

@@ -160,6 +160,9 @@ type Options struct {
 	Poll time.Duration
 	// Parallel is how many webhooks a round sends to at once (default 8).
 	Parallel int
+	// Timeout bounds one attempt, from dial to the end of the reply
+	// (default DefaultTimeout; at most 40 s, to fit in a lease).
+	Timeout time.Duration
 	// Resolver looks up target host names (nil: the system's). The
 	// resolved addresses are checked at dial, so a name resolving to a
 	// private address is refused like the address itself.
@@ -187,16 +190,18 @@ const batch = 50
 const maxResponse = 64 << 10
 
 // Lease timing: a round leases its deliveries for leaseFor, and a delivery
-// is attempted only if the attempt (at most attemptTimeout, then the
+// is attempted only if the attempt (at most Options.Timeout, then the
 // store update) ends before its lease does. A slow receiver can thus make
 // a round skip its last deliveries (they are leased again once the lease
 // runs out), but never lets another Deliverer lease a delivery whose POST
 // is still in flight.
 const (
-	leaseFor       = time.Minute
-	attemptTimeout = 10 * time.Second
-	finishMargin   = 5 * time.Second
+	leaseFor     = time.Minute
+	finishMargin = 5 * time.Second
 )
+
+// DefaultTimeout bounds one attempt: connecting, sending, the reply.
+const DefaultTimeout = 10 * time.Second
 
 // New returns a Deliverer.
 func New(opts Options) *Deliverer {
@@ -215,6 +220,10 @@ func New(opts Options) *Deliverer {
 	if opts.Parallel <= 0 {
 		opts.Parallel = 8
 	}
+	if opts.Timeout <= 0 {
+		opts.Timeout = DefaultTimeout
+	}
+	opts.Timeout = min(opts.Timeout, leaseFor-finishMargin-15*time.Second)
 	if opts.Owner == "" {
 		opts.Owner = store.NewID()
 	}
@@ -242,7 +251,7 @@ func New(opts Options) *Deliverer {
 	tr := &http.Transport{DialContext: dialer.DialContext, TLSHandshakeTimeout: 5 * time.Second, MaxIdleConns: 10}
 	d.client = &http.Client{
 		Transport:     tr,
-		Timeout:       attemptTimeout,
+		Timeout:       opts.Timeout,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	return d
@@ -310,18 +319,18 @@ func (d *Deliverer) RunOnce(ctx context.Context) (int, error) {
 		go func(rows []store.Delivery) {
 			defer func() { <-sem; wg.Done() }()
 			for _, dl := range rows {
-				if d.opts.Now().Add(attemptTimeout + finishMargin).After(dl.LeaseUntil.Time) {
+				if d.opts.Now().Add(d.opts.Timeout + finishMargin).After(dl.LeaseUntil.Time) {
 					return // too late in the lease: leased again once it runs out
 				}
-				err := d.attempt(ctx, dl)
+				timedOut, err := d.attempt(ctx, dl)
 				mu.Lock()
 				n++
 				if err != nil && firstErr == nil {
 					firstErr = err
 				}
 				mu.Unlock()
-				if err != nil {
-					return
+				if err != nil || timedOut {
+					return // a receiver that timed out: its other deliveries wait for the next lease
 				}
 			}
 		}(byHook[h])
@@ -330,15 +339,17 @@ func (d *Deliverer) RunOnce(ctx context.Context) (int, error) {
 	return n, firstErr
 }
 
-func (d *Deliverer) attempt(ctx context.Context, dl store.Delivery) error {
+// attempt POSTs one delivery and records the result; timedOut reports an
+// attempt that ran into the timeout.
+func (d *Deliverer) attempt(ctx context.Context, dl store.Delivery) (timedOut bool, err error) {
 	w, err := d.opts.Store.WebhookByID(ctx, dl.WebhookID)
 	if errors.Is(err, store.ErrNotFound) {
-		return nil // deleted meanwhile: the cascade removed the delivery
+		return false, nil // deleted meanwhile: the cascade removed the delivery
 	}
 	if err != nil {
-		return fmt.Errorf("webhooks: delivery %s: %w", dl.ID, err)
+		return false, fmt.Errorf("webhooks: delivery %s: %w", dl.ID, err)
 	}
-	code, errText := d.post(ctx, w, dl)
+	code, errText, timedOut := d.post(ctx, w, dl)
 	now := d.opts.Now()
 	status, next, result := store.DeliveryDelivered, time.Time{}, "delivered"
 	if errText != "" {
@@ -351,20 +362,21 @@ func (d *Deliverer) attempt(ctx context.Context, dl store.Delivery) error {
 	d.results.WithLabelValues(result).Inc()
 	held, err := d.opts.Store.FinishAttempt(ctx, dl.ID, d.opts.Owner, status, code, errText, now, next)
 	if err != nil {
-		return fmt.Errorf("webhooks: delivery %s: %w", dl.ID, err)
+		return timedOut, fmt.Errorf("webhooks: delivery %s: %w", dl.ID, err)
 	}
 	if !held {
 		d.opts.Logger.Warn("webhook delivery lease lost before its attempt was recorded", "delivery", dl.ID, "webhook", dl.WebhookID)
 	}
-	return nil
+	return timedOut, nil
 }
 
-// post sends one delivery; errText is empty on a 2xx reply.
-func (d *Deliverer) post(ctx context.Context, w store.Webhook, dl store.Delivery) (int, string) {
+// post sends one delivery; errText is empty on a 2xx reply, timedOut
+// reports a request that ran into the timeout.
+func (d *Deliverer) post(ctx context.Context, w store.Webhook, dl store.Delivery) (code int, errText string, timedOut bool) {
 	body := []byte(dl.Payload)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.URL, bytes.NewReader(body))
 	if err != nil {
-		return 0, err.Error()
+		return 0, err.Error(), false
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "sendergate-webhooks")
@@ -373,12 +385,15 @@ func (d *Deliverer) post(ctx context.Context, w store.Webhook, dl store.Delivery
 	req.Header.Set("Sendergate-Delivery", dl.ID)
 	resp, err := d.client.Do(req)
 	if err != nil {
-		return 0, err.Error()
+		var ne net.Error
+		return 0, err.Error(), errors.As(err, &ne) && ne.Timeout()
 	}
 	defer resp.Body.Close()
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponse))
+	_, err = io.Copy(io.Discard, io.LimitReader(resp.Body, maxResponse))
+	var ne net.Error
+	timedOut = errors.As(err, &ne) && ne.Timeout()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return resp.StatusCode, "HTTP " + resp.Status
+		return resp.StatusCode, "HTTP " + resp.Status, timedOut
 	}
-	return resp.StatusCode, ""
+	return resp.StatusCode, "", timedOut
 }
