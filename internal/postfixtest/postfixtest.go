@@ -65,8 +65,9 @@ type Options struct {
 	// SASL are the accounts of a private Cyrus sasldb; AUTH (PLAIN,
 	// LOGIN) is offered only when there are some.
 	SASL []Account
-	// MainCF are main.cf lines written last; a later setting wins, so
-	// they may override any of the above.
+	// MainCF are further "name = value" lines. One naming a parameter
+	// that is already set replaces that setting (so it may override any
+	// of the above); the others are appended.
 	MainCF []string
 }
 
@@ -141,6 +142,11 @@ scache    unix  - - n - 1 scache
 postlog   unix-dgram n - n - 1 postlogd
 `
 
+// masterCFFor is master.cf with smtpd on 127.0.0.1:port.
+func masterCFFor(port int) string {
+	return strings.ReplaceAll(masterCF, "{{smtp}}", strconv.Itoa(port))
+}
+
 // Start writes the instance's files, creates its SASL accounts and runs
 // master in the foreground until the test ends, waiting until smtpd
 // accepts connections. When the test failed, master's output and the
@@ -172,8 +178,7 @@ func Start(t testing.TB, o Options) *Instance {
 		t.Fatalf("postfixtest: %v", err)
 	}
 	must(t, os.WriteFile(filepath.Join(dir, "main.cf"), []byte(cf), 0o644))
-	master := strings.ReplaceAll(masterCF, "{{smtp}}", strconv.Itoa(o.Port))
-	must(t, os.WriteFile(filepath.Join(dir, "master.cf"), []byte(master), 0o644))
+	must(t, os.WriteFile(filepath.Join(dir, "master.cf"), []byte(masterCFFor(o.Port)), 0o644))
 	if len(o.Transports) > 0 {
 		must(t, os.WriteFile(filepath.Join(dir, "transport"), []byte(transportMap(o.Transports)), 0o644))
 	}
@@ -226,10 +231,32 @@ func (o Options) mainCF(dir string) (string, error) {
 		// before any permit_* restriction.
 		line("smtpd_recipient_restrictions = check_policy_service %s, permit_mynetworks, permit_sasl_authenticated, permit_auth_destination, reject", o.Policy)
 	}
-	for _, l := range o.MainCF {
-		line("%s", l)
+	return override(b.String(), o.MainCF)
+}
+
+// override applies extra "name = value" lines to the main.cf text cf: a
+// parameter already set gets the new line in its place (Postfix warns
+// about a parameter set twice), others are appended.
+func override(cf string, extra []string) (string, error) {
+	lines := strings.Split(strings.TrimSuffix(cf, "\n"), "\n")
+	name := func(l string) string {
+		k, _, _ := strings.Cut(l, "=")
+		return strings.TrimSpace(k)
 	}
-	return b.String(), nil
+next:
+	for _, x := range extra {
+		if strings.ContainsAny(x, "\r\n") || !strings.Contains(x, "=") || name(x) == "" {
+			return "", fmt.Errorf("main.cf line %q is not one name = value line", x)
+		}
+		for i, l := range lines {
+			if !strings.HasPrefix(l, "#") && name(l) == name(x) {
+				lines[i] = x
+				continue next
+			}
+		}
+		lines = append(lines, x)
+	}
+	return strings.Join(lines, "\n") + "\n", nil
 }
 
 // transportMap is the transport(5) table, sorted.
