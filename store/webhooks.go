@@ -147,22 +147,15 @@ func (s *Store) Deliveries(ctx context.Context, webhookID string, limit int) ([]
 
 // LeaseDueDeliveries takes up to limit pending deliveries due at or before
 // now whose lease (if any) has run out, and leases them to owner until
-// until. The batch is fair across webhooks: every webhook's oldest due
-// delivery comes before any webhook's second, so one webhook's backlog
-// cannot keep the others' deliveries out. On PostgreSQL the rows are
-// locked FOR UPDATE SKIP LOCKED and the lease is a conditional update, so
-// two instances never hold one row.
+// until. On PostgreSQL the rows are selected FOR UPDATE SKIP LOCKED and the
+// lease is a conditional update, so two instances never hold one row.
 func (s *Store) LeaseDueDeliveries(ctx context.Context, owner string, now, until time.Time, limit int) ([]Delivery, error) {
 	var out []Delivery
 	err := s.inTx(ctx, func(tx *sqlx.Tx) error {
 		out = nil
 		var ds []Delivery
-		// The window function ranks each webhook's due deliveries; FOR
-		// UPDATE cannot sit beside it, hence the outer select by id.
-		q := `SELECT ` + deliveryCols + ` FROM webhook_deliveries WHERE id IN (
-			SELECT id FROM (SELECT id, next_attempt_at, ROW_NUMBER() OVER (PARTITION BY webhook_id ORDER BY next_attempt_at, id) AS turn
-				FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= ? AND (lease_until IS NULL OR lease_until <= ?)) due
-			ORDER BY turn, next_attempt_at LIMIT ?) ORDER BY next_attempt_at, id`
+		q := `SELECT ` + deliveryCols + ` FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= ?
+			AND (lease_until IS NULL OR lease_until <= ?) ORDER BY next_attempt_at LIMIT ?`
 		if s.dialect == "postgres" {
 			q += ` FOR UPDATE SKIP LOCKED`
 		}
