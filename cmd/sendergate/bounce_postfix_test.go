@@ -299,6 +299,9 @@ func TestPostfixBounceLoop(t *testing.T) {
 	}
 
 	s := waitSuppressed(t, in, key, deadAddr)
+	// It was Postfix that bounced it and brought the DSN to bounce.listen.
+	g.waitMaillog(t, `to=<`+regexp.QuoteMeta(deadAddr)+`>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:`+portOf(g.deadMX.Addr)+`, .*dsn=5\.1\.1, status=bounced`)
+	g.waitMaillog(t, `to=<bounce\+[a-z2-7]+@`+regexp.QuoteMeta(shopRP)+`>, relay=127\.0\.0\.1\[127\.0\.0\.1\]:`+portOf(in.bounce)+`, .*status=sent`)
 	if s.Email != deadAddr || s.Reason != "bounce" || s.Status != "5.1.1" || s.MessageID != id || s.Count != 1 {
 		t.Errorf("suppression %+v, want %s, bounce, 5.1.1, message %s, count 1", s, deadAddr, id)
 	}
@@ -360,6 +363,18 @@ func TestPostfixBounceLoop(t *testing.T) {
 		}
 	}
 	waitReceived(t, g.deadMX, "lifted")
+}
+
+// waitMaillog waits up to 5 s for a line of Postfix's maillog matching
+// pattern.
+func (g *bounceRig) waitMaillog(t *testing.T, pattern string) {
+	t.Helper()
+	re := regexp.MustCompile(pattern)
+	for deadline := time.Now().Add(5 * time.Second); !re.MatchString(g.pf.Maillog()); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("Postfix logged no line matching %s", pattern)
+		}
+	}
 }
 
 // deleteURL sends DELETE to a full admin URL with the admin key.
