@@ -337,8 +337,8 @@ func TestPostfixBounceLoop(t *testing.T) {
 			t.Fatalf("a suppressed recipient still gets %d %s after 5s", code, text)
 		}
 	}
-	if !strings.HasPrefix(refusal, "5.1.1 ") || !strings.Contains(refusal, "suppression list") || !strings.Contains(refusal, "5.1.1") {
-		t.Errorf("refusal %q, want 5.1.1 saying it is on the suppression list and why", refusal)
+	if !strings.HasPrefix(refusal, "5.1.1 ") || !strings.Contains(refusal, "suppression list") || !strings.Contains(refusal, "hard bounce 5.1.1") {
+		t.Errorf("refusal %q, want 5.1.1 saying it is on the suppression list after a hard bounce", refusal)
 	}
 	m := regexp.MustCompile(`DELETE (http://\S+)`).FindStringSubmatch(refusal)
 	if m == nil || !strings.HasSuffix(m[1], "/suppressions/"+deadAddr) {
@@ -480,18 +480,6 @@ func arfReport(rp, rcpt, head string) string {
 		"--arf--\r\n"
 }
 
-// dsnReport is an RFC 3464 failure report for rcpt, sent to rp.
-func dsnReport(rp, rcpt string) string {
-	return "From: Mail Delivery System <MAILER-DAEMON@mx.live.example>\r\nTo: " + rp + "\r\n" +
-		"Subject: Undelivered Mail Returned to Sender\r\nMIME-Version: 1.0\r\n" +
-		"Content-Type: multipart/report; report-type=delivery-status; boundary=\"dsn\"\r\n\r\n" +
-		"--dsn\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n" +
-		"--dsn\r\nContent-Type: message/delivery-status\r\n\r\nReporting-MTA: dns; mx.live.example\r\n\r\n" +
-		"Final-Recipient: rfc822; " + rcpt + "\r\nAction: failed\r\nStatus: 5.1.1\r\n" +
-		"Diagnostic-Code: smtp; 550 5.1.1 user unknown\r\n" +
-		"--dsn--\r\n"
-}
-
 // TestPostfixForgedBounces: bounces whose id does not authenticate
 // suppress nobody: 100 with wrong MACs (tampered, or made under another
 // secret), the genuine id copied to another served return-path domain,
@@ -523,22 +511,22 @@ func TestPostfixForgedBounces(t *testing.T) {
 	for i := range 100 {
 		victim := fmt.Sprintf("victim%d@live.example", i)
 		victims = append(victims, victim)
-		b.send(t, "bounce+"+forgedID(t, i, realID, msgID)+"@"+shopRP, dsnReport(shopRP, victim), nil)
+		b.send(t, "bounce+"+forgedID(t, i, realID, msgID)+"@"+shopRP, dsn(victim), nil)
 	}
 	victims = append(victims, "copied@live.example", "expired@live.example", "nodomain@live.example", "other@live.example")
-	b.send(t, "bounce+"+realID+"@"+otherRP, dsnReport(otherRP, "copied@live.example"), nil)
+	b.send(t, "bounce+"+realID+"@"+otherRP, dsn("copied@live.example"), nil)
 	// An expired id needs the daemon's secret: read it as another
 	// instance would, from the shared database.
 	old, err := bounce.NewCodec(bounceSecret(t, in)).EncodeFor(msgID, shopRP, "expired@live.example", time.Now().Add(-800*time.Hour))
 	if err != nil {
 		t.Fatal(err)
 	}
-	b.send(t, "bounce+"+old+"@"+shopRP, dsnReport(shopRP, "expired@live.example"), nil)
-	b.send(t, "bounce+"+realID+"@mailing.unknown.example", dsnReport("mailing.unknown.example", "nodomain@live.example"),
+	b.send(t, "bounce+"+old+"@"+shopRP, dsn("expired@live.example"), nil)
+	b.send(t, "bounce+"+realID+"@mailing.unknown.example", dsn("nodomain@live.example"),
 		&smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}})
-	b.send(t, "bounce+"+realID+"@"+shopRP, dsnReport(shopRP, "other@live.example"), nil)
+	b.send(t, "bounce+"+realID+"@"+shopRP, dsn("other@live.example"), nil)
 	// The genuine one, last.
-	b.send(t, "bounce+"+realID+"@"+shopRP, dsnReport(shopRP, liveAddr), nil)
+	b.send(t, "bounce+"+realID+"@"+shopRP, dsn(liveAddr), nil)
 
 	waitSuppressed(t, in, key, liveAddr)
 	if l := listSuppressions(t, in, key, ""); len(l) != 1 {
