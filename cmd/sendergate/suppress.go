@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/sendergate/sendergate/policy"
@@ -48,6 +49,21 @@ func (d *daemon) setupSuppressions(ctx, bg context.Context) error {
 		d.suppressions = suppressions{list: list, engine: d.engine, apiBase: d.cfg.Admin.PublicURL}
 	}
 	dl := webhooks.New(webhooks.Options{Store: d.st, AllowPrivate: d.cfg.Webhooks.AllowPrivate, Logger: d.log, Registerer: d.reg})
-	go dl.Run(bg)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = dl.Run(bg)
+	}()
+	// The deliverer ends (bg is cancelled first) before the store closes;
+	// a POST cut short keeps its lease and is sent again after it lapses
+	// (at least once, see docs/webhooks.md).
+	d.onClose(func(ctx context.Context) error {
+		select {
+		case <-done:
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("webhook deliverer did not stop: %w", ctx.Err())
+		}
+	})
 	return nil
 }
