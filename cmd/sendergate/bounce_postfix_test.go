@@ -493,9 +493,15 @@ func TestPostfixForgedBounces(t *testing.T) {
 	in := startDaemon(t, daemonOpts{upstream: up.Addr, customer: cust})
 	key, user, pass := setupOrg(t, in, cust, nil)
 	// A second served return path: other.example's T.bounce.sg.localhost.
-	values := addVerified(t, in, key, cust, `{"name":"other.example"}`)
-	token := strings.Split(values[0], ".")[1] // SEL.T.dkim.ZONE
-	otherRP := token + ".bounce.sg.localhost"
+	var otherRP string
+	for _, v := range addVerified(t, in, key, cust, `{"name":"other.example"}`) {
+		if l := strings.Split(v, "."); len(l) > 2 && l[2] == "dkim" { // SEL.T.dkim.ZONE
+			otherRP = l[1] + ".bounce.sg.localhost"
+		}
+	}
+	if otherRP == "" {
+		t.Fatal("other.example has no DKIM record naming its token")
+	}
 
 	msgID, err := sendOne(t, in, user, pass, "news@"+shopDomain, liveAddr, "genuine")
 	if err != nil {
