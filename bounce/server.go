@@ -311,7 +311,13 @@ func (ss *session) Data(r io.Reader) error {
 		// suppresses nobody else.
 		r := rep
 		if covered := covered(id, rep.Recipients); len(covered) < len(rep.Recipients) {
-			if len(covered) == 0 {
+			if len(covered) == 0 && rep.Kind == Complaint {
+				// Feedback loops often redact the recipient: the
+				// complaint still tells which message drew it.
+				cp := *rep
+				cp.Recipients = nil
+				r = &cp
+			} else if len(covered) == 0 {
 				s.drop("recipient_mismatch", ss, rc, fmt.Errorf("the report names none of the message's recipients"))
 				continue
 			}

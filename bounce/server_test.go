@@ -238,3 +238,27 @@ func TestServerRecipientBinding(t *testing.T) {
 		})
 	}
 }
+
+// TestServerRedactedComplaint: a complaint through a one-recipient id
+// whose feedback loop redacted the recipient reaches the sink with the
+// message id and no recipient (an event, no suppression), where a DSN
+// naming someone else is dropped.
+func TestServerRedactedComplaint(t *testing.T) {
+	arf, err := os.ReadFile("testdata/arf-redacted.eml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := NewCodec(secret).EncodeFor("0123456789abcdef", "mailing.example.com", "user@example.com", testNow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &memSink{}
+	hp, _ := startServer(t, sink, 0)
+	if err := send(t, hp, "bounce+"+id+"@mailing.example.com", arf); err != nil {
+		t.Fatal(err)
+	}
+	got := sink.list()
+	if len(got) != 1 || got[0].Report.Kind != Complaint || len(got[0].Report.Recipients) != 0 || got[0].MessageID != "0123456789abcdef" {
+		t.Fatalf("sink got %+v", got)
+	}
+}

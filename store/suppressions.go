@@ -71,6 +71,20 @@ func suppressionEvent(ctx context.Context, tx *sqlx.Tx, kind, reason string, f F
 	return addEvent(ctx, tx, Event{OrgID: f.OrgID, Subject: f.Email, Kind: kind, Detail: string(detail), At: At(f.At)})
 }
 
+// RecordUnattributedComplaint writes the message.complained event of a
+// complaint that names no recipient (feedback loops that redact it):
+// nothing is suppressed, and the organization can still tell which
+// message drew it from message_id. f.Email is empty.
+func (s *Store) RecordUnattributedComplaint(ctx context.Context, f Feedback) error {
+	if f.At.IsZero() {
+		f.At = time.Now()
+	}
+	f.Email = ""
+	return s.inTx(ctx, func(tx *sqlx.Tx) error {
+		return suppressionEvent(ctx, tx, "message.complained", ReasonComplaint, f)
+	})
+}
+
 // RecordFeedback applies a bounce (hard or soft) or a complaint under
 // rules and reports whether the address became suppressed now. Events
 // message.bounced / message.complained and, when it became suppressed,

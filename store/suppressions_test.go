@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -96,6 +97,35 @@ func TestSuppressionRules(t *testing.T) {
 		more, err := s.SuppressionChanges(ctx, ch[len(ch)-1].Seq, 100)
 		if err != nil || len(more) != 0 {
 			t.Errorf("changes after last %+v %v", more, err)
+		}
+	})
+}
+
+// TestUnattributedComplaint: a complaint that names no recipient becomes a
+// message.complained delivery naming the message, and suppresses nobody.
+func TestUnattributedComplaint(t *testing.T) {
+	storetest.ForEach(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		acme := newOrg(t, s, "acme")
+		now := time.Now()
+		if err := s.CreateWebhook(ctx, store.Webhook{ID: store.NewID(), OrgID: acme.ID, URL: "https://a.example/h",
+			Events: `["message.complained","recipient.suppressed"]`, Secret: "s1", CreatedAt: store.At(now)}); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.RecordUnattributedComplaint(ctx, store.Feedback{OrgID: acme.ID, Email: "ignored@example.com", Domain: "acme.example",
+			MessageID: "0123456789abcdef", At: now}); err != nil {
+			t.Fatal(err)
+		}
+		ds, err := s.LeaseDueDeliveries(ctx, "one", now.Add(time.Second), now.Add(time.Minute), 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ds) != 1 || ds[0].Event != "message.complained" || !strings.Contains(ds[0].Payload, `"message_id":"0123456789abcdef"`) ||
+			!strings.Contains(ds[0].Payload, `"email":""`) {
+			t.Fatalf("deliveries %+v, want one message.complained naming the message and no address", ds)
+		}
+		if l, err := s.ListSuppressions(ctx, acme.ID, "", "", 10); err != nil || len(l) != 0 {
+			t.Fatalf("suppressions %+v %v, want none", l, err)
 		}
 	})
 }

@@ -182,6 +182,7 @@ type Feedback struct {
 // Writer is the store side of a Recorder.
 type Writer interface {
 	RecordFeedback(ctx context.Context, f store.Feedback, kind string, rules store.SuppressionRules) (bool, error)
+	RecordUnattributedComplaint(ctx context.Context, f store.Feedback) error
 }
 
 // Recorder applies bounces and complaints under the config's rules.
@@ -202,6 +203,15 @@ func NewRecorder(w Writer, rules store.SuppressionRules, reg prometheus.Register
 		reg.MustRegister(r.added)
 	}
 	return r
+}
+
+// RecordUnattributed records a complaint about message f that names no
+// recipient (its Recipients are ignored): an event, no suppression.
+func (r *Recorder) RecordUnattributed(ctx context.Context, f Feedback) error {
+	if err := r.w.RecordUnattributedComplaint(ctx, store.Feedback{OrgID: f.OrgID, Domain: f.Domain, MessageID: f.MessageID, At: f.At}); err != nil {
+		return fmt.Errorf("suppress: record a complaint about %s: %w", f.MessageID, err)
+	}
+	return nil
 }
 
 // Record applies f and returns how many recipients became suppressed.

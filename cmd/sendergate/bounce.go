@@ -38,8 +38,16 @@ type bounceSink struct {
 func (s bounceSink) Bounce(ctx context.Context, b *bounce.Bounce) error {
 	f := suppress.Feedback{OrgID: b.OrgID, MessageID: b.MessageID, Domain: b.SendingDomain, At: s.now()}
 	for _, r := range b.Report.Recipients {
+		if _, err := suppress.Normalize(r.Address); err != nil {
+			continue // an unusable address suppresses nothing
+		}
 		f.Recipients = append(f.Recipients, suppress.Recipient{Email: r.Address, Status: r.Status,
 			Diagnostic: r.Diagnostic, Kind: recipientKind(b.Report.Kind, r)})
+	}
+	if len(f.Recipients) == 0 && b.Report.Kind == bounce.Complaint {
+		// A feedback loop that redacts the recipient: the event still
+		// names the message (message_id), nothing is suppressed.
+		return s.recorder.RecordUnattributed(ctx, f)
 	}
 	_, err := s.recorder.Record(ctx, f)
 	return err
