@@ -57,9 +57,9 @@ type Bounce struct {
 	OrgID         string
 	Domain        string // the return-path domain it came back to
 	SendingDomain string // the domain whose return-path domain it is
-	MessageID string // from the VERP id
-	SentAt    time.Time
-	Report    *Report
+	MessageID     string // from the VERP id
+	SentAt        time.Time
+	Report        *Report
 }
 
 // Options configures a Server. Domains, Sink and Codec are required.
