@@ -107,6 +107,8 @@ resolvers = ["127.0.0.1:$CDNS_PORT"]
 listen = ""
 [policyd]
 listen = "127.0.0.1:$POLICYD_PORT"
+[bounce]
+listen = ""
 [sandbox]
 daily_limit = 100000000
 EOF

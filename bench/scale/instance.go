@@ -104,6 +104,8 @@ check_qps = %s
 listen = ""
 [policyd]
 listen = ""
+[bounce]
+listen = ""
 [sandbox]
 daily_limit = 100000000
 `, filepath.Join(in.dir, "data"), in.database, in.smtp, in.admin, in.publicURL, in.dns, in.deadResolve, in.verifyInterval, in.qps) + debug

@@ -77,6 +77,7 @@ func serve(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	bg, cancelBG := context.WithCancel(context.Background())
 	defer cancelBG()
 	if err := d.setup(ctx, bg); err != nil {
+		cancelBG() // the background loops end before their closers wait for them
 		d.shutdown()
 		return err
 	}
