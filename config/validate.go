@@ -130,9 +130,9 @@ func (d *DKIM) validate(v *checker) {
 	if d.RetireAfter.Duration < time.Minute {
 		v.add("dkim.retire_after", "must be at least 1m")
 	}
-	if d.RotateInterval.Duration > 0 && d.RetireAfter.Duration >= d.RotateInterval.Duration {
-		v.add("dkim.retire_after", "must be shorter than dkim.rotate_interval %s", d.RotateInterval.Duration)
-	}
+	// A retire_after longer than rotate_interval is allowed: the retired
+	// key holds the second selector until it is removed, so rotations
+	// then come every retire_after (plus the check) instead.
 }
 
 func (s *Submission) validate(v *checker) {

@@ -31,6 +31,12 @@ func TestValidate(t *testing.T) {
 			c.Sandbox.DailyLimit = 0
 			c.Confirm.From = "confirm@esp.example"
 		}},
+		{name: "dkim fast rotation for a trial", mutate: func(c *Config) {
+			c.DKIM.RotateInterval, c.DKIM.RetireAfter = Duration{time.Minute}, Duration{2 * time.Minute}
+		}},
+		{name: "dkim bad", mutate: func(c *Config) {
+			c.DKIM.RotateInterval, c.DKIM.RetireAfter = Duration{time.Second}, Duration{time.Second}
+		}, wantKeys: []string{"dkim.rotate_interval", "dkim.retire_after"}},
 		{name: "empty data_dir", mutate: func(c *Config) { c.DataDir = "" }, wantKeys: []string{"data_dir"}},
 		{name: "database scheme", mutate: func(c *Config) { c.Database = "mysql://h/db" }, wantKeys: []string{"database"}},
 		{name: "sqlite without path", mutate: func(c *Config) { c.Database = "sqlite:" }, wantKeys: []string{"database"}},
