@@ -22,7 +22,7 @@ func TestDomainRoutes(t *testing.T) {
 			"dmarc": map[string]any{"policy": "quarantine", "rua": "dmarc@example.com", "pct": 50}}
 		r := e.do("POST", "/v1/orgs/acme/domains", o.key, in)
 		r.must(t, http.StatusCreated, &d)
-		if d.Name != "example.com" || d.Status != "pending" || len(d.Records) != 4 || d.DKIMSelector != "sg1" ||
+		if d.Name != "example.com" || d.Status != "pending" || len(d.Records) != 5 || d.DKIMSelector != "sg1" ||
 			d.ReturnPathDomain != "mailing.example.com" || d.TrackingDomain != "click.example.com" || d.VerifiedAt != nil {
 			t.Errorf("created %s", r.body)
 		}

@@ -72,9 +72,17 @@ func newFTEnv(t *testing.T) *ftEnv {
 	for _, rr := range rrs {
 		e.served = append(e.served, rr.String())
 	}
-	e.recs = ExpectServed(Records(ftInput(), checkToken, testZone), rrs)
+	e.recs = ExpectServed(ftRecords(), rrs)
 	e.customer = okRRs(e.recs)
 	return e
+}
+
+// ftRecords are the registration's records with one DKIM record: these
+// tests follow the active key's CNAME (the second selector, which holds
+// the next key, is followed in keys_test.go).
+func ftRecords() []Record {
+	recs := Records(ftInput(), checkToken, testZone)
+	return slices.Delete(recs, 1, 2)
 }
 
 // host returns the customer host of a purpose.
@@ -226,7 +234,7 @@ func TestBrokenDelegationKeepsDomainPending(t *testing.T) {
 func TestCheckWithoutWantStopsAtCNAME(t *testing.T) {
 	e := newFTEnv(t)
 	e.z.Reset(t, e.customer, nil, nil)
-	recs := Records(ftInput(), checkToken, testZone)
+	recs := ftRecords()
 	for _, r := range Check(context.Background(), e.res, recs) {
 		if r.Status != StatusOK || r.Reason != "" || r.Note != "" {
 			t.Errorf("%s: status %q reason %q note %q, want ok", r.Host, r.Status, r.Reason, r.Note)
@@ -244,7 +252,7 @@ func TestExpectServed(t *testing.T) {
 		t.Fatal(err)
 	}
 	pub := func(string) crypto.PublicKey { return key.Public() }
-	recs := Records(ftInput(), checkToken, testZone)
+	recs := ftRecords()
 	tests := []struct {
 		name  string
 		track string

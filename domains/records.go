@@ -49,17 +49,21 @@ type Record struct {
 // Records returns the CNAMEs for a normalized input, registration token and
 // provider zone, deterministically, all with status "unchecked":
 //
-//	dkim         SEL._domainkey.D -> SEL.T.dkim.Z
-//	return_path  LABEL.D          -> T.bounce.Z    (when set)
-//	tracking     LABEL.D          -> track.Z       (when set)
-//	dmarc        _dmarc.D         -> T.dmarc.Z     (when set)
+//	dkim         SEL._domainkey.D  -> SEL.T.dkim.Z
+//	dkim         SELb._domainkey.D -> SELb.T.dkim.Z (the second selector)
+//	return_path  LABEL.D           -> T.bounce.Z    (when set)
+//	tracking     LABEL.D           -> track.Z       (when set)
+//	dmarc        _dmarc.D          -> T.dmarc.Z     (when set)
+//
+// The two DKIM selectors take turns: one holds the active key, the other
+// the next key (see SecondSelector and Service.Rotate).
 func Records(in Input, token, zone string) []Record {
 	zone = strings.TrimSuffix(strings.ToLower(zone), ".")
 	sel := in.DKIMSelector
 	if sel == "" {
 		sel = DefaultSelector
 	}
-	recs := []Record{cname(PurposeDKIM, sel+"._domainkey."+in.Name, DKIMTarget(sel, token, zone))}
+	recs := []Record{DKIMRecord(in.Name, sel, token, zone), DKIMRecord(in.Name, SecondSelector(sel), token, zone)}
 	if in.ReturnPath != "" {
 		recs = append(recs, cname(PurposeReturnPath, in.ReturnPathDomain(), BounceDomain(token, zone)))
 	}
@@ -70,6 +74,19 @@ func Records(in Input, token, zone string) []Record {
 		recs = append(recs, cname(PurposeDMARC, "_dmarc."+in.Name, DMARCTarget(token, zone)))
 	}
 	return recs
+}
+
+// SecondSelector is the selector of a registration's second delegated
+// DKIM record: the user's selector with "b" appended (sg1 -> sg1b). It
+// may be 8 characters long, past the 3-7 the input allows; RFC 6376 3.1
+// allows far longer selectors.
+func SecondSelector(sel string) string { return sel + "b" }
+
+// DKIMRecord is the CNAME that delegates the DKIM selector sel of the
+// domain name: SEL._domainkey.NAME -> SEL.T.dkim.Z.
+func DKIMRecord(name, sel, token, zone string) Record {
+	zone = strings.TrimSuffix(strings.ToLower(zone), ".")
+	return cname(PurposeDKIM, sel+"._domainkey."+name, DKIMTarget(sel, token, zone))
 }
 
 func cname(p Purpose, host, value string) Record {

@@ -18,6 +18,7 @@ func TestRecords(t *testing.T) {
 			in:   Input{Name: "example.com", DKIMSelector: "sg1"},
 			want: []Record{
 				{Purpose: PurposeDKIM, Host: "sg1._domainkey.example.com", Type: "CNAME", Value: "sg1." + tok + ".dkim.sg.example.net", Status: "unchecked"},
+				{Purpose: PurposeDKIM, Host: "sg1b._domainkey.example.com", Type: "CNAME", Value: "sg1b." + tok + ".dkim.sg.example.net", Status: "unchecked"},
 			},
 		},
 		{
@@ -26,6 +27,7 @@ func TestRecords(t *testing.T) {
 				DMARC: &DMARC{Policy: "reject", Pct: 100}},
 			want: []Record{
 				{Purpose: PurposeDKIM, Host: "mkt1._domainkey.news.example.com", Type: "CNAME", Value: "mkt1." + tok + ".dkim.sg.example.net", Status: "unchecked"},
+				{Purpose: PurposeDKIM, Host: "mkt1b._domainkey.news.example.com", Type: "CNAME", Value: "mkt1b." + tok + ".dkim.sg.example.net", Status: "unchecked"},
 				{Purpose: PurposeReturnPath, Host: "mailing.news.example.com", Type: "CNAME", Value: tok + ".bounce.sg.example.net", Status: "unchecked"},
 				{Purpose: PurposeTracking, Host: "click.news.example.com", Type: "CNAME", Value: "track.sg.example.net", Status: "unchecked"},
 				{Purpose: PurposeDMARC, Host: "_dmarc.news.example.com", Type: "CNAME", Value: tok + ".dmarc.sg.example.net", Status: "unchecked"},
@@ -37,6 +39,7 @@ func TestRecords(t *testing.T) {
 			zone: "SG.example.net.",
 			want: []Record{
 				{Purpose: PurposeDKIM, Host: "sg1._domainkey.example.com", Type: "CNAME", Value: "sg1." + tok + ".dkim.sg.example.net", Status: "unchecked"},
+				{Purpose: PurposeDKIM, Host: "sg1b._domainkey.example.com", Type: "CNAME", Value: "sg1b." + tok + ".dkim.sg.example.net", Status: "unchecked"},
 				{Purpose: PurposeTracking, Host: "t.example.com", Type: "CNAME", Value: "track.sg.example.net", Status: "unchecked"},
 			},
 		},

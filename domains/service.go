@@ -37,6 +37,16 @@ type ServiceOptions struct {
 	// flattened record that serves the right data is ok with a note).
 	// Empty: checks stop at the CNAME.
 	Served ZoneOptions
+	// RetireAfter is dkim.retire_after: how long a key stays published
+	// after a rotation retired it; default 168h.
+	RetireAfter time.Duration
+	// RotateInterval is dkim.rotate_interval, shown as the time of the
+	// next automatic rotation; 0 is none.
+	RotateInterval time.Duration
+	// PublishWait bounds how long a rotation that has just published a
+	// next key waits for the provider zone to serve it before its check
+	// counts as failed; default 10s.
+	PublishWait time.Duration
 	// Registerer takes the background checker's metrics; nil is none.
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
@@ -61,6 +71,12 @@ func NewService(st *store.Store, opts ServiceOptions) *Service {
 	}
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.RetireAfter <= 0 {
+		opts.RetireAfter = 168 * time.Hour
+	}
+	if opts.PublishWait <= 0 {
+		opts.PublishWait = 10 * time.Second
 	}
 	return &Service{st: st, opts: opts, chk: newChecker(opts)}
 }
@@ -94,6 +110,12 @@ func (s *Service) Create(ctx context.Context, org store.Org, in Input) (store.Do
 	if err != nil {
 		return store.Domain{}, err
 	}
+	// The second selector holds the next key from the start, published
+	// before it ever signs.
+	next, err := newKey(in.DKIMAlgorithm, SecondSelector(in.DKIMSelector), s.opts.Now())
+	if err != nil {
+		return store.Domain{}, err
+	}
 	now := store.At(s.opts.Now())
 	d := store.Domain{
 		ID: store.NewID(), OrgID: org.ID, Name: in.Name, Token: token, Status: string(Pending),
@@ -105,7 +127,7 @@ func (s *Service) Create(ctx context.Context, org store.Org, in Input) (store.Do
 	}
 	d.NextCheckAt = planCheck(d, s.opts.Interval, s.opts.Grace)
 	ev := store.Event{OrgID: org.ID, Subject: subject(d.Name), Kind: "domain.added", Detail: "status pending", At: now}
-	if err := s.st.CreateDomain(ctx, d, ev); err != nil {
+	if err := s.st.CreateDomainWithNext(ctx, d, next, ev); err != nil {
 		return store.Domain{}, err
 	}
 	return d, nil
@@ -134,9 +156,18 @@ func (s *Service) check(ctx context.Context, d store.Domain, r Resolver, manual 
 		return d, Transient, fmt.Errorf("domains: records of %s: %w", d.Name, err)
 	}
 	if s.opts.Served.Zone != "" {
-		// What the zone serves for this domain, built as the zone builds it.
+		// What the zone serves for this domain, built as the zone builds
+		// it: the active key and the next and retired ones, each at its
+		// selector, so that both DKIM records are followed to their key.
+		ks, err := s.st.DKIMKeys(ctx, d.ID)
+		if err != nil {
+			return d, Transient, err
+		}
 		row := store.DomainRow{ID: d.ID, Name: d.Name, Sandbox: d.Sandbox, Token: d.Token, Selector: d.DKIMSelector,
-			DKIMTXT: d.DKIMTXT, DMARCPolicy: d.DMARCPolicy, DMARCRUA: d.DMARCRUA, DMARCPct: d.DMARCPct}
+			DKIMTXT: d.DKIMTXT, DMARCPolicy: d.DMARCPolicy, DMARCRUA: d.DMARCRUA, DMARCPct: d.DMARCPct, Extra: servedKeys(ks)}
+		if a := keysByState(ks).active; a != nil {
+			row.BYOK = a.BYOK
+		}
 		recs = ExpectServed(recs, ZoneRecordsFromRows([]store.DomainRow{row}, s.opts.Served))
 	}
 	cctx, cancel := context.WithTimeout(ctx, s.opts.CheckTimeout)

@@ -152,8 +152,8 @@ func TestServiceCreate(t *testing.T) {
 		}
 		recs := recordsOf(t, stored)
 		want := Records(fullInput("news.example.com"), d.Token, testZone)
-		if len(recs) != 4 {
-			t.Fatalf("records = %+v, want 4", recs)
+		if len(recs) != 5 {
+			t.Fatalf("records = %+v, want 5 (two DKIM selectors)", recs)
 		}
 		for i := range want {
 			if recs[i].Host != want[i].Host || recs[i].Value != want[i].Value || recs[i].Status != StatusUnchecked {

@@ -314,3 +314,13 @@ func addEvents(ctx context.Context, tx *sqlx.Tx, evs []Event) error {
 	}
 	return nil
 }
+
+// OldestActiveKey returns when the longest-serving active key, BYOK keys
+// included, was activated; the zero Time when there is none. For metrics.
+func (s *Store) OldestActiveKey(ctx context.Context) (Time, error) {
+	var t Time
+	if err := s.db.GetContext(ctx, &t, `SELECT MIN(activated_at) FROM dkim_keys WHERE state = 'active'`); err != nil {
+		return Time{}, fmt.Errorf("store: oldest active DKIM key: %w", err)
+	}
+	return t, nil
+}

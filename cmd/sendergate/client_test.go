@@ -61,7 +61,7 @@ func TestClientCommands(t *testing.T) {
 		t.Errorf("domains show -json: %+v %v", d, err)
 	}
 	list := tr.must(t, "domains", "-org", "acme")
-	if !strings.Contains(list, "newsletter.example.com") || !strings.Contains(list, "4/4") {
+	if !strings.Contains(list, "newsletter.example.com") || !strings.Contains(list, "5/5") {
 		t.Errorf("domains list:\n%s", list)
 	}
 

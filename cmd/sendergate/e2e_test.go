@@ -147,14 +147,14 @@ func TestEndToEnd(t *testing.T) {
 	}
 	verifyDKIM(t, msgs[0].Data, lookup, "acme.sandbox.sg.localhost")
 
-	// 2. A domain with every option: four CNAMEs; publish them and verify.
+	// 2. A domain with every option: five CNAMEs (two DKIM selectors); publish them and verify.
 	var dom struct {
 		Status  string
 		Records []struct{ Purpose, Host, Value, Status, Reason string }
 	}
 	body := `{"name":"newsletter.example.com","return_path":"mailing","tracking":"click","dkim_selector":"mkt1",
 	          "dmarc":{"policy":"quarantine","rua":"dmarc@example.com","pct":50}}`
-	if code := in.call(t, key, "POST", "/v1/orgs/acme/domains", body, &dom); code != 201 || len(dom.Records) != 4 {
+	if code := in.call(t, key, "POST", "/v1/orgs/acme/domains", body, &dom); code != 201 || len(dom.Records) != 5 {
 		t.Fatalf("create domain: %d %+v", code, dom)
 	}
 	if err := submit(t, in.smtp, user, pass, "a@newsletter.example.com", "x@example.org", "too early"); err == nil {
