@@ -17,6 +17,13 @@ type DomainService interface {
 	Verify(ctx context.Context, org store.Org, name string) (store.Domain, error)
 	SetAccess(ctx context.Context, org store.Org, name string, restricted bool, accounts []string) (store.Domain, error)
 	Delete(ctx context.Context, org store.Org, name string) error
+	// DKIM is the DKIM part of a domain's output: its keys and rotation.
+	DKIM(ctx context.Context, d store.Domain) (domains.DKIMInfo, error)
+	// Rotate switches signing to the next key after its DNS check
+	// (*domains.CheckError when it fails).
+	Rotate(ctx context.Context, org store.Org, name, algorithm string) (store.Domain, error)
+	// SetBYOK makes a key the customer publishes the signing key.
+	SetBYOK(ctx context.Context, org store.Org, name, selector, privateKey string) (store.Domain, error)
 }
 
 func (s *Server) domainRoutes(m *http.ServeMux) {
@@ -50,6 +57,9 @@ type domainJSON struct {
 	CreatedAt        *time.Time       `json:"created_at"`
 	VerifiedAt       *time.Time       `json:"verified_at"`
 	LastCheckedAt    *time.Time       `json:"last_checked_at"`
+	// DKIM lists the keys (active, next, retired) and whether the domain
+	// can rotate; never a private key.
+	DKIM *domains.DKIMInfo `json:"dkim,omitempty"`
 }
 
 // domainOut renders a domain; the private key is never part of it.
@@ -69,6 +79,13 @@ func (s *Server) domainOut(ctx context.Context, d store.Domain) (domainJSON, err
 	}
 	if err := json.Unmarshal([]byte(d.Records), &out.Records); err != nil {
 		return out, fmt.Errorf("domain %s: records: %w", d.Name, err)
+	}
+	if s.opts.Domains != nil {
+		info, err := s.opts.Domains.DKIM(ctx, d)
+		if err != nil {
+			return out, err
+		}
+		out.DKIM = &info
 	}
 	if d.Restricted {
 		names, err := s.opts.Store.DomainGrants(ctx, d.ID)

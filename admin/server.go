@@ -140,6 +140,7 @@ func (s *Server) routes() {
 	m.HandleFunc("DELETE /v1/orgs/{org}/smtp-accounts/{name}", s.inOrg(s.deleteAccount))
 	if s.opts.Domains != nil {
 		s.domainRoutes(m)
+		s.dkimRoutes(m)
 		m.HandleFunc("GET /v1/orgs/{org}/domains/{domain}/zonefile", s.inOrg(s.domainZonefile))
 	}
 	if s.opts.Addresses != nil {
