@@ -79,8 +79,8 @@ type KeyParser func(pemText string) (crypto.Signer, error)
 
 // Options configure an Engine.
 type Options struct {
-	RequireConfirmed bool // submission.require_confirmed_address
-	Poll             time.Duration
+	RequireConfirmed bool          // submission.require_confirmed_address
+	Poll             time.Duration // how often the state version is read (default 250 ms)
 	// Keys and ParseKey load private keys on first use; KeyCache bounds
 	// how many parsed keys are kept (least recently used go first), so
 	// memory follows the active senders, not the number of domains.
@@ -110,7 +110,10 @@ type Engine struct {
 // NewEngine returns an engine with no snapshot: call Reload or Run.
 func NewEngine(src Source, opts Options) *Engine {
 	if opts.Poll <= 0 {
-		opts.Poll = time.Second
+		// A quarter second: a change on another instance applies here
+		// within the 1 s the state design promises, with room for the
+		// refresh itself (one indexed row is read per poll).
+		opts.Poll = 250 * time.Millisecond
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
