@@ -123,6 +123,9 @@ func TestCreateDomainWithNextAndBYOK(t *testing.T) {
 		if byState[store.KeyActive].Selector != "sg1" || byState[store.KeyNext].Selector != "sg1b" || byState[store.KeyNext].TXT == "" {
 			t.Fatalf("keys = %+v; want active sg1 and next sg1b with its TXT", ks)
 		}
+		if oldest, err := s.OldestActiveKey(ctx); err != nil || oldest.IsZero() || oldest.After(now.Time) {
+			t.Fatalf("OldestActiveKey = %v, %v; want at or before %v", oldest, err, now)
+		}
 		repl := store.DKIMKey{ID: store.NewID(), Selector: "sg1b", Algorithm: "rsa-2048", PrivateKey: pemKey(t), CreatedAt: now}
 		if err := s.ReplaceNextKey(ctx, d, next.ID, repl, nil); err != nil {
 			t.Fatal(err)
