@@ -206,6 +206,7 @@ type trackedConn struct {
 	dataUntil  atomic.Int64             // unix ns end of the DATA time limit; 0: none
 	cmdBytes   atomic.Int64             // bytes read outside DATA since the session's last progress
 	dead       atomic.Bool              // a limit ended the connection: reads return EOF
+	linger     atomic.Bool              // aborted with input likely unread: drain before closing
 	timeout    atomic.Int32             // the timeoutKind that ended a DATA read
 
 	authMu     sync.Mutex
@@ -327,7 +328,18 @@ func (c *trackedConn) abort(reason string, reply *smtp.SMTPError) {
 	}
 	_ = c.Conn.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
 	_, _ = w.Write(replyLine(reply))
+	c.linger.Store(true)
 }
+
+// Lingering close after an abort: the client is usually still sending,
+// and closing a socket with unread input sends a TCP RST that can destroy
+// the reply just written before the client reads it. So the write side is
+// shut first, then input is discarded for a moment (bounded in time and
+// bytes, so a hostile client gains at most lingerTime per connection).
+const (
+	lingerTime  = time.Second
+	lingerBytes = 256 << 10
+)
 
 // setTLS records the TLS layer once its handshake is complete (implicit
 // TLS, or STARTTLS seen by the next session).
@@ -364,6 +376,13 @@ func (c *trackedConn) endData() {
 
 // Close implements net.Conn and forgets the connection.
 func (c *trackedConn) Close() error {
+	if c.linger.CompareAndSwap(true, false) {
+		// Still counted against the client's connection limit meanwhile.
+		if tc, ok := c.Conn.(interface{ CloseWrite() error }); ok && tc.CloseWrite() == nil {
+			_ = c.Conn.SetReadDeadline(time.Now().Add(lingerTime))
+			_, _ = io.CopyN(io.Discard, c.Conn, lingerBytes)
+		}
+	}
 	c.once.Do(func() {
 		c.s.mu.Lock()
 		delete(c.s.conns, c)

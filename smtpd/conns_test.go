@@ -165,7 +165,7 @@ func TestCommandBudget(t *testing.T) {
 	f := testServer(t)
 	c := dialRaw(t, f.addr)
 	c.ehlo()
-	if err := c.write([]byte("NOOP " + strings.Repeat("x", 100<<10))); err != nil {
+	if err := c.write([]byte("NOOP " + strings.Repeat("x", 200<<10))); err != nil { // past the budget, within the lingering close
 		t.Fatal(err)
 	}
 	c.want(500, "5.5.2")
