@@ -208,6 +208,7 @@ type gen struct {
 	now                     time.Time
 	orgIDs                  []string
 	rnd                     *rand.Rand
+	keys                    []seededKey // written after the domains
 }
 
 func newGen(o Options, sandboxKeys, domainKeys []keyPair) *gen {
@@ -226,7 +227,17 @@ var (
 	domainCols  = []string{"id", "org_id", "name", "sandbox", "token", "status", "return_path", "tracking",
 		"dkim_selector", "dkim_algorithm", "dkim_key", "dkim_txt", "dmarc_policy", "dmarc_rua", "dmarc_pct", "restricted",
 		"records", "history", "created_at", "verified_at", "last_checked_at", "first_miss_at", "next_check_at"}
+	keyCols = []string{"id", "domain_id", "selector", "algorithm", "private_key", "txt", "state", "byok", "created_at", "activated_at"}
 )
+
+// seededKey is a dkim_keys row to write once the domains are in.
+type seededKey struct {
+	domainID, selector string
+	alg                dkim.Algorithm
+	k                  keyPair
+	state              string
+	created            int64
+}
 
 func (g *gen) write(ctx context.Context, w writer, res *Result) error {
 	o := g.o
@@ -258,10 +269,12 @@ func (g *gen) write(ctx context.Context, w writer, res *Result) error {
 	}
 	o.Progress("smtp_accounts", res.Accounts, o.Orgs)
 	total := o.Orgs * (o.DomainsPerOrg + 1)
-	return w.copy(ctx, "domains", domainCols, func(emit func(...any) error) error {
+	err = w.copy(ctx, "domains", domainCols, func(emit func(...any) error) error {
 		for i, orgID := range g.orgIDs {
 			k := g.sandboxKeys[i%len(g.sandboxKeys)]
-			if err := emit(store.NewID(), orgID, OrgName(i)+"."+o.SandboxZone, true, domains.NewToken(), "verified", "", "",
+			sbID := store.NewID()
+			g.keys = append(g.keys, seededKey{domainID: sbID, selector: "sg1", alg: dkim.RSA2048, k: k, state: store.KeyActive, created: created})
+			if err := emit(sbID, orgID, OrgName(i)+"."+o.SandboxZone, true, domains.NewToken(), "verified", "", "",
 				"sg1", string(dkim.RSA2048), k.pem, k.txt, "", "", 0, false,
 				"[]", "", created, created, nil, nil, nil); err != nil {
 				return err
@@ -277,6 +290,25 @@ func (g *gen) write(ctx context.Context, w writer, res *Result) error {
 				o.Progress("domains", done, total)
 			}
 		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	// Each domain's keys as a registration makes them: the active key
+	// (mirrored in domains.dkim_*) and, for a sending domain, the next key
+	// at the second selector, which the zone publishes before it signs.
+	n := 0
+	return w.copy(ctx, "dkim_keys", keyCols, func(emit func(...any) error) error {
+		for _, k := range g.keys {
+			if err := emit(store.NewID(), k.domainID, k.selector, string(k.alg), k.k.pem, k.k.txt, k.state, false, k.created, k.created); err != nil {
+				return err
+			}
+			if n++; n%200000 == 0 {
+				o.Progress("dkim_keys", n, len(g.keys))
+			}
+		}
+		g.keys = nil
 		return nil
 	})
 }
@@ -303,8 +335,14 @@ func (g *gen) domain(emit func(...any) error, i, j int, orgID string, created in
 	}
 	interval := o.VerifyInterval.Milliseconds()
 	last := g.now.UnixMilli() - g.rnd.Int64N(interval)
-	k := g.domainKeys[(i*o.DomainsPerOrg+j)%len(g.domainKeys)]
-	return emit(store.NewID(), orgID, in.Name, false, token, "verified", ReturnPath, "",
+	idx := i*o.DomainsPerOrg + j
+	k := g.domainKeys[idx%len(g.domainKeys)]
+	id := store.NewID()
+	g.keys = append(g.keys,
+		seededKey{domainID: id, selector: Selector, alg: o.Algorithm, k: k, state: store.KeyActive, created: created},
+		seededKey{domainID: id, selector: domains.SecondSelector(Selector), alg: o.Algorithm, k: g.domainKeys[(idx+1)%len(g.domainKeys)],
+			state: store.KeyNext, created: created})
+	return emit(id, orgID, in.Name, false, token, "verified", ReturnPath, "",
 		Selector, string(o.Algorithm), k.pem, k.txt, dmarcPolicy, dmarcRUA, dmarcPct, false,
 		string(b), "ooo", created, created+60_000, last, nil, last+interval)
 }

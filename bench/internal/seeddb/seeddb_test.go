@@ -100,6 +100,17 @@ func checkSeed(t *testing.T, driver, dsn string, alg dkim.Algorithm) {
 		}
 		tokens[r.Token] = true
 	}
+	// Every sending domain's next key, at the second selector, as a new
+	// registration has it (the zone publishes it before it signs).
+	next := 0
+	for _, k := range full.Keys {
+		if k.Selector == domains.SecondSelector(Selector) && strings.Contains(k.TXT, kind) {
+			next++
+		}
+	}
+	if next != orgs*per {
+		t.Errorf("%d next keys at %s, want %d", next, domains.SecondSelector(Selector), orgs*per)
+	}
 	if len(tokens) != orgs*per {
 		t.Errorf("zone has %d distinct sending-domain tokens, want %d", len(tokens), orgs*per)
 	}
