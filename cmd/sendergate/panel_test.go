@@ -243,6 +243,37 @@ func TestPanelWorkflow(t *testing.T) {
 	}
 	b.shotOf("#records-card", "records-verified")
 
+	// DKIM keys: the one signing and the next one published at the second
+	// selector; Rotate now switches to it (after sendergate checked the
+	// customer's CNAME resolves to it) and the old key shows as retired,
+	// still published, with the date it stops being.
+	b.waitFor("the DKIM keys", `document.querySelector("#dkim-table tr[data-state=next]") !== null`)
+	if got := b.text(`#dkim-table tr[data-state="active"]`); !strings.Contains(got, "Signing") || !strings.Contains(got, "mkt1") || strings.Contains(got, "mkt1b") {
+		t.Errorf("active key row = %q, want Signing with mkt1", got)
+	}
+	if got := b.text(`#dkim-table tr[data-state="next"]`); !strings.Contains(got, "mkt1b") {
+		t.Errorf("next key row = %q, want mkt1b", got)
+	}
+	if got := b.text("#dkim-rotation"); !strings.Contains(got, "possible now") {
+		t.Errorf("rotation = %q, want it possible now", got)
+	}
+	b.click("button", "Rotate now")
+	b.waitFor("the rotation", `document.querySelector("#dkim-table tr[data-state=retired]") !== null`)
+	if got := b.text(`#dkim-table tr[data-state="active"]`); !strings.Contains(got, "mkt1b") || !strings.Contains(got, "Signing since") {
+		t.Errorf("after Rotate now, active key row = %q, want mkt1b signing", got)
+	}
+	if got := b.text(`#dkim-table tr[data-state="retired"]`); !strings.Contains(got, "mkt1") || !strings.Contains(got, "Published until") {
+		t.Errorf("retired key row = %q, want mkt1 published until a date", got)
+	}
+	if got := b.text("#dkim-rotation"); !strings.Contains(got, "possible from") || !eval[bool](b, `document.getElementById("rotate").hidden`) {
+		t.Errorf("rotation after the switch = %q (Rotate now hidden: %v), want waiting for the retired key", got, eval[bool](b, `document.getElementById("rotate").hidden`))
+	}
+	if got := b.text("#events"); !strings.Contains(got, "DKIM key rotated") {
+		t.Errorf("events after the rotation = %q", got)
+	}
+	b.shotOf("#dkim-card", "dkim-rotated")
+	b.checkAccessibility("DKIM keys after a rotation")
+
 	// Access: grant billing-app only; SMTP then refuses marketing-app.
 	if !eval[bool](b, `document.getElementById("access-all").checked`) {
 		t.Error("a new domain's access is not all accounts")

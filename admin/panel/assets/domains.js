@@ -30,6 +30,16 @@ const eventWords = {
   "domain.revoked": "Revoked",
   "domain.access": "Access changed",
   "domain.deleted": "Deleted",
+  "dkim.next_published": "Next DKIM key published",
+  "dkim.rotated": "DKIM key rotated",
+  "dkim.retired": "DKIM key retired",
+  "dkim.removed": "Retired DKIM key removed",
+};
+
+const keyWords = {
+  active: "Signing",
+  next: "Next: published, signs after the next rotation",
+  retired: "Retired: still published",
 };
 
 const domainPath = (name, rest) => orgPath("/domains/" + encodeURIComponent(name) + (rest || ""));
@@ -155,6 +165,7 @@ function renderDomain(app, d, events, accounts, zonefile) {
   $("#domain-advice").textContent = advice(d);
   $("#verify").hidden = !!d.sandbox;
   renderRecords(d);
+  renderDKIM(d);
   $("#zonefile-text").textContent = zonefile;
   renderAccess(app, d, accounts);
   renderEvents(events);
@@ -209,6 +220,49 @@ function renderRecords(d) {
       status,
     ));
   });
+}
+
+// renderDKIM shows the keys by state (the Domain output's dkim) and
+// whether a rotation is possible now.
+function renderDKIM(d) {
+  const k = d.dkim;
+  $("#dkim-card").hidden = !!d.sandbox || !k;
+  if (d.sandbox || !k) return;
+  const body = $("#dkim-table tbody");
+  body.replaceChildren();
+  const row = (state, key) => {
+    const dates = el("td", {}, "Created ", timeEl(key.created_at));
+    if (key.activated_at) dates.append(el("br"), "Signing since ", timeEl(key.activated_at));
+    if (key.retired_at) dates.append(el("br"), "Retired ", timeEl(key.retired_at));
+    if (key.safe_to_remove_at) dates.append(el("br"), "Published until ", timeEl(key.safe_to_remove_at));
+    body.append(el("tr", { "data-state": state },
+      el("td", {}, badge(state, keyWords[state]), key.byok ? el("p", { class: "record-note" }, "Your own key, published on your DNS") : ""),
+      el("td", {}, el("code", {}, key.selector)),
+      el("td", {}, key.algorithm),
+      dates));
+  };
+  if (k.active) row("active", k.active);
+  if (k.next) row("next", k.next);
+  for (const r of k.retired || []) row("retired", r);
+  const rot = k.rotation || {};
+  const p = $("#dkim-rotation");
+  p.replaceChildren();
+  switch (rot.status) {
+    case "ready":
+      p.append("A rotation is possible now.");
+      if (rot.automatic_at) p.append(" sendergate rotates on its own at ", timeEl(rot.automatic_at), ".");
+      break;
+    case "waiting":
+      p.append("The retired key still holds the second selector; the next rotation is possible from ", timeEl(rot.possible_at), ".");
+      break;
+    case "unavailable":
+      p.append(rot.reason || "Rotation is not available for this domain.");
+      if (rot.record) p.append(" Add this record to enable it: ", el("code", {}, rot.record.host + " CNAME " + rot.record.value));
+      break;
+    default:
+      p.append(rot.reason || "");
+  }
+  $("#rotate").hidden = rot.status !== "ready" || d.status !== "verified";
 }
 
 function renderEvents(events) {
@@ -304,6 +358,20 @@ export function setUpDomainView(app) {
         notice(bad === 0
           ? out.name + " is " + statusWord(out.status) + ": all records are right."
           : out.name + " is " + statusWord(out.status) + ": " + bad + " of " + out.records.length + " records are not right yet (see each record's status).");
+      } catch (err) {
+        app.handled(err) || app.alert(err.message);
+      }
+    });
+  });
+  $("#rotate").addEventListener("click", async () => {
+    const d = app.current && app.current.domain;
+    if (!d) return;
+    await busy($("#rotate"), async () => {
+      notice("Checking the next selector of " + d.name + ", then switching…");
+      try {
+        const out = await api("POST", domainPath(d.name, "/dkim/rotate"), {});
+        await showMore(app, out);
+        notice(out.name + " now signs with selector " + (out.dkim && out.dkim.active ? out.dkim.active.selector : "?") + ".");
       } catch (err) {
         app.handled(err) || app.alert(err.message);
       }
