@@ -195,8 +195,10 @@ func (d *daemon) setup(ctx, bg context.Context) error {
 	d.domains = domains.NewService(d.st, domains.ServiceOptions{
 		Zone: cfg.DNS.Zone, Resolver: resolver, Interval: cfg.DNS.VerifyInterval.Duration, Grace: cfg.DNS.Grace.Duration, Logger: d.log,
 		CheckQPS: cfg.DNS.CheckQPS, Registerer: d.reg,
-		Served: d.zoneOpts, // verification follows each CNAME to what the zone serves
+		Served:      d.zoneOpts, // verification follows each CNAME to what the zone serves
+		RetireAfter: cfg.DKIM.RetireAfter.Duration, RotateInterval: cfg.DKIM.RotateInterval.Duration,
 	})
+	d.setupRotation(bg) // DKIM keys: automatic rotation, removal of retired keys, metrics
 	// The checker stops, its checks in flight ended and its leases given
 	// back, before the store closes (serve closes it after every closer).
 	checks, stopChecks := context.WithCancel(bg)
