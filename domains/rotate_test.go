@@ -261,7 +261,7 @@ func TestRotationThroughDNS(t *testing.T) {
 		if _, err := e.svc.Rotate(ctx, e.org, d.Name, "dsa"); err == nil || !strings.Contains(err.Error(), "algorithm") {
 			t.Errorf("unknown algorithm: %v, want a field error", err)
 		}
-		if got := kinds(t, st, d); got != "dkim.rotated,dkim.retired,dkim.removed,dkim.next_published,dkim.next_published,dkim.rotated,dkim.retired" {
+		if got := kinds(t, st, d); got != "dkim.next_published,dkim.rotated,dkim.retired,dkim.removed,dkim.next_published,dkim.next_published,dkim.rotated,dkim.retired" {
 			t.Errorf("events = %s", got)
 		}
 		// Both selectors keep verifying through the zone.

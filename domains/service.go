@@ -127,7 +127,7 @@ func (s *Service) Create(ctx context.Context, org store.Org, in Input) (store.Do
 	}
 	d.NextCheckAt = planCheck(d, s.opts.Interval, s.opts.Grace)
 	ev := store.Event{OrgID: org.ID, Subject: subject(d.Name), Kind: "domain.added", Detail: "status pending", At: now}
-	if err := s.st.CreateDomainWithNext(ctx, d, next, ev); err != nil {
+	if err := s.st.CreateDomainWithNext(ctx, d, next, ev, s.keyEvent(d, "dkim.next_published", nextDetail(next), s.opts.Now())); err != nil {
 		return store.Domain{}, err
 	}
 	return d, nil

@@ -176,7 +176,7 @@ func TestServiceCreate(t *testing.T) {
 				t.Errorf("private key material in %s", what)
 			}
 		}
-		wantKinds(t, eventKinds(t, st, org, "domain:news.example.com"), "domain.added")
+		wantKinds(t, eventKinds(t, st, org, "domain:news.example.com"), "domain.added", "dkim.next_published")
 
 		ed, err := e.svc.Create(ctx, org, Input{Name: "ed.example.com", DKIMAlgorithm: "ed25519"})
 		if err != nil {
@@ -283,7 +283,7 @@ func TestServiceVerify(t *testing.T) {
 			t.Errorf("verified_at %v, last_checked_at %v, want %v", stored.VerifiedAt, stored.LastCheckedAt, e.clock.Now())
 		}
 		kinds := eventKinds(t, st, org, "domain:example.com")
-		wantKinds(t, kinds, "domain.added", "domain.checked", "domain.checked", "domain.verified")
+		wantKinds(t, kinds, "domain.added", "dkim.next_published", "domain.checked", "domain.checked", "domain.verified")
 
 		// A manual verify of a verified domain is recorded too.
 		if _, err := e.svc.Verify(ctx, org, "example.com"); err != nil {
@@ -349,7 +349,7 @@ func TestServiceLifecycle(t *testing.T) {
 			t.Errorf("after re-verification: verified_at %v first_miss_at %v", got.VerifiedAt, got.FirstMissAt)
 		}
 		wantKinds(t, eventKinds(t, st, org, "domain:example.com"),
-			"domain.added", "domain.verified", "domain.failing", "domain.revoked", "domain.verified")
+			"domain.added", "dkim.next_published", "domain.verified", "domain.failing", "domain.revoked", "domain.verified")
 		evs, _ := st.Events(ctx, org.ID, "domain:example.com")
 		if len(evs) == 5 {
 			if d := evs[2].Detail; !strings.Contains(d, "verified -> failing") || !strings.Contains(d, "_dmarc.example.com missing") {
@@ -417,7 +417,7 @@ func TestServiceServfailNeverDemotes(t *testing.T) {
 		}
 		wantStatus(t, e.domain(t, org, "example.com"), Failing)
 		wantKinds(t, eventKinds(t, st, org, "domain:example.com"),
-			"domain.added", "domain.checked", "domain.verified", "domain.checked", "domain.failing")
+			"domain.added", "dkim.next_published", "domain.checked", "domain.verified", "domain.checked", "domain.failing")
 	})
 }
 
@@ -470,7 +470,7 @@ func TestServiceTwoOrgs(t *testing.T) {
 		// The refused verify is still a manual check: an event, and the time
 		// of the last check, so the background checker does not redo it on
 		// every round.
-		wantKinds(t, eventKinds(t, st, orgB, "domain:shared.example"), "domain.added", "domain.checked", "domain.checked")
+		wantKinds(t, eventKinds(t, st, orgB, "domain:shared.example"), "domain.added", "dkim.next_published", "domain.checked", "domain.checked")
 		e.clock.Set(svcT0.Add(time.Minute))
 		if n, err := e.svc.CheckDue(ctx); err != nil || n != 1 {
 			t.Errorf("CheckDue: %d, %v; want B checked", n, err)
@@ -548,7 +548,7 @@ func TestServiceAccessAndDelete(t *testing.T) {
 				t.Errorf("grant %+v survived Delete", g)
 			}
 		}
-		wantKinds(t, eventKinds(t, st, org, "domain:example.com"), "domain.added", "domain.access", "domain.deleted")
+		wantKinds(t, eventKinds(t, st, org, "domain:example.com"), "domain.added", "dkim.next_published", "domain.access", "domain.deleted")
 		if err := e.svc.Delete(ctx, org, "example.com"); !errors.Is(err, store.ErrNotFound) {
 			t.Errorf("second Delete: %v, want ErrNotFound", err)
 		}

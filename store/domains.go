@@ -79,12 +79,13 @@ func (s *Store) CreateDomain(ctx context.Context, d Domain, ev Event) error {
 
 // CreateDomainWithNext is CreateDomain that also stores next as the
 // domain's next key (published at the second selector, not signing), in
-// the same transaction: a registration that can rotate from the start.
-func (s *Store) CreateDomainWithNext(ctx context.Context, d Domain, next DKIMKey, ev Event) error {
-	return s.createDomain(ctx, d, &next, ev)
+// the same transaction with its events (domain.added, dkim.next_published):
+// a registration that can rotate from the start.
+func (s *Store) CreateDomainWithNext(ctx context.Context, d Domain, next DKIMKey, ev Event, more ...Event) error {
+	return s.createDomain(ctx, d, &next, append([]Event{ev}, more...)...)
 }
 
-func (s *Store) createDomain(ctx context.Context, d Domain, next *DKIMKey, ev Event) error {
+func (s *Store) createDomain(ctx context.Context, d Domain, next *DKIMKey, evs ...Event) error {
 	return s.inTx(ctx, func(tx *sqlx.Tx) error {
 		if err := insertDomain(ctx, tx, d); err != nil {
 			return err
@@ -96,7 +97,7 @@ func (s *Store) createDomain(ctx context.Context, d Domain, next *DKIMKey, ev Ev
 				return err
 			}
 		}
-		if err := addEvent(ctx, tx, ev); err != nil {
+		if err := addEvents(ctx, tx, evs); err != nil {
 			return err
 		}
 		return bump(ctx, tx, d.OrgID, true)
