@@ -29,9 +29,64 @@ type domainJSON struct {
 		Accounts   []string `json:"accounts"`
 	} `json:"access"`
 	Records       []recordJSON `json:"records"`
+	DKIM          *dkimJSON    `json:"dkim"`
 	CreatedAt     *time.Time   `json:"created_at"`
 	VerifiedAt    *time.Time   `json:"verified_at"`
 	LastCheckedAt *time.Time   `json:"last_checked_at"`
+}
+
+// dkimJSON is the Domain output's dkim: the keys by state and the rotation.
+type dkimJSON struct {
+	Active   *dkimKeyJSON  `json:"active"`
+	Next     *dkimKeyJSON  `json:"next"`
+	Retired  []dkimKeyJSON `json:"retired"`
+	Rotation struct {
+		Status      string     `json:"status"`
+		PossibleAt  *time.Time `json:"possible_at"`
+		AutomaticAt *time.Time `json:"automatic_at"`
+		Reason      string     `json:"reason"`
+	} `json:"rotation"`
+}
+
+type dkimKeyJSON struct {
+	Selector       string     `json:"selector"`
+	Algorithm      string     `json:"algorithm"`
+	BYOK           bool       `json:"byok"`
+	ActivatedAt    *time.Time `json:"activated_at"`
+	SafeToRemoveAt *time.Time `json:"safe_to_remove_at"`
+}
+
+// writeKeys writes the DKIM keys and the rotation state as comments.
+func writeKeys(w io.Writer, k *dkimJSON) {
+	if k == nil {
+		return
+	}
+	if k.Active != nil {
+		own := ""
+		if k.Active.BYOK {
+			own = ", your own key"
+		}
+		fmt.Fprintf(w, "; DKIM key signing: %s (%s%s) since %s\n", k.Active.Selector, k.Active.Algorithm, own, when(k.Active.ActivatedAt))
+	}
+	if k.Next != nil {
+		fmt.Fprintf(w, "; DKIM key next: %s (%s), published, signs after the next rotation\n", k.Next.Selector, k.Next.Algorithm)
+	}
+	for _, r := range k.Retired {
+		fmt.Fprintf(w, "; DKIM key retired: %s (%s), published until %s\n", r.Selector, r.Algorithm, when(r.SafeToRemoveAt))
+	}
+	switch r := k.Rotation; r.Status {
+	case "ready":
+		if r.AutomaticAt != nil {
+			fmt.Fprintf(w, "; rotation: possible now; automatic at %s\n", when(r.AutomaticAt))
+		} else {
+			fmt.Fprintln(w, "; rotation: possible now")
+		}
+	case "waiting":
+		fmt.Fprintf(w, "; rotation: possible from %s\n", when(r.PossibleAt))
+	case "":
+	default:
+		fmt.Fprintf(w, "; rotation: %s: %s\n", r.Status, r.Reason)
+	}
 }
 
 type recordJSON struct {
@@ -183,6 +238,7 @@ func showDomain(ctx context.Context, c *cli, a []string) error {
 	w := c.stdout
 	fmt.Fprintf(w, "; %s (organization %s): %s; last checked %s, verified %s\n", d.Name, c.org, d.Status, when(d.LastCheckedAt), when(d.VerifiedAt))
 	fmt.Fprintf(w, "; envelope sender domain %s; DKIM selector %s (%s); may send: %s\n", d.ReturnPathDomain, d.DKIMSelector, d.DKIMAlgorithm, access(d))
+	writeKeys(w, d.DKIM)
 	if err := c.zonefile(ctx, d.Name); err != nil {
 		return err
 	}

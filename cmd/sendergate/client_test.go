@@ -49,7 +49,7 @@ func TestClientCommands(t *testing.T) {
 	}
 
 	show := tr.must(t, "domains", "show", "-org", "acme", "newsletter.example.com")
-	for _, want := range []string{"verified", "only billing-app", "; dkim ", "ok"} {
+	for _, want := range []string{"verified", "only billing-app", "; dkim ", "ok", "; DKIM key signing: mkt1 (ed25519)", "; DKIM key next: mkt1b (ed25519)", "; rotation: possible now"} {
 		if !strings.Contains(show, want) {
 			t.Errorf("domains show lacks %q:\n%s", want, show)
 		}
