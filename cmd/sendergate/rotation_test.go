@@ -184,7 +184,7 @@ func TestRotationThroughBinary(t *testing.T) {
 			kinds = append(kinds, e.Kind)
 		}
 	}
-	if got := strings.Join(kinds, ","); got != "dkim.rotated,dkim.retired,dkim.removed,dkim.next_published,dkim.rotated,dkim.retired" {
+	if got := strings.Join(kinds, ","); got != "dkim.next_published,dkim.rotated,dkim.retired,dkim.removed,dkim.next_published,dkim.rotated,dkim.retired" {
 		t.Errorf("dkim events = %s", got)
 	}
 	m := r.in.metrics(t)
