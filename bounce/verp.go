@@ -131,8 +131,10 @@ func (c *Codec) DecodeID(id, domain string, now time.Time, maxAge time.Duration)
 	default:
 		return ID{}, fmt.Errorf("id of %d characters: %w", len(id), ErrMalformed)
 	}
-	raw, err := enc.DecodeString(strings.ToLower(id))
-	if err != nil || len(raw) != n || (n == rawLen && raw[0] != version) || (n == rawLenFor && raw[0] != versionFor) {
+	lower := strings.ToLower(id)
+	raw, err := enc.DecodeString(lower)
+	if err != nil || len(raw) != n || (n == rawLen && raw[0] != version) || (n == rawLenFor && raw[0] != versionFor) ||
+		enc.EncodeToString(raw) != lower { // the last character's unused bits set: not the id Encode made
 		return ID{}, fmt.Errorf("id %q: %w", id, ErrMalformed)
 	}
 	body := raw[:n-macLen]

@@ -142,3 +142,29 @@ func TestEncodeForBindsTheRecipient(t *testing.T) {
 		t.Fatalf("an unbound id must cover any recipient: %v %v", v, err)
 	}
 }
+
+// TestDecodeCanonical: only the string Encode made decodes; the same bytes
+// spelled with the last character's unused bits set are malformed, so an
+// id has one spelling.
+func TestDecodeCanonical(t *testing.T) {
+	c := NewCodec([]byte("0123456789abcdef0123456789abcdef"))
+	now := time.Date(2026, 12, 2, 12, 0, 0, 0, time.UTC)
+	for _, rcpt := range []string{"", "bob@example.com"} {
+		id, err := c.EncodeFor("0123456789abcdef", "d.example", rcpt, now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		alphabet := "abcdefghijklmnopqrstuvwxyz234567"
+		pos := strings.IndexByte(alphabet, id[len(id)-1])
+		other := id[:len(id)-1] + string(alphabet[pos^1]) // flips the lowest bit, unused in both lengths
+		if raw1, _ := enc.DecodeString(id); string(raw1) != func() string { r, _ := enc.DecodeString(other); return string(r) }() {
+			t.Fatalf("%q and %q decode differently; the test assumes the flipped bit is unused", id, other)
+		}
+		if _, err := c.DecodeID(other, "d.example", now, time.Hour); !errors.Is(err, ErrMalformed) {
+			t.Errorf("%q (%q respelled): %v, want ErrMalformed", other, id, err)
+		}
+		if _, err := c.DecodeID(id, "d.example", now, time.Hour); err != nil {
+			t.Errorf("%q: %v", id, err)
+		}
+	}
+}

@@ -94,10 +94,10 @@ func TestBounceLoopThroughBinary(t *testing.T) {
 	// Forgeries first: nothing may come of them.
 	at := strings.IndexByte(returnPath, '@')
 	local := []byte(returnPath[:at])
-	if local[len(local)-1] == 'a' { // another id: its last character changed
-		local[len(local)-1] = 'b'
+	if i := len("bounce+") + 12; local[i] == 'a' { // another id: a character of its MAC'd data changed
+		local[i] = 'b'
 	} else {
-		local[len(local)-1] = 'a'
+		local[i] = 'a'
 	}
 	for i := range 100 {
 		forged := fmt.Sprintf("bounce+%s@mailing.example.com", strings.Repeat(string(rune('a'+i%26)), len(returnPath[7:at])))
