@@ -101,7 +101,7 @@ func (s *Server) getSuppression(w http.ResponseWriter, r *http.Request, p princi
 	}
 	e, err := s.opts.Store.Suppression(r.Context(), org.ID, email)
 	if errors.Is(err, store.ErrNotFound) {
-		writeError(w, http.StatusNotFound, "not_found", "email", email+" is not on the suppression list")
+		notSuppressed(w, email)
 		return
 	}
 	if err != nil {
@@ -144,7 +144,7 @@ func (s *Server) deleteSuppression(w http.ResponseWriter, r *http.Request, p pri
 	}
 	err := s.opts.Store.DeleteSuppression(r.Context(), org.ID, email)
 	if errors.Is(err, store.ErrNotFound) {
-		writeError(w, http.StatusNotFound, "not_found", "email", email+" is not on the suppression list")
+		notSuppressed(w, email)
 		return
 	}
 	if err != nil {
@@ -153,6 +153,11 @@ func (s *Server) deleteSuppression(w http.ResponseWriter, r *http.Request, p pri
 	}
 	s.suppressionsChanged(r)
 	w.WriteHeader(http.StatusNoContent)
+}
+
+// notSuppressed answers 404 for an address the list does not hold.
+func notSuppressed(w http.ResponseWriter, email string) {
+	writeError(w, http.StatusNotFound, "not_found", "email", email+" is not on the suppression list")
 }
 
 // suppressionsChanged applies a write to this instance's suppression list

@@ -113,6 +113,18 @@ func EnvelopeDomain(name, returnPath, token, zone string) string {
 	return BounceDomain(token, zone)
 }
 
+// ParseEnvelopeDomain is the inverse of EnvelopeDomain: for T.bounce.ZONE
+// it returns the token T; otherwise it splits LABEL.NAME into the
+// return-path label and the domain name. ok is false for a name that can
+// be neither (a single label, or a deeper name under bounce.ZONE).
+func ParseEnvelopeDomain(domain, zone string) (label, name, token string, ok bool) {
+	if t, found := strings.CutSuffix(domain, BounceDomain("", zone)); found { // ".bounce.ZONE"
+		return "", "", t, t != "" && !strings.Contains(t, ".")
+	}
+	label, name, found := strings.Cut(domain, ".")
+	return label, name, "", found && label != "" && strings.Contains(name, ".")
+}
+
 // TrackingTarget is track.Z, shared by every tracking CNAME.
 func TrackingTarget(zone string) string { return "track." + zone }
 

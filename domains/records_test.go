@@ -99,3 +99,21 @@ func TestDMARCValue(t *testing.T) {
 		})
 	}
 }
+
+// TestParseEnvelopeDomain: ParseEnvelopeDomain undoes EnvelopeDomain.
+func TestParseEnvelopeDomain(t *testing.T) {
+	for _, tt := range []struct{ name, rp, token string }{
+		{"example.com", "mailing", "tok1"},
+		{"news.example.co.uk", "", "tok2"},
+	} {
+		label, name, token, ok := ParseEnvelopeDomain(EnvelopeDomain(tt.name, tt.rp, tt.token, "sg.localhost"), "sg.localhost")
+		if !ok || (tt.rp != "" && (label != tt.rp || name != tt.name || token != "")) || (tt.rp == "" && token != tt.token) {
+			t.Errorf("%+v: got %q %q %q %v", tt, label, name, token, ok)
+		}
+	}
+	for _, bad := range []string{"com", "a.b.bounce.sg.localhost", ".bounce.sg.localhost"} {
+		if _, _, _, ok := ParseEnvelopeDomain(bad, "sg.localhost"); ok {
+			t.Errorf("%q parsed", bad)
+		}
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sendergate/sendergate/domains"
 	"github.com/sendergate/sendergate/store"
 	"github.com/sendergate/sendergate/store/storetest"
 )
@@ -42,9 +43,13 @@ func TestReturnPathOwner(t *testing.T) {
 			{"tokplain.bounce.other.example", "", ""},  // another zone
 			{"com", "", ""},
 		} {
-			got, ok, err := s.ReturnPathOwner(ctx, tt.rp, "sg.localhost")
-			if err != nil {
-				t.Fatal(err)
+			var got store.ReturnPathOwner
+			label, name, token, ok := domains.ParseEnvelopeDomain(tt.rp, "sg.localhost")
+			if ok {
+				var err error
+				if got, ok, err = s.ReturnPathOwner(ctx, label, name, token); err != nil {
+					t.Fatal(err)
+				}
 			}
 			if ok != (tt.org != "") || got.OrgID != tt.org || got.Domain != tt.domain {
 				t.Errorf("%s: %+v %v, want org %q domain %q", tt.rp, got, ok, tt.org, tt.domain)

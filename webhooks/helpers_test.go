@@ -24,18 +24,7 @@ func eachDatabase(t *testing.T, fn func(t *testing.T, open func() *store.Store))
 	t.Helper()
 	t.Run("sqlite", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "sg.db")
-		fn(t, func() *store.Store {
-			t.Helper()
-			s, err := store.Open(context.Background(), "sqlite", path)
-			if err != nil {
-				t.Fatalf("open sqlite: %v", err)
-			}
-			t.Cleanup(func() { s.Close() })
-			if _, err := s.Migrate(context.Background()); err != nil {
-				t.Fatalf("migrate sqlite: %v", err)
-			}
-			return s
-		})
+		fn(t, func() *store.Store { t.Helper(); return storetest.OpenSQLite(t, path) })
 	})
 	t.Run("postgres", func(t *testing.T) {
 		dsn := storetest.PostgresDSN(t)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/sendergate/sendergate/bounce"
+	"github.com/sendergate/sendergate/domains"
 	"github.com/sendergate/sendergate/store"
 	"github.com/sendergate/sendergate/suppress"
 )
@@ -21,7 +22,11 @@ type returnPaths struct {
 
 // ReturnPathOwner implements bounce.Domains.
 func (r returnPaths) ReturnPathOwner(ctx context.Context, domain string) (bounce.Owner, bool, error) {
-	o, ok, err := r.st.ReturnPathOwner(ctx, domain, r.zone)
+	label, name, token, ok := domains.ParseEnvelopeDomain(domain, r.zone)
+	if !ok {
+		return bounce.Owner{}, false, nil
+	}
+	o, ok, err := r.st.ReturnPathOwner(ctx, label, name, token)
 	return bounce.Owner{OrgID: o.OrgID, Domain: o.Domain}, ok, err
 }
 

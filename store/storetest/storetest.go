@@ -47,7 +47,15 @@ func ForEach(t *testing.T, fn func(t *testing.T, s *store.Store)) {
 // SQLite returns a migrated store in a new temporary file.
 func SQLite(t testing.TB) *store.Store {
 	t.Helper()
-	s, err := store.Open(context.Background(), "sqlite", filepath.Join(t.TempDir(), "test.db"))
+	return OpenSQLite(t, filepath.Join(t.TempDir(), "test.db"))
+}
+
+// OpenSQLite returns a migrated store on the SQLite file path, closed when
+// the test ends; a second call on the same path is a second process's
+// handle on the same data.
+func OpenSQLite(t testing.TB, path string) *store.Store {
+	t.Helper()
+	s, err := store.Open(context.Background(), "sqlite", path)
 	if err != nil {
 		t.Fatalf("open sqlite: %v", err)
 	}
