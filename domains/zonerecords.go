@@ -71,6 +71,14 @@ func keyOwner(sandbox bool, name, selector, token string, o ZoneOptions) string 
 	return DKIMTarget(selector, token, o.Zone)
 }
 
+// keyOwnerFQDN is keyOwner with the trailing dot, in one allocation.
+func keyOwnerFQDN(sandbox bool, name, selector, token string, o ZoneOptions) string {
+	if sandbox {
+		return selector + "._domainkey." + name + "."
+	}
+	return selector + "." + token + ".dkim." + o.Zone + "." // DKIMTarget
+}
+
 // KeyOwners returns the names at which the zone serves the keys at the
 // extra selectors of a domain (its next and retired keys; see
 // ZoneOwners for the rest).
@@ -90,19 +98,21 @@ func DomainZoneRecords(rrs []dns.RR, ds []store.DomainRow, o ZoneOptions) []dns.
 		if txt == "" || txt == "-" {
 			continue
 		}
+		// The owner names are built as FQDNs at once (the zone would copy
+		// them to add the dot: 4 million strings at a million domains).
 		if !d.BYOK { // a BYOK key is published by the customer, never here
-			rrs = append(rrs, zone.TXT(keyOwner(d.Sandbox, d.Name, d.Selector, d.Token, o), 0, txt))
+			rrs = append(rrs, zone.TXT(keyOwnerFQDN(d.Sandbox, d.Name, d.Selector, d.Token, o), 0, txt))
 		}
 		for _, k := range d.Extra {
 			if k.Selector == d.Selector || k.TXT == "" || k.TXT == "-" {
 				continue
 			}
-			rrs = append(rrs, zone.TXT(keyOwner(d.Sandbox, d.Name, k.Selector, d.Token, o), 0, k.TXT))
+			rrs = append(rrs, zone.TXT(keyOwnerFQDN(d.Sandbox, d.Name, k.Selector, d.Token, o), 0, k.TXT))
 		}
-		bounce := BounceDomain(d.Token, o.Zone)
+		bounce := d.Token + ".bounce." + o.Zone + "." // BounceDomain
 		rrs = append(rrs, zone.MX(bounce, 0, 10, o.BounceMX), zone.TXT(bounce, 0, o.SPF))
 		if d.DMARCPolicy != "" {
-			rrs = append(rrs, zone.TXT(DMARCTarget(d.Token, o.Zone), 0,
+			rrs = append(rrs, zone.TXT(d.Token+".dmarc."+o.Zone+".", 0, // DMARCTarget
 				DMARCValue(DMARC{Policy: d.DMARCPolicy, RUA: d.DMARCRUA, Pct: d.DMARCPct})))
 		}
 	}

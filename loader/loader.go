@@ -9,7 +9,9 @@ package loader
 import (
 	"context"
 	"crypto/sha256"
+	"strings"
 	"sync"
+	"unique"
 
 	"github.com/miekg/dns"
 
@@ -39,9 +41,10 @@ type Loader struct {
 
 	mu sync.Mutex
 	// keys names, per organization, the zone's records of its domains, so
-	// that a change replaces exactly them (a few strings per domain; the
-	// records themselves live in the zone only).
-	keys map[string][]zoneKey
+	// that a change replaces exactly them (the records themselves live in
+	// the zone only). Each is one string (zoneKeys), not a slice of
+	// structs: at a million domains that was 100 MB.
+	keys map[string]string
 }
 
 // zoneKey is what names a domain's records in the zone.
@@ -51,12 +54,70 @@ type zoneKey struct {
 	extra                 []string // selectors of the next and retired keys
 }
 
+// The packed form of an organization's zoneKeys: per domain, "s" and the
+// name for a sandbox domain or "c" for another, then the token, the
+// selector and each extra selector, each after a separator byte, and a
+// newline. Names, tokens and selectors are DNS labels: they hold none of
+// these bytes.
+const (
+	keySep   = '\x00'
+	keyExtra = '\x01'
+	keyEnd   = '\n'
+)
+
+// packKeys returns the packed zoneKeys of rows.
+func packKeys(rows []store.DomainRow) string {
+	n := 0
+	for _, d := range rows {
+		n += len(d.Name) + len(d.Token) + len(d.Selector) + 4
+		for _, k := range d.Extra {
+			n += len(k.Selector) + 1
+		}
+	}
+	var b strings.Builder
+	b.Grow(n)
+	for _, d := range rows {
+		if d.Sandbox {
+			b.WriteByte('s')
+			b.WriteString(d.Name)
+		} else {
+			b.WriteByte('c')
+		}
+		b.WriteByte(keySep)
+		b.WriteString(d.Token)
+		b.WriteByte(keySep)
+		b.WriteString(d.Selector)
+		for _, k := range d.Extra {
+			if k.Selector != d.Selector {
+				b.WriteByte(keyExtra)
+				b.WriteString(k.Selector)
+			}
+		}
+		b.WriteByte(keyEnd)
+	}
+	return b.String()
+}
+
+// unpackKeys yields the zoneKeys of packed.
+func unpackKeys(packed string, yield func(zoneKey)) {
+	for line := range strings.SplitSeq(packed, string(keyEnd)) {
+		if line == "" {
+			continue
+		}
+		kind, rest := line[0], line[1:]
+		name, rest, _ := strings.Cut(rest, string(keySep))
+		token, rest, _ := strings.Cut(rest, string(keySep))
+		sels := strings.Split(rest, string(keyExtra))
+		yield(zoneKey{sandbox: kind == 's', name: name, token: token, selector: sels[0], extra: sels[1:]})
+	}
+}
+
 var _ policy.Source = (*Loader)(nil)
 
 // New returns a loader over st for the provider zone zone; z, when not
 // nil, is kept serving the domains' records built with zo.
 func New(st *store.Store, zone string, z Zone, zo domains.ZoneOptions) *Loader {
-	return &Loader{st: st, zone: zone, z: z, zo: zo, keys: map[string][]zoneKey{}}
+	return &Loader{st: st, zone: zone, z: z, zo: zo, keys: map[string]string{}}
 }
 
 // Version implements policy.Source.
@@ -103,6 +164,7 @@ func (l *Loader) Load(ctx context.Context, since int64) (*policy.Delta, error) {
 	}
 	extra := make(map[string][]store.KeyRow)
 	for _, k := range st.Keys {
+		k.Selector, k.TXT = intern(k.Selector), intern(k.TXT)
 		extra[k.DomainID] = append(extra[k.DomainID], k)
 	}
 	zoneRows := make(map[string][]store.DomainRow, len(st.Orgs))
@@ -112,6 +174,11 @@ func (l *Loader) Load(ctx context.Context, since int64) (*policy.Delta, error) {
 		if o == nil {
 			continue
 		}
+		// Values many rows share are kept once (unique): the selectors and
+		// statuses of most domains, a key shared by several domains, and
+		// the zone's TXT values of those.
+		d.Status, d.Selector = intern(d.Status), intern(d.Selector)
+		d.DKIMTXT, d.DMARCPolicy, d.DMARCRUA = intern(d.DKIMTXT), intern(d.DMARCPolicy), intern(d.DMARCRUA)
 		o.Domains = append(o.Domains, policy.DomainInput{ID: d.ID, Name: d.Name, Status: d.Status, Sandbox: d.Sandbox,
 			Restricted: d.Restricted, Selector: d.Selector, Grants: grants[d.ID],
 			BounceDomain: domains.EnvelopeDomain(d.Name, d.ReturnPath, d.Token, l.zone),
@@ -141,29 +208,29 @@ func (l *Loader) updateZone(st *store.State, zoneRows map[string][]store.DomainR
 	defer l.mu.Unlock()
 	serial := uint32(st.ZoneVersion)
 	if st.Full {
-		l.keys = make(map[string][]zoneKey, len(zoneRows))
+		l.keys = make(map[string]string, len(zoneRows))
 		rrs := make([]dns.RR, 0, 4*len(st.Domains)+2)
 		for org, rows := range zoneRows {
 			rrs = domains.DomainZoneRecords(rrs, rows, l.zo)
-			l.keys[org] = keysOf(rows)
+			l.keys[org] = packKeys(rows)
 		}
 		l.z.Update(serial, append(rrs, domains.GlobalZoneRecords(l.zo)...))
 		return
 	}
 	var deleted, added []dns.RR
 	for _, org := range st.Orgs {
-		for _, k := range l.keys[org] {
+		unpackKeys(l.keys[org], func(k zoneKey) {
 			for _, name := range domains.ZoneOwners(k.sandbox, k.name, k.selector, k.token, l.zo) {
 				deleted = append(deleted, l.z.Records(name)...)
 			}
 			for _, name := range domains.KeyOwners(k.sandbox, k.name, k.extra, k.token, l.zo) {
 				deleted = append(deleted, l.z.Records(name)...)
 			}
-		}
+		})
 		rows := zoneRows[org]
 		added = domains.DomainZoneRecords(added, rows, l.zo)
 		if len(rows) > 0 {
-			l.keys[org] = keysOf(rows)
+			l.keys[org] = packKeys(rows)
 		} else {
 			delete(l.keys, org)
 		}
@@ -171,20 +238,12 @@ func (l *Loader) updateZone(st *store.State, zoneRows map[string][]store.DomainR
 	l.z.Patch(serial, deleted, added)
 }
 
-func keysOf(rows []store.DomainRow) []zoneKey {
-	ks := make([]zoneKey, len(rows))
-	for i, d := range rows {
-		ks[i] = zoneKey{sandbox: d.Sandbox, selector: d.Selector, token: d.Token}
-		for _, k := range d.Extra {
-			if k.Selector != d.Selector {
-				ks[i].extra = append(ks[i].extra, k.Selector)
-			}
-		}
-		if d.Sandbox {
-			ks[i].name = d.Name
-		}
+// intern returns the canonical copy of s.
+func intern(s string) string {
+	if s == "" {
+		return ""
 	}
-	return ks
+	return unique.Make(s).Value()
 }
 
 // keyID names a key by its public TXT value (one per key), so the
@@ -194,7 +253,7 @@ func keyID(txt string) string {
 		return ""
 	}
 	sum := sha256.Sum256([]byte(txt))
-	return string(sum[:12])
+	return intern(string(sum[:12]))
 }
 
 // NewEngine returns a policy engine loading from st through a Loader for

@@ -204,6 +204,7 @@ type scratch struct {
 	recs  []rec
 	strs  []string
 	mx    string // the MX target put last, interned
+	idx   strIndex
 	seen  map[string]int
 }
 
@@ -235,6 +236,9 @@ func (s *Server) newShard(rrs []dns.RR, tmp *scratch) *shard {
 		}
 		return cmp.Compare(a.i, b.i)
 	})
+	if tmp.idx == nil {
+		tmp.idx = strIndex{}
+	}
 	orig := append(tmp.rrs[:0], rrs...)
 	distinct := 0
 	for i, k := range keys {
@@ -258,10 +262,11 @@ func (s *Server) newShard(rrs []dns.RR, tmp *scratch) *shard {
 		sh.names = append(sh.names, name)
 		sh.nodes = append(sh.nodes, node{off: uint32(len(sh.recs)), n: uint32(len(set))})
 		for _, rr := range set {
-			sh.put(rr, &tmp.mx)
+			sh.put(rr, &tmp.mx, tmp.idx)
 		}
 		start = end
 	}
+	clear(tmp.idx)
 	tmp.recs, tmp.strs = sh.recs, sh.strs
 	sh.recs, sh.strs = slices.Clone(sh.recs), slices.Clone(sh.strs)
 	clear(orig)

@@ -1,0 +1,41 @@
+package loader
+
+import (
+	"reflect"
+	"testing"
+
+	"github.com/sendergate/sendergate/store"
+)
+
+// TestPackKeys: the packed form of an organization's domains gives back
+// what names each domain's records: the sandbox domain's own name, the
+// token, the selector and the extra selectors (the active one not
+// repeated among them).
+func TestPackKeys(t *testing.T) {
+	tests := []struct {
+		name string
+		rows []store.DomainRow
+		want []zoneKey
+	}{
+		{"none", nil, nil},
+		{"customer and sandbox", []store.DomainRow{
+			{Name: "example.com", Token: "t0k3n", Selector: "sg1", Extra: []store.KeyRow{{Selector: "sg1b"}, {Selector: "sg1"}}},
+			{Name: "acme.sandbox.sg.localhost", Sandbox: true, Token: "t2", Selector: "sg"},
+		}, []zoneKey{
+			{name: "", token: "t0k3n", selector: "sg1", extra: []string{"sg1b"}},
+			{sandbox: true, name: "acme.sandbox.sg.localhost", token: "t2", selector: "sg", extra: []string{}},
+		}},
+		{"two extra keys", []store.DomainRow{
+			{Name: "b.example", Token: "x", Selector: "s", Extra: []store.KeyRow{{Selector: "sb"}, {Selector: "old"}}},
+		}, []zoneKey{{token: "x", selector: "s", extra: []string{"sb", "old"}}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []zoneKey
+			unpackKeys(packKeys(tt.rows), func(k zoneKey) { got = append(got, k) })
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("unpackKeys(packKeys(...)) = %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
