@@ -484,3 +484,48 @@ func TestRecordKinds(t *testing.T) {
 		t.Error("Update with the patched set changed the zone")
 	}
 }
+
+// TestSharedValuesPatch: records with the same data share their strings
+// inside a shard (the same key, SPF, MX and DMARC for thousands of
+// domains, so that many share shards); deleting some of them and adding
+// others with the same values gives the zone a full Update of the result
+// gives.
+func TestSharedValuesPatch(t *testing.T) {
+	keys := []string{"v=DKIM1; k=ed25519; p=one", longValue, "v=DKIM1; k=ed25519; p=three"}
+	domain := func(i int) []dns.RR { return domainRecords(fmt.Sprintf("tok%05d", i), keys[i%len(keys)]) }
+	var base, deleted, added, full []dns.RR
+	for i := range 3000 {
+		base = append(base, domain(i)...)
+		if i%3 == 1 {
+			deleted = append(deleted, domain(i)...)
+		} else {
+			full = append(full, domain(i)...)
+		}
+	}
+	for i := 3000; i < 4000; i++ {
+		added = append(added, domain(i)...)
+		full = append(full, domain(i)...)
+	}
+	cfg := Config{BounceMX: "mx.sg.localhost", BounceMXAddresses: []string{"192.0.2.25"}}
+	patched, updated := handlerServer(t, cfg), handlerServer(t, cfg)
+	patched.Update(10, base)
+	patched.Patch(11, deleted, added)
+	updated.Update(11, full)
+	got, want := zoneRecords(t, patched), zoneRecords(t, updated)
+	if !maps.Equal(got, want) {
+		t.Fatalf("AXFR after Patch (%d records) differs from AXFR after Update (%d records)", len(got), len(want))
+	}
+	var sample []string // answers for some names kept, deleted and added
+	for _, rr := range slices.Concat(full, deleted) {
+		if len(sample) < 200 && nameHash(rr.Header().Name)%37 == 0 {
+			sample = append(sample, rr.Header().Name)
+		}
+	}
+	if got, want := answers(patched, sample), answers(updated, sample); !maps.Equal(got, want) {
+		for k := range want {
+			if got[k] != want[k] {
+				t.Errorf("%s: Patch answers %s, Update %s", k, got[k], want[k])
+			}
+		}
+	}
+}
