@@ -58,23 +58,27 @@ func (d Duration) MarshalText() ([]byte, error) {
 // Config is the whole sendergate configuration. Field names follow the
 // TOML keys documented in SPEC.md and sendergate.example.toml.
 type Config struct {
-	DataDir     string      `toml:"data_dir"` // created on first start
-	Database    string      `toml:"database"` // "sqlite:PATH" or "postgres://..."
-	Hostname    string      `toml:"hostname"` // SMTP greeting and Received header
-	Submission  Submission  `toml:"submission"`
-	Relay       Relay       `toml:"relay"`
-	Admin       Admin       `toml:"admin"`
-	DNS         DNS         `toml:"dns"`
-	Milter      Milter      `toml:"milter"`
-	Policyd     Policyd     `toml:"policyd"`
-	Sandbox     Sandbox     `toml:"sandbox"`
-	Limits      Limits      `toml:"limits"`
-	Confirm     Confirm     `toml:"confirm"`
-	Bounce      Bounce      `toml:"bounce"`
-	Suppression Suppression `toml:"suppression"`
-	Webhooks    Webhooks    `toml:"webhooks"`
-	DKIM        DKIM        `toml:"dkim"`
-	Debug       Debug       `toml:"debug"`
+	DataDir  string `toml:"data_dir"` // created on first start
+	Database string `toml:"database"` // "sqlite:PATH" or "postgres://..."
+	Hostname string `toml:"hostname"` // SMTP greeting and Received header
+	// MemoryLimitBytes is the Go runtime's soft memory limit, set once the
+	// first snapshot has loaded (the load's peak is given back first); 0:
+	// none (GOMEMLIMIT from the environment still applies).
+	MemoryLimitBytes int64       `toml:"memory_limit_bytes"`
+	Submission       Submission  `toml:"submission"`
+	Relay            Relay       `toml:"relay"`
+	Admin            Admin       `toml:"admin"`
+	DNS              DNS         `toml:"dns"`
+	Milter           Milter      `toml:"milter"`
+	Policyd          Policyd     `toml:"policyd"`
+	Sandbox          Sandbox     `toml:"sandbox"`
+	Limits           Limits      `toml:"limits"`
+	Confirm          Confirm     `toml:"confirm"`
+	Bounce           Bounce      `toml:"bounce"`
+	Suppression      Suppression `toml:"suppression"`
+	Webhooks         Webhooks    `toml:"webhooks"`
+	DKIM             DKIM        `toml:"dkim"`
+	Debug            Debug       `toml:"debug"`
 
 	// AdminKey comes only from SENDERGATE_ADMIN_KEY; when empty the
 	// daemon uses (or creates) data_dir/admin.key.

@@ -61,6 +61,9 @@ func (c *checker) check(key string, err error) {
 // Validate reports every invalid key at once as Errors, or nil.
 func (c *Config) Validate() error {
 	var v checker
+	if c.MemoryLimitBytes != 0 && c.MemoryLimitBytes < 64<<20 {
+		v.add("memory_limit_bytes", "%d must be 0 (no limit) or at least 67108864 (64 MiB)", c.MemoryLimitBytes)
+	}
 	if c.DataDir == "" {
 		v.add("data_dir", "must not be empty")
 	}

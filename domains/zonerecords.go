@@ -3,6 +3,7 @@ package domains
 import (
 	"crypto"
 	"net"
+	"unique"
 
 	"github.com/miekg/dns"
 
@@ -93,28 +94,43 @@ func KeyOwners(sandbox bool, name string, selectors []string, token string, o Zo
 // DomainZoneRecords appends to rrs the records the zone serves for the
 // domains ds (without the zone-wide ones: GlobalZoneRecords).
 func DomainZoneRecords(rrs []dns.RR, ds []store.DomainRow, o ZoneOptions) []dns.RR {
-	for _, d := range ds {
-		txt := d.DKIMTXT
-		if txt == "" || txt == "-" {
+	for i := range ds {
+		rrs = AppendDomainRecords(rrs, &ds[i], "", o)
+	}
+	return rrs
+}
+
+// BounceOwner is BounceDomain as the zone's owner name (with the trailing
+// dot), in one allocation.
+func BounceOwner(token, zone string) string { return token + ".bounce." + zone + "." }
+
+// AppendDomainRecords appends to rrs the records the zone serves for d.
+// bounce is its BounceOwner, when the caller has it already (the loader
+// shares that string with the policy's bounce domain); "" computes it.
+func AppendDomainRecords(rrs []dns.RR, d *store.DomainRow, bounce string, o ZoneOptions) []dns.RR {
+	txt := d.DKIMTXT
+	if txt == "" || txt == "-" {
+		return rrs
+	}
+	// The owner names are built as FQDNs at once (the zone would copy
+	// them to add the dot: 4 million strings at a million domains).
+	if !d.BYOK { // a BYOK key is published by the customer, never here
+		rrs = append(rrs, zone.TXT(keyOwnerFQDN(d.Sandbox, d.Name, d.Selector, d.Token, o), 0, txt))
+	}
+	for _, k := range d.Extra {
+		if k.Selector == d.Selector || k.TXT == "" || k.TXT == "-" {
 			continue
 		}
-		// The owner names are built as FQDNs at once (the zone would copy
-		// them to add the dot: 4 million strings at a million domains).
-		if !d.BYOK { // a BYOK key is published by the customer, never here
-			rrs = append(rrs, zone.TXT(keyOwnerFQDN(d.Sandbox, d.Name, d.Selector, d.Token, o), 0, txt))
-		}
-		for _, k := range d.Extra {
-			if k.Selector == d.Selector || k.TXT == "" || k.TXT == "-" {
-				continue
-			}
-			rrs = append(rrs, zone.TXT(keyOwnerFQDN(d.Sandbox, d.Name, k.Selector, d.Token, o), 0, k.TXT))
-		}
-		bounce := d.Token + ".bounce." + o.Zone + "." // BounceDomain
-		rrs = append(rrs, zone.MX(bounce, 0, 10, o.BounceMX), zone.TXT(bounce, 0, o.SPF))
-		if d.DMARCPolicy != "" {
-			rrs = append(rrs, zone.TXT(d.Token+".dmarc."+o.Zone+".", 0, // DMARCTarget
-				DMARCValue(DMARC{Policy: d.DMARCPolicy, RUA: d.DMARCRUA, Pct: d.DMARCPct})))
-		}
+		rrs = append(rrs, zone.TXT(keyOwnerFQDN(d.Sandbox, d.Name, k.Selector, d.Token, o), 0, k.TXT))
+	}
+	if bounce == "" {
+		bounce = BounceOwner(d.Token, o.Zone)
+	}
+	rrs = append(rrs, zone.MX(bounce, 0, 10, o.BounceMX), zone.TXT(bounce, 0, o.SPF))
+	if d.DMARCPolicy != "" {
+		// Most domains publish the same policy: one copy of its text.
+		v := unique.Make(DMARCValue(DMARC{Policy: d.DMARCPolicy, RUA: d.DMARCRUA, Pct: d.DMARCPct})).Value()
+		rrs = append(rrs, zone.TXT(d.Token+".dmarc."+o.Zone+".", 0, v)) // DMARCTarget
 	}
 	return rrs
 }

@@ -32,7 +32,11 @@ func TestPackKeys(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var got []zoneKey
-			unpackKeys(packKeys(tt.rows), func(k zoneKey) { got = append(got, k) })
+			rows := make([]zoneRow, len(tt.rows))
+			for i, d := range tt.rows {
+				rows[i].DomainRow = d
+			}
+			unpackKeys(packKeys(rows), func(k zoneKey) { got = append(got, k) })
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("unpackKeys(packKeys(...)) = %+v, want %+v", got, tt.want)
 			}

@@ -54,6 +54,21 @@ type zoneKey struct {
 	extra                 []string // selectors of the next and retired keys
 }
 
+// zoneRow is a domain's row with its bounce owner name, shared with the
+// policy's bounce domain.
+type zoneRow struct {
+	store.DomainRow
+	bounce string
+}
+
+// appendRecords appends the zone records of rows to rrs.
+func appendRecords(rrs []dns.RR, rows []zoneRow, zo domains.ZoneOptions) []dns.RR {
+	for i := range rows {
+		rrs = domains.AppendDomainRecords(rrs, &rows[i].DomainRow, rows[i].bounce, zo)
+	}
+	return rrs
+}
+
 // The packed form of an organization's zoneKeys: per domain, "s" and the
 // name for a sandbox domain or "c" for another, then the token, the
 // selector and each extra selector, each after a separator byte, and a
@@ -66,7 +81,7 @@ const (
 )
 
 // packKeys returns the packed zoneKeys of rows.
-func packKeys(rows []store.DomainRow) string {
+func packKeys(rows []zoneRow) string {
 	n := 0
 	for _, d := range rows {
 		n += len(d.Name) + len(d.Token) + len(d.Selector) + 4
@@ -167,7 +182,7 @@ func (l *Loader) Load(ctx context.Context, since int64) (*policy.Delta, error) {
 		k.Selector, k.TXT = intern(k.Selector), intern(k.TXT)
 		extra[k.DomainID] = append(extra[k.DomainID], k)
 	}
-	zoneRows := make(map[string][]store.DomainRow, len(st.Orgs))
+	zoneRows := make(map[string][]zoneRow, len(st.Orgs))
 	for i := range st.Domains {
 		d := &st.Domains[i]
 		o := byOrg[d.OrgID]
@@ -179,13 +194,24 @@ func (l *Loader) Load(ctx context.Context, since int64) (*policy.Delta, error) {
 		// the zone's TXT values of those.
 		d.Status, d.Selector = intern(d.Status), intern(d.Selector)
 		d.DKIMTXT, d.DMARCPolicy, d.DMARCRUA = intern(d.DKIMTXT), intern(d.DMARCPolicy), intern(d.DMARCRUA)
+		// The bounce domain T.bounce.ZONE is the zone's owner name of the
+		// bounce records without its dot: one string for both.
+		var bounce, envelope string
+		if l.z != nil {
+			bounce = domains.BounceOwner(d.Token, l.zo.Zone)
+		}
+		switch {
+		case d.ReturnPath != "" || l.zone != l.zo.Zone || bounce == "":
+			envelope = domains.EnvelopeDomain(d.Name, d.ReturnPath, d.Token, l.zone)
+		default:
+			envelope = bounce[:len(bounce)-1]
+		}
 		o.Domains = append(o.Domains, policy.DomainInput{ID: d.ID, Name: d.Name, Status: d.Status, Sandbox: d.Sandbox,
 			Restricted: d.Restricted, Selector: d.Selector, Grants: grants[d.ID],
-			BounceDomain: domains.EnvelopeDomain(d.Name, d.ReturnPath, d.Token, l.zone),
-			KeyID:        keyID(d.DKIMTXT), KeyPEM: d.DKIMKey})
+			BounceDomain: envelope, KeyID: keyID(d.DKIMTXT), KeyPEM: d.DKIMKey})
 		d.DKIMKey = "" // the zone needs no private key
 		d.Extra = extra[d.ID]
-		zoneRows[d.OrgID] = append(zoneRows[d.OrgID], *d)
+		zoneRows[d.OrgID] = append(zoneRows[d.OrgID], zoneRow{DomainRow: *d, bounce: bounce})
 	}
 	for _, a := range st.Confirmed {
 		if o := byOrg[a.OrgID]; o != nil {
@@ -200,7 +226,7 @@ func (l *Loader) Load(ctx context.Context, since int64) (*policy.Delta, error) {
 // load, otherwise a Patch replacing the records of the changed
 // organizations' old domains with those of their new ones. The serial is
 // the zone version; a Patch that changes nothing keeps the served one.
-func (l *Loader) updateZone(st *store.State, zoneRows map[string][]store.DomainRow) {
+func (l *Loader) updateZone(st *store.State, zoneRows map[string][]zoneRow) {
 	if l.z == nil {
 		return
 	}
@@ -211,7 +237,7 @@ func (l *Loader) updateZone(st *store.State, zoneRows map[string][]store.DomainR
 		l.keys = make(map[string]string, len(zoneRows))
 		rrs := make([]dns.RR, 0, 4*len(st.Domains)+2)
 		for org, rows := range zoneRows {
-			rrs = domains.DomainZoneRecords(rrs, rows, l.zo)
+			rrs = appendRecords(rrs, rows, l.zo)
 			l.keys[org] = packKeys(rows)
 		}
 		l.z.Update(serial, append(rrs, domains.GlobalZoneRecords(l.zo)...))
@@ -228,7 +254,7 @@ func (l *Loader) updateZone(st *store.State, zoneRows map[string][]store.DomainR
 			}
 		})
 		rows := zoneRows[org]
-		added = domains.DomainZoneRecords(added, rows, l.zo)
+		added = appendRecords(added, rows, l.zo)
 		if len(rows) > 0 {
 			l.keys[org] = packKeys(rows)
 		} else {

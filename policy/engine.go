@@ -252,7 +252,7 @@ func (e *Engine) build(in *OrgInput) *orgView {
 		o.accounts = append(o.accounts, acct)
 	}
 	for _, d := range in.Domains {
-		dom := &Domain{ID: d.ID, OrgID: in.ID, Name: d.Name, Status: d.Status, Sandbox: d.Sandbox, Restricted: d.Restricted,
+		dom := &Domain{ID: d.ID, Name: d.Name, Status: d.Status, Sandbox: d.Sandbox, Restricted: d.Restricted,
 			Selector: d.Selector, BounceDomain: d.BounceDomain, keyID: d.KeyID}
 		if dom.keyID == "" {
 			dom.keyID = d.ID

@@ -73,9 +73,11 @@ func (a *Account) SameCredentials(b *Account) bool {
 
 // Domain is a sending domain as the policy knows it: what decides whether
 // mail may use it and what is needed to sign it.
+//
+// A snapshot holds one per domain (a million of them at scale): fields
+// are added only when a decision or a signature needs them.
 type Domain struct {
 	ID         string
-	OrgID      string
 	Name       string // A-label, lowercase, no trailing dot
 	Status     string // pending | verified | failing | revoked
 	Sandbox    bool

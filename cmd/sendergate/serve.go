@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"time"
 
@@ -173,6 +174,14 @@ func (d *daemon) setup(ctx, bg context.Context) error {
 	if err := d.engine.Reload(ctx); err != nil {
 		// Fail closed: mail gets 451 until a snapshot loads.
 		d.log.Error("initial policy snapshot failed; mail is refused with 451 until it loads", "err", err)
+	}
+	// The full load's rows and records are garbage now: at a million
+	// domains well over a GiB that the runtime would otherwise give back to
+	// the system only over minutes.
+	debug.FreeOSMemory()
+	if n := cfg.MemoryLimitBytes; n > 0 {
+		debug.SetMemoryLimit(n)
+		d.log.Info("Go memory limit set (memory_limit_bytes)", "bytes", n)
 	}
 	go d.engine.Run(bg)
 	go func() {
