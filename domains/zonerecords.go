@@ -3,7 +3,6 @@ package domains
 import (
 	"crypto"
 	"net"
-	"unique"
 
 	"github.com/miekg/dns"
 
@@ -95,7 +94,7 @@ func KeyOwners(sandbox bool, name string, selectors []string, token string, o Zo
 // domains ds (without the zone-wide ones: GlobalZoneRecords).
 func DomainZoneRecords(rrs []dns.RR, ds []store.DomainRow, o ZoneOptions) []dns.RR {
 	for i := range ds {
-		rrs = AppendDomainRecords(rrs, &ds[i], "", o)
+		rrs = AppendDomainRecords(rrs, &ds[i], "", nil, o)
 	}
 	return rrs
 }
@@ -107,7 +106,9 @@ func BounceOwner(token, zone string) string { return token + ".bounce." + zone +
 // AppendDomainRecords appends to rrs the records the zone serves for d.
 // bounce is its BounceOwner, when the caller has it already (the loader
 // shares that string with the policy's bounce domain); "" computes it.
-func AppendDomainRecords(rrs []dns.RR, d *store.DomainRow, bounce string, o ZoneOptions) []dns.RR {
+// intern, when not nil, returns one copy of equal values (most domains
+// publish the same DMARC policy).
+func AppendDomainRecords(rrs []dns.RR, d *store.DomainRow, bounce string, intern func(string) string, o ZoneOptions) []dns.RR {
 	txt := d.DKIMTXT
 	if txt == "" || txt == "-" {
 		return rrs
@@ -128,8 +129,10 @@ func AppendDomainRecords(rrs []dns.RR, d *store.DomainRow, bounce string, o Zone
 	}
 	rrs = append(rrs, zone.MX(bounce, 0, 10, o.BounceMX), zone.TXT(bounce, 0, o.SPF))
 	if d.DMARCPolicy != "" {
-		// Most domains publish the same policy: one copy of its text.
-		v := unique.Make(DMARCValue(DMARC{Policy: d.DMARCPolicy, RUA: d.DMARCRUA, Pct: d.DMARCPct})).Value()
+		v := DMARCValue(DMARC{Policy: d.DMARCPolicy, RUA: d.DMARCRUA, Pct: d.DMARCPct})
+		if intern != nil {
+			v = intern(v)
+		}
 		rrs = append(rrs, zone.TXT(d.Token+".dmarc."+o.Zone+".", 0, v)) // DMARCTarget
 	}
 	return rrs

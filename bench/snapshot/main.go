@@ -22,6 +22,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"runtime/pprof"
 	"slices"
 	"testing"
@@ -149,8 +150,11 @@ func load(ctx context.Context, st *store.Store, profile string) (*policy.Engine,
 		stop = startProfile(profile)
 	}
 	t := time.Now()
+	gc := debug.SetGCPercent(400) // as sendergate serve loads its first snapshot
 	err = e.Reload(ctx)
+	debug.SetGCPercent(gc)
 	took := time.Since(t)
+	debug.FreeOSMemory()
 	if stop != nil {
 		stop()
 	}
