@@ -32,6 +32,7 @@ type instance struct {
 	adminKey, publicURL   string
 	verifyInterval, qps   string
 	database, deadResolve string
+	memoryLimit           int64  // memory_limit_bytes
 	debug                 string // debug.listen (pprof), empty when off
 }
 
@@ -57,7 +58,7 @@ func freePort() (int, error) {
 
 func newInstance(name, dir string, o *options) (*instance, error) {
 	in := &instance{name: name, dir: dir, adminKey: o.adminKey, database: o.database,
-		verifyInterval: o.verifyInterval.String(), qps: strconv.Itoa(o.checkQPS), exited: make(chan struct{})}
+		verifyInterval: o.verifyInterval.String(), qps: strconv.Itoa(o.checkQPS), memoryLimit: o.memoryLimit, exited: make(chan struct{})}
 	addrs := make([]string, 5)
 	for i := range addrs {
 		p, err := freePort()
@@ -87,6 +88,7 @@ func (in *instance) config() string {
 	return fmt.Sprintf(`data_dir = %q
 database = %q
 hostname = "scale.localhost"
+memory_limit_bytes = %d
 [submission]
 listen = %q
 listen_tls = ""
@@ -108,7 +110,7 @@ listen = ""
 listen = ""
 [sandbox]
 daily_limit = 100000000
-`, filepath.Join(in.dir, "data"), in.database, in.smtp, in.admin, in.publicURL, in.dns, in.deadResolve, in.verifyInterval, in.qps) + debug
+`, filepath.Join(in.dir, "data"), in.database, in.memoryLimit, in.smtp, in.admin, in.publicURL, in.dns, in.deadResolve, in.verifyInterval, in.qps) + debug
 }
 
 // start execs the binary and waits (up to limit) for /healthz to answer
