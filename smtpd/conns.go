@@ -211,6 +211,9 @@ type trackedConn struct {
 
 	authMu     sync.Mutex
 	lastFailed [32]byte // AUTH failure counted last on this connection; see authFailed
+
+	wmu  sync.Mutex // guards wbuf; held while it is written
+	wbuf []byte     // replies written by go-smtp, not yet sent (batch.go)
 }
 
 // timeoutKind says which limit a read ran into.
@@ -228,10 +231,17 @@ const (
 // header when there is one.
 func (c *trackedConn) RemoteAddr() net.Addr { return net.TCPAddrFromAddrPort(c.client) }
 
-// Read implements net.Conn. Before every read it sets the deadline: the
-// earliest of ReadTimeout from now, the end of the DATA time limit and,
-// outside DATA, the idle limit since the last useful command.
+// Read implements net.Conn. It first sends the replies held (batch.go):
+// the session may now wait for the client. Before every read it sets the
+// deadline: the earliest of ReadTimeout from now, the end of the DATA time
+// limit and, outside DATA, the idle limit since the last useful command.
 func (c *trackedConn) Read(p []byte) (int, error) {
+	if err := c.flush(); err != nil {
+		// The client does not take its replies (write deadline, reset):
+		// the session is over.
+		c.dead.Store(true)
+		return 0, io.EOF
+	}
 	if c.dead.Load() {
 		return 0, io.EOF
 	}
@@ -322,12 +332,13 @@ func (c *trackedConn) abort(reason string, reply *smtp.SMTPError) {
 	case t != nil:
 		w = t
 	case !c.implicitTLS:
-		w = c.Conn
+		w = c
 	default:
 		return
 	}
 	_ = c.Conn.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
-	_, _ = w.Write(replyLine(reply))
+	_, _ = w.Write(replyLine(reply)) // after any replies still held
+	_ = c.flush()
 	c.linger.Store(true)
 }
 
@@ -374,8 +385,10 @@ func (c *trackedConn) endData() {
 	c.dataUntil.Store(0)
 }
 
-// Close implements net.Conn and forgets the connection.
+// Close implements net.Conn: it sends the replies held and forgets the
+// connection.
 func (c *trackedConn) Close() error {
+	c.flushBeforeClose()
 	if c.linger.CompareAndSwap(true, false) {
 		// Still counted against the client's connection limit meanwhile.
 		if tc, ok := c.Conn.(interface{ CloseWrite() error }); ok && tc.CloseWrite() == nil {

@@ -337,6 +337,12 @@ func (se *session) Data(r io.Reader) error {
 		se.logTx(&tx, &txLog{reply: reply, size: size, err: logErr})
 		return reply
 	}
+	if se.tc != nil {
+		// RFC 2920 3.2 (7): a client that sent the message without waiting
+		// may have emptied the input; the stage and the relay take their
+		// time, so the replies held (batch.go) go out first.
+		_ = se.tc.flush()
+	}
 	sub := &submission{
 		ID: tx.id, Account: se.acct, Helo: se.conn.Hostname(), TLS: se.isTLS(),
 		Rcpts: tx.rcpts, Data: m.data, Time: se.srv.cfg.Now(),
