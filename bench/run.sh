@@ -18,6 +18,11 @@
 #   PPROF_URL=URL   base URL of another pprof endpoint to profile instead
 #   SENDERGATE_RSA_SIGNER=go  (passed on) sign RSA with crypto/rsa, not OpenSSL
 #   GOBENCH=1       also run the Go micro-benchmarks afterwards
+#   ROWS=REGEX      run only the SMTP rows whose "LABEL CONNSxPER" matches
+#                   (bash =~), e.g. ROWS='sendergate.*8x50'
+#   SINK_BATCH=0    the sink writes each reply line on its own (go-smtp's
+#                   behaviour) instead of batching pipelined replies as
+#                   Postfix does (default 1)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -62,6 +67,8 @@ EOF
 
 # cpu_ticks PID: user+system clock ticks consumed so far by PID.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# io_calls PID: read and write system calls made so far by PID ("syscr syscw").
+io_calls() { awk '/^syscr:/{r=$2} /^syscw:/{w=$2} END{print r, w}' "/proc/$1/io"; }
 # busy_ticks: clock ticks all CPUs of the machine spent busy so far.
 busy_ticks() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8 + $9; exit}' /proc/stat; }
 TCK=$(getconf CLK_TCK)
@@ -81,7 +88,7 @@ start_sink() {
 	echo '[]' >"$WORK/records.json"
 	"$WORK/bin/sink" -addr "127.0.0.1:$SINK_PORT" -dns "127.0.0.1:$CDNS_PORT" \
 		-records "$WORK/records.json" -zone sg.localhost -zone-server "127.0.0.1:$ZONE_PORT" \
-		-lifetime 15m 2>"$OUT/sink.log" &
+		-lifetime 15m -batch="$([[ "${SINK_BATCH:-1}" == 0 ]] && echo false || echo true)" 2>"$OUT/sink.log" &
 	SINK_PID=$!
 	PIDS+=("$SINK_PID")
 }
@@ -172,38 +179,42 @@ setup_tenant() {
 }
 
 # smtp_row LABEL ADDR CONNS PER_CONN [loadgen flags...]: one table row, with
-# the CPU (in cores) used meanwhile by sendergate and by the sink, and
-# sendergate's CPU milliseconds per message.
+# the CPU (in cores) used meanwhile by sendergate and by the sink,
+# sendergate's CPU milliseconds per message, and its read and write system
+# calls per message (from /proc/PID/io; exact, unlike CPU on a busy machine).
 smtp_row() {
 	local label=$1 addr=$2 c=$3 per=$4
 	shift 4
-	local sg0 sk0 all0 t0 t1 row prof="" prof_pid=""
+	[[ -z "${ROWS:-}" || "$label ${c}x$per" =~ $ROWS ]] || return 0
+	local sg0 sk0 all0 io0 t0 t1 row prof="" prof_pid=""
 	if [[ -n "${PPROF_URL:-}" && "$addr" == *":$SUB_PORT" ]]; then
 		prof="$OUT/$(tr -c 'a-zA-Z0-9\n' _ <<<"$label")_c${c}_p${per}.pprof"
 		curl -fsS -o "$prof" "$PPROF_URL/debug/pprof/profile?seconds=${DUR%s}" &
 		prof_pid=$!
 	fi
-	sg0=$(cpu_ticks "$SG_PID"); sk0=$(cpu_ticks "$SINK_PID"); all0=$(busy_ticks); t0=$(date +%s.%N)
+	sg0=$(cpu_ticks "$SG_PID"); sk0=$(cpu_ticks "$SINK_PID"); all0=$(busy_ticks); io0=$(io_calls "$SG_PID"); t0=$(date +%s.%N)
 	row=$("$WORK/bin/loadgen" -addr "$addr" -c "$c" -per-conn "$per" -duration "$DUR" -max-time 2m \
 		-format row -label "$label" "$@") || true
 	t1=$(date +%s.%N)
 	if [[ -n "$prof_pid" ]]; then wait "$prof_pid" || true; fi
 	[[ -n "$row" ]] || row="| $label | $c | $per | 0 | 0 | - | - | - | - | - | failed | - |"
-	awk -v row="$row" -v sg0="$sg0" -v sg1="$(cpu_ticks "$SG_PID")" -v sk0="$sk0" -v sk1="$(cpu_ticks "$SINK_PID")" \
+	awk -v row="$row" -v io0="$io0" -v io1="$(io_calls "$SG_PID")" -v sg0="$sg0" -v sg1="$(cpu_ticks "$SG_PID")" -v sk0="$sk0" -v sk1="$(cpu_ticks "$SINK_PID")" \
 		-v all0="$all0" -v all1="$(busy_ticks)" \
 		-v s="$t0" -v e="$t1" -v t="$TCK" 'BEGIN {
 			split(row, f, "|"); rate = f[6] + 0
 			sg = (sg1 - sg0) / t / (e - s); sk = (sk1 - sk0) / t / (e - s)
 			all = (all1 - all0) / t / (e - s)
-			printf "%s %.2f | %.2f | %s | %.2f |\n", row, sg, sk, (rate > 0 && sg > 0.005) ? sprintf("%.2f", sg * 1000 / rate) : "-", all
+			split(io0, a, " "); split(io1, b, " "); n = f[5] + 0
+			calls = (n > 0 && sg > 0.005) ? sprintf("%.1f + %.1f", (b[1] - a[1]) / n, (b[2] - a[2]) / n) : "-"
+			printf "%s %.2f | %.2f | %s | %.2f | %s |\n", row, sg, sk, (rate > 0 && sg > 0.005) ? sprintf("%.2f", sg * 1000 / rate) : "-", all, calls
 		}' | tee -a "$OUT/table.md"
 }
 
 smtp_matrix() {
 	local sink="127.0.0.1:$SINK_PORT" sg="127.0.0.1:$SUB_PORT" auth=(-user "$USER_NAME" -pass "$USER_PASS")
 	{
-		echo "| scenario | conns | msgs/conn | msgs ok | msg/s | p50 ms | p90 ms | p99 ms | max ms | setup p50 ms | errors | loadgen cores | sendergate cores | sink cores | sendergate CPU ms/msg | machine busy cores |"
-		echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+		echo "| scenario | conns | msgs/conn | msgs ok | msg/s | p50 ms | p90 ms | p99 ms | max ms | setup p50 ms | errors | loadgen cores | sendergate cores | sink cores | sendergate CPU ms/msg | machine busy cores | sendergate read + write calls/msg |"
+		echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 	} | tee "$OUT/table.md"
 	# Warm-up (not reported): fills sendergate's upstream pool, parses keys.
 	"$WORK/bin/loadgen" -addr "$sg" -c 8 -per-conn 50 -n 400 "${auth[@]}" -from a@rsa.bench.example >/dev/null
@@ -215,6 +226,11 @@ smtp_matrix() {
 	smtp_row "sendergate RSA-2048, 1/conn+AUTH" "$sg" 32 1 "${auth[@]}" -from a@rsa.bench.example
 	for c in 1 8 32; do smtp_row "sendergate Ed25519" "$sg" "$c" 50 "${auth[@]}" -from a@ed.bench.example; done
 	smtp_row "sendergate Ed25519, 1/conn+AUTH" "$sg" 32 1 "${auth[@]}" -from a@ed.bench.example
+	# A client that pipelines (RFC 2920) as Postfix does: MAIL RCPT DATA in
+	# one write, the message in another.
+	smtp_row "sink direct, pipelined" "$sink" 8 50 -pipeline
+	smtp_row "sendergate RSA-2048, pipelined" "$sg" 8 50 "${auth[@]}" -from a@rsa.bench.example -pipeline
+	smtp_row "sendergate Ed25519, pipelined" "$sg" 8 50 "${auth[@]}" -from a@ed.bench.example -pipeline
 }
 
 policy_rows() {
@@ -242,7 +258,7 @@ main() {
 	log "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), load $(cut -d' ' -f1-3 /proc/loadavg)"
 	log "sendergate $SUB_PORT, sink $SINK_PORT, policyd $POLICYD_PORT; duration per row $DUR; output in $OUT"
 	smtp_matrix
-	policy_rows
+	[[ -n "${ROWS:-}" ]] || policy_rows
 	log "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 	if [[ "${GOBENCH:-}" == 1 ]]; then
 		(cd "$ROOT" && go test -run '^$' -bench . -benchmem ./policy/ ./dkim/ ./smtpd/ ./milter/ ./relay/) | tee "$OUT/gobench.txt"

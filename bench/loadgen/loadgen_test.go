@@ -75,6 +75,7 @@ func TestExecute(t *testing.T) {
 		total          int
 		user, pass     string
 		from           string
+		pipeline       bool
 		wantOK         int
 		wantConns      int
 		wantErrs       map[string]int
@@ -83,12 +84,17 @@ func TestExecute(t *testing.T) {
 		{name: "one per connection with AUTH", conns: 3, perConn: 1, total: 9, user: "u", pass: "p", from: "a@example.com", wantOK: 9, wantConns: 9},
 		{name: "refused sender", conns: 2, perConn: 3, total: 6, from: "refused@example.com", wantConns: 2, wantErrs: map[string]int{"550 5.7.1": 6}},
 		{name: "bad password", conns: 1, perConn: 1, total: 2, user: "u", pass: "x", from: "a@example.com", wantErrs: map[string]int{"535 5.7.8": 2}},
+		{name: "pipelined", conns: 4, perConn: 5, total: 40, from: "a@example.com", pipeline: true, wantOK: 40, wantConns: 8},
+		{name: "pipelined with AUTH", conns: 3, perConn: 1, total: 9, user: "u", pass: "p", from: "a@example.com", pipeline: true, wantOK: 9, wantConns: 9},
+		{name: "pipelined, refused sender", conns: 2, perConn: 3, total: 6, from: "refused@example.com", pipeline: true, wantConns: 2, wantErrs: map[string]int{"550 5.7.1": 6}},
+		{name: "pipelined, bad password", conns: 1, perConn: 1, total: 2, user: "u", pass: "x", from: "a@example.com", pipeline: true, wantErrs: map[string]int{"535 5.7.8": 2}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			before := be.msgs.Load()
 			o := options{addr: addr, conns: tt.conns, perConn: tt.perConn, total: tt.total, maxTime: time.Minute,
-				size: 2048, user: tt.user, pass: tt.pass, from: tt.from, to: "r@example.net", opTimeout: 10 * time.Second}
+				size: 2048, user: tt.user, pass: tt.pass, from: tt.from, to: "r@example.net", opTimeout: 10 * time.Second,
+				pipeline: tt.pipeline}
 			res, err := execute(o)
 			if err != nil {
 				t.Fatal(err)

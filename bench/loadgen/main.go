@@ -3,8 +3,9 @@
 // and RFC 4616) built on github.com/emersion/go-smtp's client.
 //
 // Each of -c workers opens a connection (connect, greeting, EHLO, optional
-// STARTTLS and AUTH), sends -per-conn messages on it (MAIL, RCPT, DATA),
-// quits and opens the next one, until -n messages have been started or
+// STARTTLS and AUTH), sends -per-conn messages on it (MAIL, RCPT, DATA,
+// each waiting for its reply, or pipelined with -pipeline), quits and
+// opens the next one, until -n messages have been started or
 // -duration has passed, whichever comes first. Two latencies are recorded:
 //
 //   - message: from writing MAIL FROM to reading the reply to the final
@@ -48,6 +49,7 @@ type options struct {
 	user, pass    string
 	from, to      string
 	opTimeout     time.Duration
+	pipeline      bool
 	label, format string
 }
 
@@ -67,6 +69,7 @@ func parseFlags(args []string) (options, error) {
 	fs.StringVar(&o.from, "from", "bench@example.com", "From header and envelope sender")
 	fs.StringVar(&o.to, "to", "rcpt@example.net", "recipient")
 	fs.DurationVar(&o.opTimeout, "timeout", 30*time.Second, "I/O deadline of each connection step and message")
+	fs.BoolVar(&o.pipeline, "pipeline", false, "pipeline MAIL, RCPT and DATA in one write and the message with its final dot in another (RFC 2920, as Postfix's smtp client), instead of waiting for each reply")
 	fs.StringVar(&o.label, "label", "", "scenario name for -format row")
 	fs.StringVar(&o.format, "format", "text", "text | row (one markdown table row)")
 	if err := fs.Parse(args); err != nil {
@@ -152,7 +155,7 @@ func (r *run) over() bool {
 func (r *run) worker(st *stats) {
 	for n := r.claim(); n > 0; n = r.claim() {
 		t0 := time.Now()
-		c, err := r.connect()
+		c, err := r.dial()
 		setup := time.Since(t0)
 		if err != nil {
 			st.fail(err)
@@ -161,7 +164,7 @@ func (r *run) worker(st *stats) {
 		st.conns++
 		st.setup = append(st.setup, setup)
 		for i := 0; i < n && (i == 0 || !r.over()); i++ {
-			d, err := r.send(c)
+			d, err := c.send(r)
 			if err == nil {
 				st.msg = append(st.msg, d)
 				if r.o.perConn == 1 {
@@ -178,6 +181,18 @@ func (r *run) worker(st *stats) {
 		_ = c.Quit()
 		_ = c.Close()
 	}
+}
+
+// dial connects a client of the kind -pipeline asks for.
+func (r *run) dial() (client, error) {
+	if r.o.pipeline {
+		return r.dialPipelined()
+	}
+	c, err := r.connect()
+	if err != nil {
+		return nil, err
+	}
+	return lockstep{c}, nil
 }
 
 // connect dials and runs the greeting, EHLO, STARTTLS and AUTH under one

@@ -71,6 +71,7 @@ func main() {
 	interval := flag.Duration("stats", 0, "print counters every interval (0 = only at exit)")
 	zone := flag.String("zone", "", "provider zone whose queries -dns forwards to -zone-server, following CNAMEs as a resolver does")
 	zoneServer := flag.String("zone-server", "", "ip:port of sendergate's zone server (dns.listen), with -zone")
+	batch := flag.Bool("batch", true, "hold the replies to pipelined commands and send them in one write, as Postfix does (false: one write per reply line, go-smtp's own behaviour)")
 	flag.Parse()
 	logger := log.New(os.Stderr, "sink: ", log.LstdFlags)
 	if *zoneServer != "" {
@@ -83,14 +84,14 @@ func main() {
 		defer stop()
 		*dnsAddr = ""
 	}
-	if err := run(*addr, *dnsAddr, *records, *lifetime, *interval, logger); err != nil {
+	if err := run(*addr, *dnsAddr, *records, *lifetime, *interval, *batch, logger); err != nil {
 		logger.Fatal(err)
 	}
 }
 
-func run(addr, dnsAddr, records string, lifetime, interval time.Duration, logger *log.Logger) error {
+func run(addr, dnsAddr, records string, lifetime, interval time.Duration, batch bool, logger *log.Logger) error {
 	n := &counters{}
-	srv, _, err := startSMTP(addr, n, logger)
+	srv, _, err := startSMTP(addr, n, batch, logger)
 	if err != nil {
 		return err
 	}
@@ -124,8 +125,8 @@ func run(addr, dnsAddr, records string, lifetime, interval time.Duration, logger
 }
 
 // startSMTP serves the counting SMTP server on addr and returns it with
-// the address it listens on.
-func startSMTP(addr string, n *counters, logger *log.Logger) (*smtp.Server, string, error) {
+// the address it listens on; batch holds pipelined replies (batchListener).
+func startSMTP(addr string, n *counters, batch bool, logger *log.Logger) (*smtp.Server, string, error) {
 	if err := loopbackOnly(addr); err != nil {
 		return nil, "", err
 	}
@@ -144,6 +145,9 @@ func startSMTP(addr string, n *counters, logger *log.Logger) (*smtp.Server, stri
 	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, "", fmt.Errorf("sink: listen %s: %w", addr, err)
+	}
+	if batch {
+		l = batchListener{l}
 	}
 	go func() {
 		if err := srv.Serve(l); err != nil {

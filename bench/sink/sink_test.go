@@ -4,18 +4,29 @@ import (
 	"crypto/tls"
 	"io"
 	"log"
+	"net"
+	"net/textproto"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/emersion/go-smtp"
 	"github.com/miekg/dns"
 )
 
 func TestSinkCountsMessages(t *testing.T) {
+	for _, batch := range []bool{true, false} {
+		t.Run(map[bool]string{true: "batched replies", false: "a write per reply"}[batch], func(t *testing.T) {
+			testSinkCounts(t, batch)
+		})
+	}
+}
+
+func testSinkCounts(t *testing.T, batch bool) {
 	n := &counters{}
-	srv, addr, err := startSMTP("127.0.0.1:0", n, log.New(io.Discard, "", 0))
+	srv, addr, err := startSMTP("127.0.0.1:0", n, batch, log.New(io.Discard, "", 0))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +59,9 @@ func TestSinkCountsMessages(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			c.Quit()
+			if err := c.Quit(); err != nil {
+				t.Errorf("QUIT: %v", err)
+			}
 			want += tt.msgs
 			if got := int(n.msgs.Load()); got != want {
 				t.Errorf("messages = %d, want %d", got, want)
@@ -116,5 +129,44 @@ func TestLoopbackOnly(t *testing.T) {
 		if err := loopbackOnly(addr); (err == nil) != ok {
 			t.Errorf("loopbackOnly(%q) = %v, want ok=%v", addr, err, ok)
 		}
+	}
+}
+
+// TestSinkPipelined: a pipelined group gets its replies in order, and the
+// message after it is counted.
+func TestSinkPipelined(t *testing.T) {
+	n := &counters{}
+	srv, addr, err := startSMTP("127.0.0.1:0", n, true, log.New(io.Discard, "", 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(30 * time.Second))
+	tp := textproto.NewConn(conn)
+	for _, step := range []struct {
+		send  string
+		codes []int
+	}{
+		{"", []int{220}},
+		{"EHLO relay.test\r\n", []int{250}},
+		{"MAIL FROM:<a@example.com>\r\nRCPT TO:<b@example.net>\r\nRCPT TO:<c@example.net>\r\nDATA\r\n", []int{250, 250, 250, 354}},
+		{"Subject: x\r\n\r\nhello\r\n.\r\nQUIT\r\n", []int{250, 221}},
+	} {
+		if _, err := io.WriteString(conn, step.send); err != nil {
+			t.Fatal(err)
+		}
+		for _, code := range step.codes {
+			if _, _, err := tp.ReadResponse(code); err != nil {
+				t.Fatalf("after %q: %v", step.send, err)
+			}
+		}
+	}
+	if got := n.msgs.Load(); got != 1 {
+		t.Errorf("messages = %d, want 1", got)
 	}
 }
