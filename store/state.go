@@ -3,7 +3,6 @@ package store
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 
 	"github.com/jmoiron/sqlx"
@@ -94,68 +93,31 @@ type State struct {
 // further behind, it reads everything.
 const MaxChanges = 5000
 
-// LoadState reads, in one read-only transaction, the state changed since
-// version since: the rows of every organization changed after it, or
-// everything when since is 0, the change log no longer reaches back to it,
-// or more than MaxChanges changes happened. Nothing changed gives a State
-// with no Orgs and Version == since.
+// LoadState reads the state changed since version since: the rows of
+// every organization changed after it (one statement, see loadChanged),
+// or, in one read-only transaction, everything when since is 0, the
+// change log no longer reaches back to it, or more than MaxChanges
+// changes happened. Nothing changed gives a State with no Orgs and
+// Version == since.
 func (s *Store) LoadState(ctx context.Context, since int64) (*State, error) {
+	if since > 0 {
+		st, ok, err := s.loadChanged(ctx, since)
+		if err != nil || ok {
+			return st, err
+		}
+	}
 	var st *State
 	err := s.readTx(ctx, func(tx *sqlx.Tx) error {
-		st = &State{}
+		st = &State{Full: true}
 		if err := tx.QueryRowxContext(ctx, `SELECT version, zone_version FROM state_version WHERE id = 1`).Scan(&st.Version, &st.ZoneVersion); err != nil {
 			return fmt.Errorf("store: read state version: %w", err)
 		}
-		if since > 0 && st.Version == since {
-			return nil
-		}
-		if since > 0 && since < st.Version {
-			orgs, ok, err := changedOrgs(ctx, tx, since, st.Version)
-			if err != nil {
-				return err
-			}
-			if ok {
-				st.Orgs = orgs
-				return st.readOrgs(ctx, tx, orgs)
-			}
-		}
-		st.Full = true
 		return st.readAll(ctx, tx)
 	})
 	if err != nil {
 		return nil, err
 	}
 	return st, nil
-}
-
-// changedOrgs lists the organizations changed in (since, upto]; ok is
-// false when the log does not hold every version of that range.
-func changedOrgs(ctx context.Context, tx *sqlx.Tx, since, upto int64) ([]string, bool, error) {
-	if upto-since > MaxChanges {
-		return nil, false, nil
-	}
-	var rows []struct {
-		Version int64  `db:"version"`
-		OrgID   string `db:"org_id"`
-	}
-	if err := tx.SelectContext(ctx, &rows, tx.Rebind(`SELECT version, org_id FROM state_changes WHERE version > ? AND version <= ? ORDER BY version`), since, upto); err != nil {
-		return nil, false, fmt.Errorf("store: read state changes: %w", err)
-	}
-	// Versions are consecutive: a gap means trimmed (or, on PostgreSQL, a
-	// write still committing under a lower version than one already
-	// visible cannot happen: the version row is updated under its lock).
-	if int64(len(rows)) != upto-since {
-		return nil, false, nil
-	}
-	seen := make(map[string]bool, len(rows))
-	var orgs []string
-	for _, r := range rows {
-		if !seen[r.OrgID] {
-			seen[r.OrgID] = true
-			orgs = append(orgs, r.OrgID)
-		}
-	}
-	return orgs, true, nil
 }
 
 const (
@@ -227,63 +189,6 @@ func scanRows[T any](ctx context.Context, tx *sqlx.Tx, from, q string, scan func
 		return nil, fmt.Errorf("store: load state: %w", err)
 	}
 	return out, nil
-}
-
-// readOrgs reads the rows of the organizations ids, in batches that keep
-// each IN list short.
-func (st *State) readOrgs(ctx context.Context, tx *sqlx.Tx, ids []string) error {
-	const batch = 500
-	for len(ids) > 0 {
-		n := min(batch, len(ids))
-		part := ids[:n]
-		ids = ids[n:]
-		first := len(st.Domains)
-		err := errors.Join(
-			appendIn(ctx, tx, &st.OrgRows, `SELECT id, name FROM orgs WHERE id IN (?)`, part),
-			appendIn(ctx, tx, &st.Accounts, `SELECT `+stateAccountCols+` FROM smtp_accounts WHERE org_id IN (?)`, part),
-			appendIn(ctx, tx, &st.Domains, `SELECT `+stateDomainCols+`, dkim_key FROM domains WHERE org_id IN (?)`, part),
-			appendIn(ctx, tx, &st.Confirmed, `SELECT org_id, email FROM addresses WHERE status = 'confirmed' AND org_id IN (?)`, part),
-			appendIn(ctx, tx, &st.Limits, `SELECT `+limitCols+` FROM sending_limits WHERE org_id IN (?)`, part),
-		)
-		if err != nil {
-			return err
-		}
-		// Grants and keys by domain id, the leading column of their
-		// indexes: joined to domains by org_id instead, SQLite without
-		// statistics scanned every next key (4 s at a million domains).
-		domainIDs := make([]string, 0, len(st.Domains)-first)
-		for _, d := range st.Domains[first:] {
-			domainIDs = append(domainIDs, d.ID)
-		}
-		for len(domainIDs) > 0 {
-			n := min(batch, len(domainIDs))
-			dpart := domainIDs[:n]
-			domainIDs = domainIDs[n:]
-			err := errors.Join(
-				appendIn(ctx, tx, &st.Grants, `SELECT domain_id, account_id FROM domain_grants WHERE domain_id IN (?)`, dpart),
-				appendIn(ctx, tx, &st.Keys, `SELECT k.domain_id, k.selector, k.txt FROM dkim_keys k WHERE `+stateKeyWhere+` AND k.domain_id IN (?)`, dpart),
-			)
-			if err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-// appendIn runs q with its "IN (?)" expanded to ids and appends the rows
-// to dest.
-func appendIn[T any](ctx context.Context, tx *sqlx.Tx, dest *[]T, q string, ids []string) error {
-	query, args, err := sqlx.In(q, ids)
-	if err != nil {
-		return fmt.Errorf("store: load state: %w", err)
-	}
-	var rows []T
-	if err := tx.SelectContext(ctx, &rows, tx.Rebind(query), args...); err != nil {
-		return fmt.Errorf("store: load state: %w", err)
-	}
-	*dest = append(*dest, rows...)
-	return nil
 }
 
 // DomainKey returns the PEM private key of a domain, read when the policy

@@ -53,10 +53,7 @@ type Store struct {
 // dsn. For SQLite, dsn is a file path; its directory is created (0700) and
 // the connection is set up with foreign keys, WAL and a busy timeout.
 func Open(ctx context.Context, driverName, dsn string) (*Store, error) {
-	var (
-		db, rdb *sqlx.DB
-		err     error
-	)
+	var db, rdb *sqlx.DB
 	switch driverName {
 	case "sqlite":
 		if dir := filepath.Dir(dsn); dir != "" && dir != "." {
@@ -87,10 +84,20 @@ func Open(ctx context.Context, driverName, dsn string) (*Store, error) {
 		rraw.SetMaxOpenConns(4)
 		rdb = sqlx.NewDb(rraw, "sqlite3")
 	case "postgres":
-		db, err = sqlx.Open("postgres", dsn)
+		cfg, err := pq.NewConfig(dsn)
 		if err != nil {
 			return nil, fmt.Errorf("store: open postgres: %w", err)
 		}
+		// One round trip per query with arguments instead of two (parse,
+		// then bind and execute): lib/pq's single round-trip mode. It
+		// changes how []byte arguments are sent (binary), and no column
+		// is bytea.
+		cfg.BinaryParameters = true
+		conn, err := pq.NewConnectorConfig(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("store: open postgres: %w", err)
+		}
+		db = sqlx.NewDb(sql.OpenDB(conn), "postgres")
 		db.SetMaxOpenConns(20)
 		db.SetMaxIdleConns(10)
 		db.SetConnMaxIdleTime(5 * time.Minute)
