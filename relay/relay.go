@@ -38,6 +38,15 @@
 // instead of reset. The content is dot-stuffed in bulk (RFC 5321 4.5.2),
 // byte for byte as net/textproto's DotWriter does it.
 //
+// When the upstream offers CHUNKING (RFC 3030) as well and the message has
+// one recipient, MAIL, RCPT, BDAT LAST and the content go out in one write
+// and the three replies are read after it (RFC 3030 4.2 lets BDAT be
+// pipelined): one round trip per message instead of two. The content is
+// then sent as it is, its last line completed as DATA would, so the
+// upstream receives the same octets. With several recipients DATA stays:
+// one recipient refused after the content went out would leave the
+// message delivered to the others.
+//
 // # Connection pool
 //
 // Upstream keeps up to MaxIdle authenticated connections open between
@@ -47,10 +56,15 @@
 // without a reply (or with 421); the message is then retried once on a
 // fresh connection. A retry only happens when the failure came before the
 // message content was sent, so the upstream can never receive a message
-// twice because of the pool. A failure after the content started (including
-// a lost reply to the final dot) answers 451 4.4.1: the upstream may or may
-// not have the message, and a client retry may then duplicate it; that is
-// inherent to SMTP (RFC 1047) and the lesser harm than a loss.
+// twice because of the pool. As BDAT sends the content in the first
+// write, a pooled connection is first checked with a non-blocking peek at
+// its socket: one found closed, or with an unasked reply (421) waiting,
+// takes the DATA way, where it is retried; one the upstream closes between
+// that check and the write answers 451 4.4.1. A failure after the content
+// started (including a lost reply to the final dot) answers 451 4.4.1: the
+// upstream may or may not have the message, and a client retry may then
+// duplicate it; that is inherent to SMTP (RFC 1047) and the lesser harm
+// than a loss.
 //
 // # Outbox format
 //

@@ -164,7 +164,7 @@ func (u *Upstream) Send(ctx context.Context, m *Message) error {
 			u.log.Warn("upstream unreachable", "id", m.ID, "upstream", u.cfg.Addr, "err", err)
 			return errUnreachable()
 		}
-		sent, err := u.transact(ctx, c, m)
+		sent, err := u.transact(ctx, c, m, reused)
 		if err == nil {
 			u.put(c)
 			return nil
@@ -190,10 +190,11 @@ func (u *Upstream) Send(ctx context.Context, m *Message) error {
 }
 
 // transact runs MAIL, RCPT and DATA on c, pipelined (RFC 2920) when the
-// upstream offers PIPELINING, then sends the content. sent reports whether
-// any of the content may have reached the upstream. Upstream replies come
-// back as *smtp.SMTPError (go-smtp's convention); any other error is I/O.
-func (u *Upstream) transact(ctx context.Context, c *conn, m *Message) (sent bool, err error) {
+// upstream offers PIPELINING, then sends the content; or all of it in one
+// write with BDAT (see chunked). sent reports whether any of the content
+// may have reached the upstream. Upstream replies come back as
+// *smtp.SMTPError (go-smtp's convention); any other error is I/O.
+func (u *Upstream) transact(ctx context.Context, c *conn, m *Message, reused bool) (sent bool, err error) {
 	stop := context.AfterFunc(ctx, func() { c.raw.Close() })
 	defer func() {
 		if !stop() {
@@ -209,6 +210,14 @@ func (u *Upstream) transact(ctx context.Context, c *conn, m *Message) (sent bool
 				Message: "upstream does not support SMTPUTF8 for non-ASCII addresses"}
 		}
 		utf8 = true
+	}
+	debug := u.log.Enabled(ctx, slog.LevelDebug)
+	if c.chunked(m, reused) {
+		sent, resp, err := u.transactBDAT(c, m, utf8, debug)
+		if err == nil && debug {
+			u.log.Debug("upstream accepted", "id", m.ID, "reply", resp)
+		}
+		return sent, err
 	}
 	if err := u.envelope(c, m, utf8); err != nil {
 		return false, err
@@ -226,7 +235,6 @@ func (u *Upstream) transact(ctx context.Context, c *conn, m *Message) (sent bool
 	if err := c.dw.close(); err != nil {
 		return true, fmt.Errorf("writing content: %w", err)
 	}
-	debug := u.log.Enabled(ctx, slog.LevelDebug)
 	resp, err := c.reply(250, u.cfg.DataTimeout, debug)
 	if err != nil {
 		return true, fmt.Errorf("end of DATA: %w", err)

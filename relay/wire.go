@@ -35,6 +35,7 @@ type session struct {
 	dw         dotWriter
 	line       []byte // scratch for one command
 	pipelining bool   // RFC 2920
+	chunking   bool   // RFC 3030
 	ext8bit    bool   // RFC 6152
 	extSize    bool   // RFC 1870
 	extUTF8    bool   // RFC 6531
@@ -49,6 +50,7 @@ func newSession(nc net.Conn, client *smtp.Client) session {
 		br:         bufio.NewReaderSize(nc, readBufferSize),
 		line:       make([]byte, 0, 256),
 		pipelining: has("PIPELINING"),
+		chunking:   has("CHUNKING"),
 		ext8bit:    has("8BITMIME"),
 		extSize:    has("SIZE"),
 		extUTF8:    has("SMTPUTF8"),
@@ -72,6 +74,15 @@ func (s *session) writeMail(from string, size int64, utf8 bool) {
 		b = append(b, " SMTPUTF8"...)
 	}
 	b = append(b, "\r\n"...)
+	s.bw.Write(b)
+	s.line = b
+}
+
+// writeBDAT buffers the command of the one and last chunk (RFC 3030 2).
+func (s *session) writeBDAT(size int64) {
+	b := append(s.line[:0], "BDAT "...)
+	b = strconv.AppendInt(b, size, 10)
+	b = append(b, " LAST\r\n"...)
 	s.bw.Write(b)
 	s.line = b
 }

@@ -59,6 +59,10 @@ func WithAuth(username, password string) Option {
 // like an MTA that does not offer it (go-smtp's server always does).
 func WithoutPipelining() Option { return func(s *Server) { s.noPipelining = true } }
 
+// WithoutChunking leaves CHUNKING (RFC 3030) out of the EHLO reply, like
+// an MTA that only takes DATA (go-smtp's server always offers it).
+func WithoutChunking() Option { return func(s *Server) { s.noChunking = true } }
+
 // Server is a recording SMTP server on loopback.
 type Server struct {
 	// Addr is "127.0.0.1:port"; it stays the same across Restart.
@@ -67,12 +71,15 @@ type Server struct {
 	t                     testing.TB
 	startTLS, implicitTLS bool
 	noPipelining          bool
+	noChunking            bool
 	username, password    string
 	cert                  tls.Certificate
 	roots                 *x509.CertPool
 
 	mu          sync.Mutex
 	srv         *smtp.Server
+	ln          net.Listener
+	open        map[*recordingConn]struct{} // until go-smtp closes them
 	messages    []Received
 	connections int
 	mailReply   *smtp.SMTPError
@@ -85,7 +92,7 @@ type Server struct {
 // NewServer starts a server on 127.0.0.1:0; it stops at the end of the test.
 func NewServer(t testing.TB, opts ...Option) *Server {
 	t.Helper()
-	s := &Server{t: t, rcptReplies: make(map[string]*smtp.SMTPError)}
+	s := &Server{t: t, rcptReplies: make(map[string]*smtp.SMTPError), open: make(map[*recordingConn]struct{})}
 	for _, o := range opts {
 		o(s)
 	}
@@ -119,39 +126,53 @@ func (s *Server) listen(addr string) {
 	if s.startTLS {
 		srv.TLSConfig = tlsConfig
 	}
-	var l net.Listener
-	var err error
-	if s.implicitTLS {
-		l, err = tls.Listen("tcp", addr, tlsConfig)
-	} else {
-		l, err = net.Listen("tcp", addr)
-	}
+	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		s.t.Fatalf("relaytest: listen %s: %v", addr, err)
 	}
+	cl := &countingListener{Listener: l, s: s}
+	var sl net.Listener = cl
+	if s.implicitTLS {
+		sl = tls.NewListener(cl, tlsConfig)
+	}
 	s.mu.Lock()
-	s.srv = srv
+	s.srv, s.ln = srv, cl
 	s.Addr = l.Addr().String()
 	s.mu.Unlock()
-	go srv.Serve(&countingListener{Listener: l, s: s})
+	go srv.Serve(sl)
 }
 
 // Restart closes the listener and every open connection, then listens
 // again on the same address. Recorded messages and knobs are kept.
 func (s *Server) Restart() {
 	s.t.Helper()
-	s.mu.Lock()
-	srv := s.srv
-	s.mu.Unlock()
-	srv.Close()
+	s.Close()
 	s.listen(s.Addr)
 }
 
-// Close stops the server and closes every connection.
+// Close stops the server and closes every connection. The sockets are
+// closed first and each session ends on its own goroutine: go-smtp's own
+// Close of a connection in the middle of a BDAT chunk races with the
+// goroutine reading the chunk.
 func (s *Server) Close() {
 	s.mu.Lock()
-	srv := s.srv
+	srv, ln := s.srv, s.ln
+	conns := make([]*recordingConn, 0, len(s.open))
+	for c := range s.open {
+		conns = append(conns, c)
+	}
 	s.mu.Unlock()
+	ln.Close()
+	for _, c := range conns {
+		c.Conn.Close()
+	}
+	timeout := time.After(5 * time.Second)
+	for _, c := range conns {
+		select {
+		case <-c.done:
+		case <-timeout:
+		}
+	}
 	srv.Close()
 }
 
@@ -230,28 +251,43 @@ type countingListener struct {
 
 func (l *countingListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
-	if err == nil {
-		l.s.mu.Lock()
-		l.s.connections++
-		l.s.mu.Unlock()
-		if _, isTLS := c.(*tls.Conn); !isTLS { // go-smtp asserts *tls.Conn
-			c = &recordingConn{Conn: c, s: l.s}
-		}
+	if err != nil {
+		return nil, err
 	}
-	return c, err
+	rc := &recordingConn{Conn: c, s: l.s, done: make(chan struct{})}
+	l.s.mu.Lock()
+	l.s.connections++
+	l.s.open[rc] = struct{}{}
+	l.s.mu.Unlock()
+	return rc, nil
 }
 
 var (
 	pipeliningLine = []byte("250-PIPELINING\r\n")
+	chunkingLine   = []byte("250-CHUNKING\r\n")
 	mailCommand    = []byte("MAIL FROM:")
 )
 
 // recordingConn records the reads holding MAIL and, with
-// WithoutPipelining, removes PIPELINING from the EHLO reply (go-smtp
-// writes the reply in one piece).
+// WithoutPipelining and WithoutChunking, removes PIPELINING and CHUNKING
+// from the EHLO reply (go-smtp writes the reply in one piece). Under implicit TLS it sits below the
+// TLS layer and sees only ciphertext.
 type recordingConn struct {
 	net.Conn
-	s *Server
+	s    *Server
+	once sync.Once
+	done chan struct{} // closed by Close
+}
+
+// Close implements net.Conn; go-smtp calls it when the session ends.
+func (c *recordingConn) Close() error {
+	c.once.Do(func() {
+		c.s.mu.Lock()
+		delete(c.s.open, c)
+		c.s.mu.Unlock()
+		close(c.done)
+	})
+	return c.Conn.Close()
 }
 
 func (c *recordingConn) Read(b []byte) (int, error) {
@@ -265,10 +301,14 @@ func (c *recordingConn) Read(b []byte) (int, error) {
 }
 
 func (c *recordingConn) Write(b []byte) (int, error) {
-	if !c.s.noPipelining || !bytes.Contains(b, pipeliningLine) {
-		return c.Conn.Write(b)
+	out := b
+	if c.s.noPipelining && bytes.Contains(out, pipeliningLine) {
+		out = bytes.Replace(out, pipeliningLine, nil, 1)
 	}
-	if _, err := c.Conn.Write(bytes.Replace(b, pipeliningLine, nil, 1)); err != nil {
+	if c.s.noChunking && bytes.Contains(out, chunkingLine) {
+		out = bytes.Replace(out, chunkingLine, nil, 1)
+	}
+	if _, err := c.Conn.Write(out); err != nil {
 		return 0, err
 	}
 	return len(b), nil
