@@ -138,12 +138,12 @@ func (s *Server) diffShard(a, b *shard) (deleted, added []dns.RR) {
 		y = *b
 	}
 	i, j := 0, 0
-	for i < len(x.names) || j < len(y.names) {
+	for i < x.names.len() || j < y.names.len() {
 		switch {
-		case j == len(y.names) || i < len(x.names) && x.names[i] < y.names[j]:
+		case j == y.names.len() || i < x.names.len() && x.names.at(i) < y.names.at(j):
 			deleted = append(deleted, x.decodeAll(i)...)
 			i++
-		case i == len(x.names) || y.names[j] < x.names[i]:
+		case i == x.names.len() || y.names.at(j) < x.names.at(i):
 			added = append(added, y.decodeAll(j)...)
 			j++
 		default:
@@ -240,14 +240,16 @@ func (s *Server) newShard(rrs []dns.RR, tmp *scratch) *shard {
 		tmp.idx = strIndex{}
 	}
 	orig := append(tmp.rrs[:0], rrs...)
-	distinct := 0
+	distinct, size := 0, 0
 	for i, k := range keys {
 		rrs[i] = orig[k.i]
 		if i == 0 || names[k.i] != names[keys[i-1].i] {
 			distinct++
+			size += len(names[k.i])
 		}
 	}
-	sh := &shard{names: make([]string, 0, distinct), nodes: make([]node, 0, distinct),
+	list := newNameListBuilder(distinct, size)
+	sh := &shard{nodes: make([]node, 0, distinct),
 		recs: tmp.recs[:0], strs: tmp.strs[:0]} // copied out below, at their exact size
 	for start := 0; start < len(rrs); {
 		name := names[keys[start].i]
@@ -259,7 +261,7 @@ func (s *Server) newShard(rrs []dns.RR, tmp *scratch) *shard {
 		if repeated { // two records of one type: maybe duplicates
 			set = s.dedupe(set)
 		}
-		sh.names = append(sh.names, name)
+		list.add(name)
 		sh.nodes = append(sh.nodes, node{off: uint32(len(sh.recs)), n: uint32(len(set))})
 		for _, rr := range set {
 			sh.put(rr, &tmp.mx, tmp.idx)
@@ -267,6 +269,7 @@ func (s *Server) newShard(rrs []dns.RR, tmp *scratch) *shard {
 		start = end
 	}
 	clear(tmp.idx)
+	sh.names = list.list()
 	tmp.recs, tmp.strs = sh.recs, sh.strs
 	sh.recs, sh.strs = slices.Clone(sh.recs), slices.Clone(sh.strs)
 	clear(orig)
@@ -308,7 +311,7 @@ func (s *Server) parentRefs(refs []parentRef, sh *shard, b int, at []uint32, see
 		refs = append(refs, parentRef{i: i, n: 1, hash: nameHash(name[off:]), b: uint16(b), parent: uint16(off)})
 	}
 	if at == nil {
-		for i := range sh.names {
+		for i := range sh.names.len() {
 			add(uint32(i))
 		}
 	} else {

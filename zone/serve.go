@@ -99,7 +99,7 @@ func (s *Server) answer(m *dns.Msg, q dns.Question) {
 }
 
 // decodeType returns the records of type t (every one for ANY) of
-// sh.names[i], as they are sent: owner name owner, the zone TTL for zero.
+// sh.names.at(i), as they are sent: owner name owner, the zone TTL for zero.
 func (s *Server) decodeType(sh *shard, i int, owner string, t uint16) []dns.RR {
 	var out []dns.RR
 	for _, r := range sh.recsOf(i) {

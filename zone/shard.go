@@ -81,9 +81,9 @@ func (z *shards) each() iter.Seq[*shard] {
 // heap object (two for a TXT) with a copy of its owner name's header. The
 // strings (TXT values, MX targets) are the caller's, shared, not copied.
 type shard struct {
-	names   []string // sorted; the names of the bucket that hold records
+	names   nameList // sorted; the names of the bucket that hold records
 	nodes   []node   // nodes[i] describes names[i]
-	ents    []string // sorted; the empty non-terminals of the bucket
+	ents    nameList // sorted; the empty non-terminals of the bucket
 	entKids []uint32 // entKids[k] counts the existing names directly below ents[k]
 	recs    []rec    // the records, grouped by name in names order, by type within a name
 	strs    []string // the strings recs refer to
@@ -136,44 +136,44 @@ func (sh *shard) find(name string) (int, bool) {
 	if sh == nil {
 		return 0, false
 	}
-	if i, ok := slices.BinarySearch(sh.names, name); ok {
+	if i, ok := sh.names.search(0, name); ok {
 		return i, true
 	}
-	if k, ok := slices.BinarySearch(sh.ents, name); ok {
-		return len(sh.names) + k, true
+	if k, ok := sh.ents.search(0, name); ok {
+		return sh.names.len() + k, true
 	}
 	return 0, false
 }
 
 // name returns the name at index i.
 func (sh *shard) name(i int) string {
-	if i < len(sh.names) {
-		return sh.names[i]
+	if n := sh.names.len(); i >= n {
+		return sh.ents.at(i - n)
 	}
-	return sh.ents[i-len(sh.names)]
+	return sh.names.at(i)
 }
 
 // children returns the count of existing names directly below name i.
 func (sh *shard) children(i int) uint32 {
-	if i < len(sh.names) {
+	if i < sh.names.len() {
 		return sh.nodes[i].children
 	}
-	return sh.entKids[i-len(sh.names)]
+	return sh.entKids[i-sh.names.len()]
 }
 
 // addChildren adds c to the count of children of name i; only for a shard
 // still private to its builder.
 func (sh *shard) addChildren(i int, c uint32) {
-	if i < len(sh.names) {
+	if i < sh.names.len() {
 		sh.nodes[i].children += c
 	} else {
-		sh.entKids[i-len(sh.names)] += c
+		sh.entKids[i-sh.names.len()] += c
 	}
 }
 
 // recsOf returns the records of name i (none for an empty non-terminal).
 func (sh *shard) recsOf(i int) []rec {
-	if i >= len(sh.names) {
+	if i >= sh.names.len() {
 		return nil
 	}
 	nd := sh.nodes[i]
@@ -329,7 +329,7 @@ func (sh *shard) decodeAll(i int) []dns.RR {
 	}
 	out := make([]dns.RR, len(recs))
 	for k, r := range recs {
-		out[k] = sh.decode(r, sh.names[i], r.ttl)
+		out[k] = sh.decode(r, sh.names.at(i), r.ttl)
 	}
 	return out
 }
@@ -366,7 +366,8 @@ func (sh *shard) sameRec(r rec, other *shard, q rec, zoneTTL uint32) bool {
 func (z *shards) all(apex string, zoneTTL uint32) iter.Seq[dns.RR] {
 	return func(yield func(dns.RR) bool) {
 		for sh := range z.each() {
-			for i, name := range sh.names {
+			for i := range sh.names.len() {
+				name := sh.names.at(i)
 				for _, r := range sh.recsOf(i) {
 					if r.t == dns.TypeNS && name == apex {
 						continue
@@ -401,20 +402,23 @@ func (sh *shard) apply(changes []nameChange) *shard {
 	if sh != nil {
 		old = *sh
 	}
-	extra := 0
+	extra, size := 0, 0
 	for _, c := range changes {
 		extra += len(c.rrs)
+		size += len(c.name)
 	}
+	names := newNameListBuilder(old.names.len()+len(changes), len(old.names.data)+size)
+	ents := newNameListBuilder(old.ents.len()+len(changes), len(old.ents.data)+size)
+	entKids := make([]uint32, 0, old.ents.len()+len(changes))
 	out := &shard{
-		names: make([]string, 0, len(old.names)+len(changes)),
-		nodes: make([]node, 0, len(old.names)+len(changes)),
+		nodes: make([]node, 0, old.names.len()+len(changes)),
 		recs:  make([]rec, 0, len(old.recs)+extra),
 		strs:  make([]string, 0, len(old.strs)+2*extra),
 		other: slices.Grow([]dns.RR(nil), len(old.other)),
 	}
 	idx := make(strIndex, len(old.strs)+2*extra)
 	keep := func(i int) {
-		out.names = append(out.names, old.names[i])
+		names.add(old.names.at(i))
 		out.nodes = append(out.nodes, node{off: uint32(len(out.recs)), n: old.nodes[i].n, children: old.nodes[i].children})
 		for _, r := range old.recsOf(i) {
 			out.copyRec(&old, r, idx)
@@ -424,34 +428,42 @@ func (sh *shard) apply(changes []nameChange) *shard {
 	// rather than walks: comparing names reads them, each a cache miss.
 	i, j := 0, 0
 	for _, c := range changes {
-		at, found := slices.BinarySearch(old.names[i:], c.name)
-		for end := i + at; i < end; i++ {
+		at, found := old.names.search(i, c.name)
+		for ; i < at; i++ {
 			keep(i)
 		}
 		if found {
 			i++
 		}
 		if len(c.rrs) > 0 {
-			out.names = append(out.names, c.name)
+			names.add(c.name)
 			out.nodes = append(out.nodes, node{off: uint32(len(out.recs)), n: uint32(len(c.rrs)), children: c.children})
 			for _, rr := range c.rrs {
 				out.put(rr, nil, idx)
 			}
 		}
-		at, found = slices.BinarySearch(old.ents[j:], c.name)
-		out.ents, out.entKids = append(out.ents, old.ents[j:j+at]...), append(out.entKids, old.entKids[j:j+at]...)
-		if j += at; found {
+		at, found = old.ents.search(j, c.name)
+		for ; j < at; j++ {
+			ents.add(old.ents.at(j))
+			entKids = append(entKids, old.entKids[j])
+		}
+		if found {
 			j++
 		}
 		if len(c.rrs) == 0 && c.children > 0 {
-			out.ents, out.entKids = append(out.ents, c.name), append(out.entKids, c.children)
+			ents.add(c.name)
+			entKids = append(entKids, c.children)
 		}
 	}
-	for ; i < len(old.names); i++ {
+	for ; i < old.names.len(); i++ {
 		keep(i)
 	}
-	out.ents, out.entKids = append(out.ents, old.ents[j:]...), append(out.entKids, old.entKids[j:]...)
-	if len(out.names) == 0 && len(out.ents) == 0 {
+	for ; j < old.ents.len(); j++ {
+		ents.add(old.ents.at(j))
+		entKids = append(entKids, old.entKids[j])
+	}
+	out.names, out.ents, out.entKids = names.list(), ents.list(), entKids
+	if out.names.len() == 0 && out.ents.len() == 0 {
 		return nil
 	}
 	if len(out.other) == 0 {
@@ -474,22 +486,30 @@ func (sh *shard) withENTs(ents []entName) (*shard, []uint32) {
 	if sh != nil {
 		*out = *sh
 	}
-	n := len(out.ents) + len(ents)
 	old, oldKids := out.ents, out.entKids
-	out.ents, out.entKids = make([]string, 0, n), make([]uint32, 0, n)
+	n, size := old.len()+len(ents), len(old.data)
 	for _, e := range ents {
-		k, _ := slices.BinarySearch(old, e.name)
-		out.ents, out.entKids = append(out.ents, old[:k]...), append(out.entKids, oldKids[:k]...)
-		old, oldKids = old[k:], oldKids[k:]
-		out.ents, out.entKids = append(out.ents, e.name), append(out.entKids, e.children)
+		size += len(e.name)
 	}
-	out.ents, out.entKids = append(out.ents, old...), append(out.entKids, oldKids...)
-	at := make([]uint32, 0, len(ents))
-	for k, name := range out.ents { // both sorted: where the new ones went
-		if len(at) < len(ents) && name == ents[len(at)].name {
-			at = append(at, uint32(len(out.names)+k))
+	b := newNameListBuilder(n, size)
+	kids := make([]uint32, 0, n)
+	at := make([]uint32, 0, len(ents)) // where the new ones go
+	j := 0
+	for _, e := range ents {
+		k, _ := old.search(j, e.name)
+		for ; j < k; j++ {
+			b.add(old.at(j))
+			kids = append(kids, oldKids[j])
 		}
+		at = append(at, uint32(out.names.len()+len(kids)))
+		b.add(e.name)
+		kids = append(kids, e.children)
 	}
+	for ; j < old.len(); j++ {
+		b.add(old.at(j))
+		kids = append(kids, oldKids[j])
+	}
+	out.ents, out.entKids = b.list(), kids
 	return out, at
 }
 
