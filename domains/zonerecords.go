@@ -94,7 +94,7 @@ func KeyOwners(sandbox bool, name string, selectors []string, token string, o Zo
 // domains ds (without the zone-wide ones: GlobalZoneRecords).
 func DomainZoneRecords(rrs []dns.RR, ds []store.DomainRow, o ZoneOptions) []dns.RR {
 	for i := range ds {
-		rrs = AppendDomainRecords(rrs, &ds[i], "", nil, o)
+		rrs = AppendDomainRecords(rrs, &ds[i], nil, o)
 	}
 	return rrs
 }
@@ -104,11 +104,9 @@ func DomainZoneRecords(rrs []dns.RR, ds []store.DomainRow, o ZoneOptions) []dns.
 func BounceOwner(token, zone string) string { return token + ".bounce." + zone + "." }
 
 // AppendDomainRecords appends to rrs the records the zone serves for d.
-// bounce is its BounceOwner, when the caller has it already (the loader
-// shares that string with the policy's bounce domain); "" computes it.
 // intern, when not nil, returns one copy of equal values (most domains
 // publish the same DMARC policy).
-func AppendDomainRecords(rrs []dns.RR, d *store.DomainRow, bounce string, intern func(string) string, o ZoneOptions) []dns.RR {
+func AppendDomainRecords(rrs []dns.RR, d *store.DomainRow, intern func(string) string, o ZoneOptions) []dns.RR {
 	txt := d.DKIMTXT
 	if txt == "" || txt == "-" {
 		return rrs
@@ -124,9 +122,7 @@ func AppendDomainRecords(rrs []dns.RR, d *store.DomainRow, bounce string, intern
 		}
 		rrs = append(rrs, zone.TXT(keyOwnerFQDN(d.Sandbox, d.Name, k.Selector, d.Token, o), 0, k.TXT))
 	}
-	if bounce == "" {
-		bounce = BounceOwner(d.Token, o.Zone)
-	}
+	bounce := BounceOwner(d.Token, o.Zone)
 	rrs = append(rrs, zone.MX(bounce, 0, 10, o.BounceMX), zone.TXT(bounce, 0, o.SPF))
 	if d.DMARCPolicy != "" {
 		v := DMARCValue(DMARC{Policy: d.DMARCPolicy, RUA: d.DMARCRUA, Pct: d.DMARCPct})

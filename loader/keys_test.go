@@ -4,6 +4,7 @@ import (
 	"reflect"
 	"testing"
 
+	"github.com/sendergate/sendergate/domains"
 	"github.com/sendergate/sendergate/store"
 )
 
@@ -32,14 +33,29 @@ func TestPackKeys(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var got []zoneKey
-			rows := make([]zoneRow, len(tt.rows))
-			for i, d := range tt.rows {
-				rows[i].DomainRow = d
-			}
-			unpackKeys(packKeys(rows), func(k zoneKey) { got = append(got, k) })
+			unpackKeys(packKeys(tt.rows), func(k zoneKey) { got = append(got, k) })
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("unpackKeys(packKeys(...)) = %+v, want %+v", got, tt.want)
 			}
 		})
+	}
+}
+
+// TestSnapshotStrings: the id, name and bounce domain the snapshot keeps
+// of a domain are the row's, and the bounce domain is
+// domains.EnvelopeDomain's, with and without a return-path label.
+func TestSnapshotStrings(t *testing.T) {
+	for _, d := range []store.DomainRow{
+		{ID: "0b5d6c2e-6f43-4a57-9d1c-5b0e7f3a2c11", Name: "example.com", ReturnPath: "bounce", Token: "t0k3n"},
+		{ID: "id2", Name: "mail.example.org", Token: "abcdefgh"},
+		{ID: "", Name: "x.example", Token: "t"},
+	} {
+		id, name, envelope := snapshotStrings(&d, "sg.localhost")
+		if id != d.ID || name != d.Name {
+			t.Errorf("%+v: id %q, name %q", d, id, name)
+		}
+		if want := domains.EnvelopeDomain(d.Name, d.ReturnPath, d.Token, "sg.localhost"); envelope != want {
+			t.Errorf("%+v: bounce domain %q, want %q", d, envelope, want)
+		}
 	}
 }
