@@ -25,6 +25,7 @@ import (
 	"runtime/debug"
 	"runtime/pprof"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -46,6 +47,7 @@ func main() {
 	database := flag.String("database", "", "seeded database: sqlite:PATH or postgres://... (required)")
 	orgs := flag.Int("orgs", 100000, "organizations seeded")
 	perOrg := flag.Int("domains", 10, "sending domains per organization seeded")
+	loadGOGC := flag.Int("load-gogc", 100, "GOGC during the full load (sendergate serve's is the process's, 100 by default)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the full load to this file (and of the writes to FILE.writes)")
 	memprofile := flag.String("memprofile", "", "write a heap profile after the full load to this file")
 	writes := flag.Int("writes", 20, "writes per kind, each followed by a refresh")
@@ -79,7 +81,7 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	base, _, _, err := load(ctx, sst, "")
+	base, _, _, err := load(ctx, sst, "", *loadGOGC)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -90,7 +92,7 @@ func main() {
 	baseDecide, baseAuth := micro(bs, 1, 10, 1)
 	sst.Close()
 
-	e, z, took, err := load(ctx, st, *cpuprofile)
+	e, z, took, err := load(ctx, st, *cpuprofile, *loadGOGC)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -113,8 +115,9 @@ func main() {
 	fmt.Println("| figure | value |")
 	fmt.Println("|---|---|")
 	fmt.Printf("| full load: read + policy snapshot + zone (serve's wiring) | %.1f s |\n", took.Seconds())
-	fmt.Printf("| live heap after the load (GC'd), zone serial %d | %.0f MiB (heap in use %.0f MiB, Sys %.0f MiB) |\n",
-		z.Serial(), float64(ms.HeapAlloc)/(1<<20), float64(ms.HeapInuse)/(1<<20), float64(ms.Sys)/(1<<20))
+	fmt.Printf("| live heap after the load (GC'd), zone serial %d | %.0f MiB (heap in use %.0f MiB, runtime metadata %.0f MiB, Sys %.0f MiB, RSS %s) |\n",
+		z.Serial(), float64(ms.HeapAlloc)/(1<<20), float64(ms.HeapInuse)/(1<<20),
+		float64(ms.MSpanSys+ms.GCSys+ms.OtherSys+ms.BuckHashSys+ms.MCacheSys)/(1<<20), float64(ms.Sys)/(1<<20), rss())
 	dec, au := micro(s, *orgs, *perOrg, 1)
 	decR, auR := micro(s, *orgs, *perOrg, 4096)
 	fmt.Printf("| policy decision, 10-domain database | %.0f ns/op |\n", baseDecide)
@@ -138,7 +141,7 @@ func main() {
 
 // load builds an engine and a zone server over st as serve does and
 // times the first full load.
-func load(ctx context.Context, st *store.Store, profile string) (*policy.Engine, *zone.Server, time.Duration, error) {
+func load(ctx context.Context, st *store.Store, profile string, loadGOGC int) (*policy.Engine, *zone.Server, time.Duration, error) {
 	z, err := zone.New(zone.Config{Zone: zoneName, Nameservers: []string{"ns1." + zoneName}, BounceMX: "mx." + zoneName})
 	if err != nil {
 		return nil, nil, 0, err
@@ -150,7 +153,7 @@ func load(ctx context.Context, st *store.Store, profile string) (*policy.Engine,
 		stop = startProfile(profile)
 	}
 	t := time.Now()
-	gc := debug.SetGCPercent(400) // as sendergate serve loads its first snapshot
+	gc := debug.SetGCPercent(loadGOGC)
 	err = e.Reload(ctx)
 	debug.SetGCPercent(gc)
 	took := time.Since(t)
@@ -159,6 +162,23 @@ func load(ctx context.Context, st *store.Store, profile string) (*policy.Engine,
 		stop()
 	}
 	return e, z, took, err
+}
+
+// rss returns the process's resident set size from /proc/self/status.
+func rss() string {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return "unknown"
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			var kb float64
+			if _, err := fmt.Sscan(strings.TrimSuffix(strings.TrimSpace(v), " kB"), &kb); err == nil {
+				return fmt.Sprintf("%.0f MiB", kb/1024)
+			}
+		}
+	}
+	return "unknown"
 }
 
 func startProfile(path string) func() {
