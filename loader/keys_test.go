@@ -33,7 +33,7 @@ func TestPackKeys(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var got []zoneKey
-			unpackKeys(packKeys(tt.rows), func(k zoneKey) { got = append(got, k) })
+			unpackKeys(packKeys(nil, tt.rows), func(k zoneKey) { got = append(got, k) })
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("unpackKeys(packKeys(...)) = %+v, want %+v", got, tt.want)
 			}
@@ -50,7 +50,11 @@ func TestSnapshotStrings(t *testing.T) {
 		{ID: "id2", Name: "mail.example.org", Token: "abcdefgh"},
 		{ID: "", Name: "x.example", Token: "t"},
 	} {
-		id, name, envelope := snapshotStrings(&d, "sg.localhost")
+		id, name, envelope := snapshotStrings(nil, &d, "sg.localhost")
+		aid, aname, aenvelope := snapshotStrings(new(arena), &d, "sg.localhost")
+		if aid != id || aname != name || aenvelope != envelope {
+			t.Errorf("%+v: from an arena %q %q %q, without %q %q %q", d, aid, aname, aenvelope, id, name, envelope)
+		}
 		if id != d.ID || name != d.Name {
 			t.Errorf("%+v: id %q, name %q", d, id, name)
 		}

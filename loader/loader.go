@@ -62,27 +62,17 @@ func appendRecords(rrs []dns.RR, rows []store.DomainRow, in *interner, zo domain
 }
 
 // snapshotStrings returns the strings the snapshot keeps of d: its id,
-// its name and its bounce domain (domains.EnvelopeDomain), in one
-// allocation, with the name shared by LABEL.NAME. As separate strings
-// (the database driver's and a concatenation) they cost 48 bytes more per
-// domain, and left the driver's other strings' memory half used.
-func snapshotStrings(d *store.DomainRow, zone string) (id, name, envelope string) {
-	var b strings.Builder
+// its name and its bounce domain (domains.EnvelopeDomain), as one string
+// of a (nil: its own allocation), with the name shared by LABEL.NAME. As
+// separate strings (the database driver's and a concatenation) they cost
+// 48 bytes more per domain.
+func snapshotStrings(a *arena, d *store.DomainRow, zone string) (id, name, envelope string) {
 	if d.ReturnPath != "" { // ID, then LABEL.NAME
-		b.Grow(len(d.ID) + len(d.ReturnPath) + 1 + len(d.Name))
-		b.WriteString(d.ID)
-		b.WriteString(d.ReturnPath)
-		b.WriteByte('.')
-		b.WriteString(d.Name)
-		s := b.String()
+		s := a.concat(d.ID, d.ReturnPath, ".", d.Name)
 		return s[:len(d.ID)], s[len(s)-len(d.Name):], s[len(d.ID):]
 	}
-	bounce := domains.BounceDomain(d.Token, zone) // ID, NAME, then T.bounce.ZONE
-	b.Grow(len(d.ID) + len(d.Name) + len(bounce))
-	b.WriteString(d.ID)
-	b.WriteString(d.Name)
-	b.WriteString(bounce)
-	s := b.String()
+	// ID, NAME, then T.bounce.ZONE (domains.BounceDomain)
+	s := a.concat(d.ID, d.Name, d.Token, ".bounce.", zone)
 	return s[:len(d.ID)], s[len(d.ID) : len(d.ID)+len(d.Name)], s[len(d.ID)+len(d.Name):]
 }
 
@@ -97,37 +87,30 @@ const (
 	keyEnd   = '\n'
 )
 
-// packKeys returns the packed zoneKeys of rows.
-func packKeys(rows []store.DomainRow) string {
-	n := 0
-	for _, d := range rows {
-		n += len(d.Name) + len(d.Token) + len(d.Selector) + 4
-		for _, k := range d.Extra {
-			n += len(k.Selector) + 1
-		}
-	}
-	var b strings.Builder
-	b.Grow(n)
+// packKeys returns the packed zoneKeys of rows, as a string of a (nil:
+// its own allocation).
+func packKeys(a *arena, rows []store.DomainRow) string {
+	var b []byte
 	for _, d := range rows {
 		if d.Sandbox {
-			b.WriteByte('s')
-			b.WriteString(d.Name)
+			b = append(b, 's')
+			b = append(b, d.Name...)
 		} else {
-			b.WriteByte('c')
+			b = append(b, 'c')
 		}
-		b.WriteByte(keySep)
-		b.WriteString(d.Token)
-		b.WriteByte(keySep)
-		b.WriteString(d.Selector)
+		b = append(b, keySep)
+		b = append(b, d.Token...)
+		b = append(b, keySep)
+		b = append(b, d.Selector...)
 		for _, k := range d.Extra {
 			if k.Selector != d.Selector {
-				b.WriteByte(keyExtra)
-				b.WriteString(k.Selector)
+				b = append(b, keyExtra)
+				b = append(b, k.Selector...)
 			}
 		}
-		b.WriteByte(keyEnd)
+		b = append(b, keyEnd)
 	}
-	return b.String()
+	return a.copyOf(b)
 }
 
 // unpackKeys yields the zoneKeys of packed.
@@ -176,6 +159,10 @@ func (l *Loader) Load(ctx context.Context, since int64) (*policy.Delta, error) {
 		byOrg[delta.Orgs[i].ID] = &delta.Orgs[i]
 	}
 	in := newInterner()
+	var a *arena // a full load's kept strings fill whole chunks
+	if st.Full {
+		a = new(arena)
+	}
 	acctLimits := make(map[string]*policy.Limits)
 	for _, r := range st.Limits {
 		l := &policy.Limits{PerMinute: r.PerMinute, PerHour: r.PerHour, PerDay: r.PerDay}
@@ -212,7 +199,7 @@ func (l *Loader) Load(ctx context.Context, since int64) (*policy.Delta, error) {
 		// the zone's TXT values of those.
 		d.Status, d.Selector = in.of(d.Status), in.of(d.Selector)
 		d.DKIMTXT, d.DMARCPolicy, d.DMARCRUA = in.of(d.DKIMTXT), in.of(d.DMARCPolicy), in.of(d.DMARCRUA)
-		id, name, envelope := snapshotStrings(d, l.zone)
+		id, name, envelope := snapshotStrings(a, d, l.zone)
 		o.Domains = append(o.Domains, policy.DomainInput{ID: id, Name: name, Status: d.Status, Sandbox: d.Sandbox,
 			Restricted: d.Restricted, Selector: d.Selector, Grants: grants[d.ID],
 			BounceDomain: envelope, KeyID: in.keyID(d.DKIMTXT), KeyPEM: d.DKIMKey})
@@ -225,7 +212,7 @@ func (l *Loader) Load(ctx context.Context, since int64) (*policy.Delta, error) {
 			o.Confirmed = append(o.Confirmed, a.Email)
 		}
 	}
-	l.updateZone(st, zoneRows, in)
+	l.updateZone(st, zoneRows, in, a)
 	return delta, nil
 }
 
@@ -233,7 +220,7 @@ func (l *Loader) Load(ctx context.Context, since int64) (*policy.Delta, error) {
 // load, otherwise a Patch replacing the records of the changed
 // organizations' old domains with those of their new ones. The serial is
 // the zone version; a Patch that changes nothing keeps the served one.
-func (l *Loader) updateZone(st *store.State, zoneRows map[string][]store.DomainRow, in *interner) {
+func (l *Loader) updateZone(st *store.State, zoneRows map[string][]store.DomainRow, in *interner, a *arena) {
 	if l.z == nil {
 		return
 	}
@@ -245,7 +232,7 @@ func (l *Loader) updateZone(st *store.State, zoneRows map[string][]store.DomainR
 		rrs := make([]dns.RR, 0, 4*len(st.Domains)+2)
 		for org, rows := range zoneRows {
 			rrs = appendRecords(rrs, rows, in, l.zo)
-			l.keys[org] = packKeys(rows)
+			l.keys[org] = packKeys(a, rows)
 		}
 		l.z.Update(serial, append(rrs, domains.GlobalZoneRecords(l.zo)...))
 		return
@@ -263,7 +250,7 @@ func (l *Loader) updateZone(st *store.State, zoneRows map[string][]store.DomainR
 		rows := zoneRows[org]
 		added = appendRecords(added, rows, in, l.zo)
 		if len(rows) > 0 {
-			l.keys[org] = packKeys(rows)
+			l.keys[org] = packKeys(a, rows)
 		} else {
 			delete(l.keys, org)
 		}
