@@ -23,7 +23,7 @@ func (c *conn) chunked(m *Message, reused bool) bool {
 	if !c.chunking || !c.pipelining || len(m.To) != 1 {
 		return false
 	}
-	return !reused || idleOpen(c.raw)
+	return !reused || c.idle.isOpen()
 }
 
 // transactBDAT sends MAIL, RCPT, BDAT LAST and the content in one write

@@ -4,6 +4,10 @@ package relay
 
 import "net"
 
-// idleOpen cannot peek at the socket here: pooled connections always take
-// the DATA way (see chunked).
-func idleOpen(net.Conn) bool { return false }
+// idleCheck cannot peek at the socket here: pooled connections always
+// take the DATA way (see chunked).
+type idleCheck struct{}
+
+func newIdleCheck(net.Conn) *idleCheck { return nil }
+
+func (*idleCheck) isOpen() bool { return false }

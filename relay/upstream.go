@@ -86,7 +86,8 @@ type conn struct {
 	raw       net.Conn     // the TCP (or implicit TLS) conn under client
 	session                // transactions, on raw or on TLS over it
 	idleSince time.Time
-	broken    bool // closed under the client, or left in DATA
+	broken    bool       // closed under the client, or left in DATA
+	idle      *idleCheck // peeks at raw before BDAT reuses it
 }
 
 // NewUpstream returns an Upstream for cfg. It does not connect; a bad TLS
@@ -433,7 +434,7 @@ func (u *Upstream) dial(ctx context.Context) (*conn, error) {
 		raw.Close()
 		return nil, err
 	}
-	return &conn{client: client, raw: raw, session: newSession(nc, client)}, nil
+	return &conn{client: client, raw: raw, session: newSession(nc, client), idle: newIdleCheck(raw)}, nil
 }
 
 // handshake runs greeting, EHLO, STARTTLS and AUTH on raw. It returns
