@@ -13,7 +13,9 @@ import (
 
 // DomainService runs the domain workflow for the API (package domains).
 type DomainService interface {
-	Create(ctx context.Context, org store.Org, in domains.Input) (store.Domain, error)
+	// CreateWithDKIM registers a domain and returns it with the DKIM part
+	// of its output.
+	CreateWithDKIM(ctx context.Context, org store.Org, in domains.Input) (store.Domain, domains.DKIMInfo, error)
 	Verify(ctx context.Context, org store.Org, name string) (store.Domain, error)
 	SetAccess(ctx context.Context, org store.Org, name string, restricted bool, accounts []string) (store.Domain, error)
 	Delete(ctx context.Context, org store.Org, name string) error
@@ -62,8 +64,10 @@ type domainJSON struct {
 	DKIM *domains.DKIMInfo `json:"dkim,omitempty"`
 }
 
-// domainOut renders a domain; the private key is never part of it.
-func (s *Server) domainOut(ctx context.Context, d store.Domain) (domainJSON, error) {
+// domainOut renders a domain; the private key is never part of it. dkim,
+// when not nil, is the DKIM part already known (a registration's), else
+// it is read.
+func (s *Server) domainOut(ctx context.Context, d store.Domain, dkim *domains.DKIMInfo) (domainJSON, error) {
 	out := domainJSON{
 		Name: d.Name, Sandbox: d.Sandbox, Status: d.Status, ReturnPath: d.ReturnPath, Tracking: d.Tracking,
 		DKIMSelector: d.DKIMSelector, DKIMAlgorithm: d.DKIMAlgorithm, Records: []domains.Record{},
@@ -80,7 +84,10 @@ func (s *Server) domainOut(ctx context.Context, d store.Domain) (domainJSON, err
 	if err := json.Unmarshal([]byte(d.Records), &out.Records); err != nil {
 		return out, fmt.Errorf("domain %s: records: %w", d.Name, err)
 	}
-	if s.opts.Domains != nil {
+	switch {
+	case dkim != nil:
+		out.DKIM = dkim
+	case s.opts.Domains != nil:
 		info, err := s.opts.Domains.DKIM(ctx, d)
 		if err != nil {
 			return out, err
@@ -104,7 +111,13 @@ func domainSubject(name string) subject {
 }
 
 func (s *Server) writeDomain(w http.ResponseWriter, r *http.Request, status int, d store.Domain) {
-	out, err := s.domainOut(r.Context(), d)
+	s.writeDomainDKIM(w, r, status, d, nil)
+}
+
+// writeDomainDKIM is writeDomain with the DKIM part already known (nil:
+// read it).
+func (s *Server) writeDomainDKIM(w http.ResponseWriter, r *http.Request, status int, d store.Domain, dkim *domains.DKIMInfo) {
+	out, err := s.domainOut(r.Context(), d, dkim)
 	if err != nil {
 		s.internal(w, r, err)
 		return
@@ -117,13 +130,13 @@ func (s *Server) createDomain(w http.ResponseWriter, r *http.Request, p principa
 	if !decode(w, r, &in) {
 		return
 	}
-	d, err := s.opts.Domains.Create(r.Context(), org, in)
+	d, dkim, err := s.opts.Domains.CreateWithDKIM(r.Context(), org, in)
 	if err != nil {
 		s.fail(w, r, domainSubject(in.Name), err)
 		return
 	}
 	s.opts.Changed()
-	s.writeDomain(w, r, http.StatusCreated, d)
+	s.writeDomainDKIM(w, r, http.StatusCreated, d, &dkim)
 }
 
 func (s *Server) listDomains(w http.ResponseWriter, r *http.Request, p principal, org store.Org) {
@@ -134,7 +147,7 @@ func (s *Server) listDomains(w http.ResponseWriter, r *http.Request, p principal
 	}
 	out := []domainJSON{}
 	for _, d := range ds {
-		dj, err := s.domainOut(r.Context(), d)
+		dj, err := s.domainOut(r.Context(), d, nil)
 		if err != nil {
 			s.internal(w, r, err)
 			return

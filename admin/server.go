@@ -174,8 +174,7 @@ func (s *Server) auth(h handler) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		p, err := s.authenticate(r)
 		if errors.Is(err, errBadKey) {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="sendergate"`)
-			writeError(w, http.StatusUnauthorized, "unauthorized", "Authorization", "missing or invalid bearer key")
+			unauthorized(w)
 			return
 		}
 		if err != nil {
@@ -186,22 +185,30 @@ func (s *Server) auth(h handler) http.HandlerFunc {
 	}
 }
 
+func unauthorized(w http.ResponseWriter) {
+	w.Header().Set("WWW-Authenticate", `Bearer realm="sendergate"`)
+	writeError(w, http.StatusUnauthorized, "unauthorized", "Authorization", "missing or invalid bearer key")
+}
+
 // inOrg authenticates and resolves {org}; an organization key gets 404 for
-// any organization but its own.
+// any organization but its own. For an organization key both come from
+// one query (the key is still checked at every request: a revoked key
+// stops working at once).
 func (s *Server) inOrg(h orgHandler) http.HandlerFunc {
-	return s.auth(func(w http.ResponseWriter, r *http.Request, p principal) {
+	return func(w http.ResponseWriter, r *http.Request) {
 		name := r.PathValue("org")
-		org, err := s.opts.Store.OrgByName(r.Context(), name)
-		if errors.Is(err, store.ErrNotFound) || (err == nil && !p.admin && org.ID != p.orgID) {
+		p, org, err := s.authenticateIn(r, name)
+		switch {
+		case errors.Is(err, errBadKey):
+			unauthorized(w)
+		case errors.Is(err, store.ErrNotFound) || (err == nil && !p.admin && org.ID != p.orgID):
 			writeError(w, http.StatusNotFound, "not_found", "org", fmt.Sprintf("organization %q not found", name))
-			return
-		}
-		if err != nil {
+		case err != nil:
 			s.internal(w, r, err)
-			return
+		default:
+			h(w, r, p, org)
 		}
-		h(w, r, p, org)
-	})
+	}
 }
 
 const orgKeyPrefix = "sgk_"
@@ -213,25 +220,62 @@ var errBadKey = errors.New("missing or invalid bearer key")
 // errBadKey, or the store's error when an organization key could not be
 // looked up.
 func (s *Server) authenticate(r *http.Request) (principal, error) {
+	admin, id, sum, err := s.bearer(r)
+	if err != nil || admin {
+		return principal{admin: admin}, err
+	}
+	k, err := s.opts.Store.APIKeyByID(r.Context(), id)
+	return checkKey(k, sum, err)
+}
+
+// authenticateIn is authenticate for a request in the organization called
+// orgName, which it also returns (store.ErrNotFound when there is none).
+// An organization key and the organization are read in one query.
+func (s *Server) authenticateIn(r *http.Request, orgName string) (principal, store.Org, error) {
+	admin, id, sum, err := s.bearer(r)
+	if err != nil {
+		return principal{}, store.Org{}, err
+	}
+	if admin {
+		org, err := s.opts.Store.OrgByName(r.Context(), orgName)
+		return principal{admin: true}, org, err
+	}
+	k, org, found, err := s.opts.Store.APIKeyInOrg(r.Context(), id, orgName)
+	p, err := checkKey(k, sum, err)
+	if err == nil && !found {
+		err = fmt.Errorf("admin: organization %q: %w", orgName, store.ErrNotFound)
+	}
+	return p, org, err
+}
+
+// bearer reads the request's bearer key: the admin key, or an
+// organization key's id and the key's SHA-256; errBadKey when it is
+// neither.
+func (s *Server) bearer(r *http.Request) (admin bool, id string, sum [sha256.Size]byte, err error) {
 	h := r.Header.Get("Authorization")
 	scheme, key, ok := strings.Cut(h, " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") || key == "" {
-		return principal{}, errBadKey
+		return false, "", sum, errBadKey
 	}
 	key = strings.TrimSpace(key)
-	sum := sha256.Sum256([]byte(key))
+	sum = sha256.Sum256([]byte(key))
 	if subtle.ConstantTimeCompare(sum[:], s.adminHash[:]) == 1 {
-		return principal{admin: true}, nil
+		return true, "", sum, nil
 	}
 	rest, ok := strings.CutPrefix(key, orgKeyPrefix)
 	if !ok {
-		return principal{}, errBadKey
+		return false, "", sum, errBadKey
 	}
-	id, _, ok := strings.Cut(rest, ".")
+	id, _, ok = strings.Cut(rest, ".")
 	if !ok {
-		return principal{}, errBadKey
+		return false, "", sum, errBadKey
 	}
-	k, err := s.opts.Store.APIKeyByID(r.Context(), id)
+	return false, id, sum, nil
+}
+
+// checkKey compares the key looked up (k, or the lookup's error) with the
+// SHA-256 of the key the request presented.
+func checkKey(k store.APIKey, sum [sha256.Size]byte, err error) (principal, error) {
 	if errors.Is(err, store.ErrNotFound) {
 		return principal{}, errBadKey
 	}

@@ -86,35 +86,38 @@ func subject(name string) string { return "domain:" + name }
 // Create validates in, generates the DKIM key pair, the token and the
 // records, and stores the domain as pending.
 func (s *Service) Create(ctx context.Context, org store.Org, in Input) (store.Domain, error) {
+	d, _, err := s.CreateWithDKIM(ctx, org, in)
+	return d, err
+}
+
+// CreateWithDKIM is Create that also returns the DKIM part of the new
+// domain's output (what DKIM would read back): the keys it stored are
+// known, so answering the registration needs no further query.
+func (s *Service) CreateWithDKIM(ctx context.Context, org store.Org, in Input) (store.Domain, DKIMInfo, error) {
 	in, err := Normalize(in, s.opts.Zone)
 	if err != nil {
-		return store.Domain{}, err
+		return store.Domain{}, DKIMInfo{}, err
 	}
-	taken, err := s.st.VerifiedElsewhere(ctx, in.Name, org.ID)
-	if err != nil {
-		return store.Domain{}, err
-	}
-	if taken {
-		return store.Domain{}, store.ErrConflict
-	}
+	// A name verified by another organization is refused by the store's
+	// INSERT (ErrConflict), as a name already in this one.
 	key, err := dkim.GenerateKey(dkim.Algorithm(in.DKIMAlgorithm))
 	if err != nil {
-		return store.Domain{}, fmt.Errorf("domains: key for %s: %w", in.Name, err)
+		return store.Domain{}, DKIMInfo{}, fmt.Errorf("domains: key for %s: %w", in.Name, err)
 	}
 	pem, err := dkim.MarshalPrivateKey(key)
 	if err != nil {
-		return store.Domain{}, fmt.Errorf("domains: key for %s: %w", in.Name, err)
+		return store.Domain{}, DKIMInfo{}, fmt.Errorf("domains: key for %s: %w", in.Name, err)
 	}
 	token := NewToken()
 	recs, err := json.Marshal(Records(in, token, s.opts.Zone))
 	if err != nil {
-		return store.Domain{}, err
+		return store.Domain{}, DKIMInfo{}, err
 	}
 	// The second selector holds the next key from the start, published
 	// before it ever signs.
 	next, err := newKey(in.DKIMAlgorithm, SecondSelector(in.DKIMSelector), s.opts.Now())
 	if err != nil {
-		return store.Domain{}, err
+		return store.Domain{}, DKIMInfo{}, err
 	}
 	now := store.At(s.opts.Now())
 	d := store.Domain{
@@ -128,9 +131,13 @@ func (s *Service) Create(ctx context.Context, org store.Org, in Input) (store.Do
 	d.NextCheckAt = planCheck(d, s.opts.Interval, s.opts.Grace)
 	ev := store.Event{OrgID: org.ID, Subject: subject(d.Name), Kind: "domain.added", Detail: "status pending", At: now}
 	if err := s.st.CreateDomainWithNext(ctx, d, next, ev, s.keyEvent(d, "dkim.next_published", nextDetail(next), s.opts.Now())); err != nil {
-		return store.Domain{}, err
+		return store.Domain{}, DKIMInfo{}, err
 	}
-	return d, nil
+	// The keys as the store holds them now (CreateDomainWithNext).
+	active := store.DKIMKey{DomainID: d.ID, Selector: d.DKIMSelector, Algorithm: d.DKIMAlgorithm, State: store.KeyActive,
+		CreatedAt: d.CreatedAt, ActivatedAt: d.CreatedAt}
+	next.DomainID, next.State, next.PrivateKey = d.ID, store.KeyNext, ""
+	return d, KeyStatus(d, []store.DKIMKey{active, next}, s.opts.Zone, s.opts.RotateInterval), nil
 }
 
 // Verify checks the domain's records now (POST .../verify) and applies the

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/jmoiron/sqlx"
 )
@@ -47,16 +48,32 @@ const dkimKeyCols = `id, domain_id, selector, algorithm, private_key, txt, state
 const stateKeyWhere = `k.state IN ('next', 'retired') AND k.byok = FALSE AND k.txt <> '' AND k.txt <> '-'`
 
 func insertKey(ctx context.Context, tx *sqlx.Tx, k DKIMKey) error {
-	if k.ID == "" {
-		k.ID = NewID()
+	return insertKeys(ctx, tx, k)
+}
+
+// insertKeys stores ks with one INSERT.
+func insertKeys(ctx context.Context, tx *sqlx.Tx, ks ...DKIMKey) error {
+	var q strings.Builder
+	q.WriteString(`INSERT INTO dkim_keys (` + dkimKeyCols + `) VALUES `)
+	args := make([]any, 0, 12*len(ks))
+	sels := make([]string, 0, len(ks))
+	for i, k := range ks {
+		if k.ID == "" {
+			k.ID = NewID()
+		}
+		if k.TXT == "" {
+			k.TXT, _ = publicTXT(k.PrivateKey)
+		}
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		q.WriteString("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+		args = append(args, k.ID, k.DomainID, k.Selector, k.Algorithm, k.PrivateKey, k.TXT, k.State, k.BYOK,
+			k.CreatedAt, k.ActivatedAt, k.RetiredAt, k.SafeToRemoveAt)
+		sels = append(sels, k.Selector)
 	}
-	if k.TXT == "" {
-		k.TXT, _ = publicTXT(k.PrivateKey)
-	}
-	_, err := tx.NamedExecContext(ctx, `INSERT INTO dkim_keys (`+dkimKeyCols+`) VALUES (:id, :domain_id, :selector, :algorithm,
-		:private_key, :txt, :state, :byok, :created_at, :activated_at, :retired_at, :safe_to_remove_at)`, k)
-	if err != nil {
-		return fmt.Errorf("store: insert DKIM key %q: %w", k.Selector, err)
+	if _, err := tx.ExecContext(ctx, tx.Rebind(q.String()), args...); err != nil {
+		return fmt.Errorf("store: insert DKIM key %q: %w", strings.Join(sels, ", "), err)
 	}
 	return nil
 }
@@ -304,15 +321,6 @@ func (s *Store) KeyStateCounts(ctx context.Context) (map[string]int, error) {
 		m[r.State] = r.N
 	}
 	return m, nil
-}
-
-func addEvents(ctx context.Context, tx *sqlx.Tx, evs []Event) error {
-	for _, ev := range evs {
-		if err := addEvent(ctx, tx, ev); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // OldestActiveKey returns when the longest-serving active key, BYOK keys

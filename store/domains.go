@@ -50,24 +50,33 @@ type Grant struct {
 const domainCols = `id, org_id, name, sandbox, token, status, return_path, tracking, dkim_selector, dkim_algorithm, dkim_key, dkim_txt,
 	dmarc_policy, dmarc_rua, dmarc_pct, restricted, records, history, created_at, verified_at, last_checked_at, first_miss_at, next_check_at`
 
-func insertDomain(ctx context.Context, tx *sqlx.Tx, d Domain) error {
+// insertDomain stores d with its key as the active key and, in the same
+// INSERT, more keys of it. With guard, a name verified (or failing) in
+// another organization is refused (ErrConflict) by the INSERT itself.
+func insertDomain(ctx context.Context, tx *sqlx.Tx, d Domain, guard bool, more ...DKIMKey) error {
 	if d.DKIMTXT == "" {
 		// An unreadable key publishes nothing (the policy refuses to sign
 		// with it too); it is not the store's to refuse.
 		d.DKIMTXT, _ = publicTXT(d.DKIMKey)
 	}
-	_, err := tx.NamedExecContext(ctx, `INSERT INTO domains (`+domainCols+`) VALUES (:id, :org_id, :name, :sandbox, :token, :status,
+	values := `:id, :org_id, :name, :sandbox, :token, :status,
 		:return_path, :tracking, :dkim_selector, :dkim_algorithm, :dkim_key, :dkim_txt, :dmarc_policy, :dmarc_rua, :dmarc_pct, :restricted,
-		:records, :history, :created_at, :verified_at, :last_checked_at, :first_miss_at, :next_check_at)`, d)
+		:records, :history, :created_at, :verified_at, :last_checked_at, :first_miss_at, :next_check_at`
+	q := `INSERT INTO domains (` + domainCols + `) VALUES (` + values + `)`
+	if guard {
+		q = `INSERT INTO domains (` + domainCols + `) SELECT ` + values + `
+			WHERE NOT EXISTS (SELECT 1 FROM domains WHERE name = :name AND org_id <> :org_id AND status IN ('verified', 'failing'))`
+	}
+	err := affected(tx.NamedExecContext(ctx, q, d))
 	if err != nil {
-		if isUnique(err) {
+		if isUnique(err) || err == ErrNotFound {
 			return ErrConflict
 		}
 		return fmt.Errorf("store: insert domain %q: %w", d.Name, err)
 	}
 	// The domain's key is its first active key (dkim_keys).
-	return insertKey(ctx, tx, DKIMKey{DomainID: d.ID, Selector: d.DKIMSelector, Algorithm: d.DKIMAlgorithm, PrivateKey: d.DKIMKey,
-		TXT: d.DKIMTXT, State: KeyActive, CreatedAt: d.CreatedAt, ActivatedAt: d.CreatedAt})
+	return insertKeys(ctx, tx, append([]DKIMKey{{DomainID: d.ID, Selector: d.DKIMSelector, Algorithm: d.DKIMAlgorithm, PrivateKey: d.DKIMKey,
+		TXT: d.DKIMTXT, State: KeyActive, CreatedAt: d.CreatedAt, ActivatedAt: d.CreatedAt}}, more...)...)
 }
 
 // CreateDomain stores a new domain, its key as the active key, and its
@@ -80,22 +89,23 @@ func (s *Store) CreateDomain(ctx context.Context, d Domain, ev Event) error {
 // CreateDomainWithNext is CreateDomain that also stores next as the
 // domain's next key (published at the second selector, not signing), in
 // the same transaction with its events (domain.added, dkim.next_published):
-// a registration that can rotate from the start.
+// a registration that can rotate from the start. A name verified (or
+// failing) in another organization is ErrConflict too (VerifiedElsewhere,
+// checked by the INSERT).
 func (s *Store) CreateDomainWithNext(ctx context.Context, d Domain, next DKIMKey, ev Event, more ...Event) error {
 	return s.createDomain(ctx, d, &next, append([]Event{ev}, more...)...)
 }
 
 func (s *Store) createDomain(ctx context.Context, d Domain, next *DKIMKey, evs ...Event) error {
 	return s.inTx(ctx, func(tx *sqlx.Tx) error {
-		if err := insertDomain(ctx, tx, d); err != nil {
-			return err
-		}
+		var more []DKIMKey
 		if next != nil {
 			k := *next
 			k.DomainID, k.State, k.BYOK = d.ID, KeyNext, false
-			if err := insertKey(ctx, tx, k); err != nil {
-				return err
-			}
+			more = append(more, k)
+		}
+		if err := insertDomain(ctx, tx, d, next != nil, more...); err != nil {
+			return err
 		}
 		if err := addEvents(ctx, tx, evs); err != nil {
 			return err
@@ -160,10 +170,8 @@ func (s *Store) UpdateDomainCheck(ctx context.Context, prev, d Domain, events []
 		if err != nil {
 			return fmt.Errorf("store: update domain %q: %w", d.Name, err)
 		}
-		for _, ev := range events {
-			if err := addEvent(ctx, tx, ev); err != nil {
-				return err
-			}
+		if err := addEvents(ctx, tx, events); err != nil {
+			return err
 		}
 		if prev.Status != d.Status {
 			return bump(ctx, tx, d.OrgID, false)

@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/jmoiron/sqlx"
 )
@@ -19,15 +21,39 @@ type Event struct {
 }
 
 func addEvent(ctx context.Context, tx *sqlx.Tx, ev Event) error {
-	if ev.ID == "" {
-		ev.ID = NewID()
+	return addEvents(ctx, tx, []Event{ev})
+}
+
+// addEvents records evs, in their order, with one INSERT, and queues
+// their webhook deliveries.
+func addEvents(ctx context.Context, tx *sqlx.Tx, evs []Event) error {
+	if len(evs) == 0 {
+		return nil
 	}
-	_, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO events (id, org_id, subject, kind, detail, at) VALUES (?, ?, ?, ?, ?, ?)`),
-		ev.ID, ev.OrgID, ev.Subject, ev.Kind, ev.Detail, ev.At)
-	if err != nil {
+	evs = slices.Clone(evs) // ids are filled in; the caller's stay as they were
+	var q strings.Builder
+	q.WriteString(`INSERT INTO events (id, org_id, subject, kind, detail, at) VALUES `)
+	args := make([]any, 0, 6*len(evs))
+	for i := range evs {
+		if evs[i].ID == "" {
+			evs[i].ID = NewID()
+		}
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		q.WriteString("(?, ?, ?, ?, ?, ?)")
+		ev := evs[i]
+		args = append(args, ev.ID, ev.OrgID, ev.Subject, ev.Kind, ev.Detail, ev.At)
+	}
+	if _, err := tx.ExecContext(ctx, tx.Rebind(q.String()), args...); err != nil {
 		return fmt.Errorf("store: insert event: %w", err)
 	}
-	return enqueueWebhooks(ctx, tx, ev)
+	for _, ev := range evs {
+		if err := enqueueWebhooks(ctx, tx, ev); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // AddEvent records one event on its own.

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 
 	"github.com/jmoiron/sqlx"
@@ -46,7 +47,7 @@ func (s *Store) CreateOrg(ctx context.Context, org Org, sandbox Domain) error {
 			}
 			return fmt.Errorf("store: insert org: %w", err)
 		}
-		if err := insertDomain(ctx, tx, sandbox); err != nil {
+		if err := insertDomain(ctx, tx, sandbox, false); err != nil {
 			return err
 		}
 		if err := addEvent(ctx, tx, Event{OrgID: org.ID, Subject: "org", Kind: "org.created", Detail: org.Name, At: org.CreatedAt}); err != nil {
@@ -130,6 +131,26 @@ func (s *Store) APIKeyByID(ctx context.Context, id string) (APIKey, error) {
 		return APIKey{}, fmt.Errorf("store: api key: %w", notFound(err))
 	}
 	return k, nil
+}
+
+// APIKeyInOrg returns, in one query, the key id (ErrNotFound when there
+// is none) and the organization called orgName, for a request made with
+// that key in that organization; found is false when no organization has
+// that name. The caller checks the key's hash and that the organization
+// is the key's.
+func (s *Store) APIKeyInOrg(ctx context.Context, id, orgName string) (k APIKey, o Org, found bool, err error) {
+	var oid, oname, osandbox sql.NullString
+	err = s.db.QueryRowxContext(ctx, s.db.Rebind(`SELECT k.id, k.org_id, k.hash, k.created_at, o.id, o.name, o.sandbox_domain, o.created_at
+		FROM api_keys k LEFT JOIN orgs o ON o.name = ? WHERE k.id = ?`), orgName, id).
+		Scan(&k.ID, &k.OrgID, &k.Hash, &k.CreatedAt, &oid, &oname, &osandbox, &o.CreatedAt)
+	if err != nil {
+		return APIKey{}, Org{}, false, fmt.Errorf("store: api key: %w", notFound(err))
+	}
+	if !oid.Valid {
+		return k, Org{}, false, nil
+	}
+	o.ID, o.Name, o.SandboxDomain = oid.String, oname.String, osandbox.String
+	return k, o, true, nil
 }
 
 // DeleteAPIKey revokes the key id of organization orgID.

@@ -19,6 +19,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jmoiron/sqlx"
@@ -47,6 +48,12 @@ type Store struct {
 	// writing connection; on PostgreSQL the same pool as db.
 	rdb     *sqlx.DB
 	dialect string // "sqlite" or "postgres"
+
+	// changedStmt is the incremental state read prepared on PostgreSQL
+	// (see queryChanged); changedPlain is set once the server refused it.
+	changedMu    sync.Mutex
+	changedStmt  *sql.Stmt
+	changedPlain bool
 }
 
 // Open connects to the database named by driver ("sqlite" or "postgres") and
@@ -120,6 +127,12 @@ func (s *Store) Dialect() string { return s.dialect }
 
 // Close closes the database.
 func (s *Store) Close() error {
+	s.changedMu.Lock()
+	if s.changedStmt != nil {
+		_ = s.changedStmt.Close()
+		s.changedStmt = nil
+	}
+	s.changedMu.Unlock()
 	if s.rdb != s.db {
 		s.rdb.Close()
 	}
@@ -243,13 +256,23 @@ func bump(ctx context.Context, tx *sqlx.Tx, orgID string, zone bool) error {
 		q = `UPDATE state_version SET version = version + 1, zone_version = version + 1 WHERE id = 1 RETURNING version`
 	}
 	var v int64
-	if err := tx.GetContext(ctx, &v, q); err != nil {
-		return fmt.Errorf("store: bump state version: %w", err)
-	}
 	now := time.Now().UnixMilli()
-	if _, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO state_changes (version, org_id, zone, at) VALUES (?, ?, ?, ?)`),
-		v, orgID, zone, now); err != nil {
-		return fmt.Errorf("store: append state change: %w", err)
+	if tx.DriverName() == "postgres" {
+		// One round trip: the change is appended by the statement that
+		// takes the version (SQLite has no UPDATE in a WITH clause).
+		q = `WITH v AS (` + q + `) INSERT INTO state_changes (version, org_id, zone, at)
+			SELECT version, CAST($1 AS TEXT), CAST($2 AS BOOLEAN), CAST($3 AS BIGINT) FROM v RETURNING version`
+		if err := tx.GetContext(ctx, &v, q, orgID, zone, now); err != nil {
+			return fmt.Errorf("store: bump state version: %w", err)
+		}
+	} else {
+		if err := tx.GetContext(ctx, &v, q); err != nil {
+			return fmt.Errorf("store: bump state version: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, tx.Rebind(`INSERT INTO state_changes (version, org_id, zone, at) VALUES (?, ?, ?, ?)`),
+			v, orgID, zone, now); err != nil {
+			return fmt.Errorf("store: append state change: %w", err)
+		}
 	}
 	if v%changeLogTrimEvery == 0 {
 		// Instances further behind than the retained log load everything.
