@@ -8,10 +8,17 @@ import (
 	"github.com/emersion/go-smtp"
 )
 
+// maxChunked is the largest message sent with BDAT in the envelope's
+// write. Beyond it the round trip saved is small next to the transfer,
+// and an envelope refused after the content went out would have cost the
+// whole transfer for nothing.
+const maxChunked = 256 << 10
+
 // chunked reports whether m goes out with BDAT (RFC 3030) in the write
 // that carries its envelope, one write and one wait per message instead of
 // two of each with DATA. That needs an upstream offering CHUNKING and
-// PIPELINING (RFC 3030 4.2 lets BDAT be pipelined), and one recipient:
+// PIPELINING (RFC 3030 4.2 lets BDAT be pipelined), at most maxChunked
+// octets, and one recipient:
 // a refused recipient then fails the whole transaction, as all or nothing
 // requires, while with several, one refused after the content went out
 // would leave the message delivered to the others. A pooled connection
@@ -20,7 +27,7 @@ import (
 // could not be retried; one found closed (or with anything unasked for
 // waiting, such as a 421) takes the DATA way, where it is retried.
 func (c *conn) chunked(m *Message, reused bool) bool {
-	if !c.chunking || !c.pipelining || len(m.To) != 1 {
+	if !c.chunking || !c.pipelining || len(m.To) != 1 || m.Size() > maxChunked {
 		return false
 	}
 	return !reused || c.idle.isOpen()

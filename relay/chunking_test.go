@@ -22,12 +22,14 @@ func TestUpstreamChunking(t *testing.T) {
 		name    string
 		opts    []relaytest.Option
 		rcpts   []string
+		large   bool // the first message over 256 KiB
 		chunked bool
 	}{
 		{name: "one recipient", rcpts: []string{"b@example.net"}, chunked: true},
 		{name: "two recipients take DATA", rcpts: []string{"b@example.net", "c@example.org"}},
 		{name: "upstream without CHUNKING", opts: []relaytest.Option{relaytest.WithoutChunking()}, rcpts: []string{"b@example.net"}},
 		{name: "upstream without PIPELINING", opts: []relaytest.Option{relaytest.WithoutPipelining()}, rcpts: []string{"b@example.net"}},
+		{name: "large message takes DATA", rcpts: []string{"b@example.net"}, large: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -38,6 +40,9 @@ func TestUpstreamChunking(t *testing.T) {
 				{ID: "cr", From: "b@rp.example.com", To: tt.rcpts, Data: net.Buffers{[]byte("Subject: cr\r\n\r\nends in CR\r")}},
 				{ID: "open", From: "b@rp.example.com", To: tt.rcpts, Data: net.Buffers{[]byte("Subject: open\r\n\r\nno line end"), nil}},
 				{ID: "empty", From: "", To: tt.rcpts},
+			}
+			if tt.large {
+				messages[0].Data = append(messages[0].Data, bytes.Repeat([]byte("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcd\r\n"), 4200))
 			}
 			want := map[string]string{
 				"cr":    "Subject: cr\r\n\r\nends in CR\r\n",
@@ -77,7 +82,7 @@ func TestUpstreamChunking(t *testing.T) {
 			// The later messages go out on the pooled connection, found
 			// open by the peek, so chunked as well.
 			for i, r := range reads[1:] {
-				if strings.Contains(r, "\r\nBDAT ") != tt.chunked {
+				if strings.Contains(r, "\r\nBDAT ") != (tt.chunked || tt.large) {
 					t.Errorf("message %d: read with MAIL = %q, want BDAT %v", i+1, r, tt.chunked)
 				}
 			}

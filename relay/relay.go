@@ -39,13 +39,14 @@
 // byte for byte as net/textproto's DotWriter does it.
 //
 // When the upstream offers CHUNKING (RFC 3030) as well and the message has
-// one recipient, MAIL, RCPT, BDAT LAST and the content go out in one write
-// and the three replies are read after it (RFC 3030 4.2 lets BDAT be
-// pipelined): one round trip per message instead of two. The content is
-// then sent as it is, its last line completed as DATA would, so the
-// upstream receives the same octets. With several recipients DATA stays:
-// one recipient refused after the content went out would leave the
-// message delivered to the others.
+// one recipient and at most 256 KiB, MAIL, RCPT, BDAT LAST and the content
+// go out in one write and the three replies are read after it (RFC 3030
+// 4.2 lets BDAT be pipelined): one round trip per message instead of two.
+// The content is then sent as it is, its last line completed as DATA
+// would, so the upstream receives the same octets. With several
+// recipients DATA stays: one recipient refused after the content went out
+// would leave the message delivered to the others. Larger messages keep
+// DATA too, so that a refused envelope never costs their transfer.
 //
 // # Connection pool
 //
