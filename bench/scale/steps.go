@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"math/rand/v2"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -180,11 +182,17 @@ func (m *measure) bulkAdds(ctx context.Context) error {
 		secs := int(min(m.o.addsTime, time.Minute) / time.Second)
 		go func() { prof <- m.a.profile("profile", secs, filepath.Join(m.o.pprof, "a-cpu-adds.pprof")) }()
 	}
+	c0, cerr := m.a.cpuTime()
+	db0 := dbBackendsCPU(ctx, m.o.database)
 	t := time.Now()
 	lat, err := loop(ctx, n, m.o.addsTime, func(k int) error {
 		i := (k * 7) % m.o.orgs
 		return m.api.do("POST", "/v1/orgs/"+seeddb.OrgName(i)+"/domains", newDomain(fmt.Sprintf("b%d.%s.bench.example", k, seeddb.OrgName(i))), 201, nil)
 	})
+	if c1, err := m.a.cpuTime(); err == nil && cerr == nil && len(lat) > 0 {
+		m.rep.AddsCPU = float64((c1 - c0).Microseconds()) / 1000 / float64(len(lat))
+		m.rep.AddsDBCPU = float64((dbBackendsCPU(ctx, m.o.database) - db0).Microseconds()) / 1000 / float64(len(lat))
+	}
 	m.rep.Adds = summarize(lat)
 	m.rep.AddsWanted = n
 	m.rep.AddsWall = sec(time.Since(t))
@@ -310,4 +318,38 @@ func (m *measure) propagation(ctx context.Context) error {
 	m.rep.PropDomainReq = summarize(domReq)
 	m.logf("propagation to B: rotate %s; new domain in DNS %s; restriction %s", m.rep.PropRotate, m.rep.PropDomain, m.rep.PropAccess)
 	return nil
+}
+
+// dbBackendsCPU is the CPU time the PostgreSQL backends connected to
+// database have used so far (0 for SQLite, or when they cannot be read):
+// the server runs on this machine, so /proc has them.
+func dbBackendsCPU(ctx context.Context, database string) time.Duration {
+	if !strings.HasPrefix(database, "postgres") {
+		return 0
+	}
+	db, err := sql.Open("postgres", database)
+	if err != nil {
+		return 0
+	}
+	defer db.Close()
+	rows, err := db.QueryContext(ctx, `SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`)
+	if err != nil {
+		return 0
+	}
+	defer rows.Close()
+	var total time.Duration
+	for rows.Next() {
+		var pid int
+		if rows.Scan(&pid) != nil {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		if c, err := parseCPU(string(b), clockTicks); err == nil {
+			total += c
+		}
+	}
+	return total
 }
