@@ -277,3 +277,61 @@ func BenchmarkLoadStateChanged(b *testing.B) {
 		})
 	}
 }
+
+// TestFullLoadConsistentUnderWrites: a full load reads the keys beside
+// the other rows, in a second transaction; while domains with a next key
+// are added (domain and key in one transaction), every load must still
+// be one state: each domain its next key, no key without its domain.
+func TestFullLoadConsistentUnderWrites(t *testing.T) {
+	storetest.ForEach(t, func(t *testing.T, s *store.Store) {
+		ctx := context.Background()
+		org := newOrg(t, s, "acme")
+		key := pemKey(t)
+		done := make(chan struct{})
+		writerErr := make(chan error, 1)
+		go func() {
+			defer close(writerErr)
+			for i := 0; ; i++ {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				now := store.At(time.Now())
+				d := store.Domain{ID: store.NewID(), OrgID: org.ID, Name: fmt.Sprintf("d%d.example", i), Token: store.NewID(), Status: "verified",
+					DKIMSelector: "sg1", DKIMAlgorithm: "ed25519", DKIMKey: key, Records: "[]", CreatedAt: now}
+				next := store.DKIMKey{ID: store.NewID(), Selector: "sg1b", Algorithm: "ed25519", PrivateKey: key, CreatedAt: now}
+				if err := s.CreateDomainWithNext(ctx, d, next, store.Event{OrgID: org.ID, Subject: "domain:" + d.Name, Kind: "domain.added", At: now}); err != nil {
+					writerErr <- err
+					return
+				}
+			}
+		}()
+		for range 40 {
+			st, err := s.LoadState(ctx, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			domains := map[string]bool{}
+			for _, d := range st.Domains {
+				if d.OrgID == org.ID && !d.Sandbox { // the sandbox domain has no next key
+					domains[d.ID] = true
+				}
+			}
+			withKey := map[string]bool{}
+			for _, k := range st.Keys {
+				if !domains[k.DomainID] {
+					t.Fatalf("version %d: a key of domain %s, which the load does not have", st.Version, k.DomainID)
+				}
+				withKey[k.DomainID] = true
+			}
+			if len(withKey) != len(domains) {
+				t.Fatalf("version %d: %d domains, %d of them with their next key", st.Version, len(domains), len(withKey))
+			}
+		}
+		close(done)
+		if err := <-writerErr; err != nil {
+			t.Fatal(err)
+		}
+	})
+}
