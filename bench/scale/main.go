@@ -83,7 +83,7 @@ func parseFlags(args []string) (*options, error) {
 	fs.IntVar(&o.propN, "prop", 10, "propagation samples per kind")
 	fs.DurationVar(&o.verifyInterval, "verify-interval", time.Hour, "dns.verify_interval (as seeded)")
 	fs.IntVar(&o.checkQPS, "check-qps", 50, "dns.check_qps")
-	fs.Int64Var(&o.memoryLimit, "memory-limit", 900<<20, "memory_limit_bytes of the instances (0: none)")
+	fs.Int64Var(&o.memoryLimit, "memory-limit", 960<<20, "memory_limit_bytes of the instances (0: none)")
 	fs.StringVar(&o.pprof, "pprof", "", "directory: serve pprof on debug.listen and save instance A's CPU profile of the one-by-one adds and heap profiles (needs a sendergate with debug.listen)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
