@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/http"
 	"path/filepath"
+	"runtime"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -181,7 +182,14 @@ func (d *daemon) setup(ctx, bg context.Context) error {
 	debug.FreeOSMemory()
 	if n := cfg.MemoryLimitBytes; n > 0 {
 		debug.SetMemoryLimit(n)
-		d.log.Info("Go memory limit set (memory_limit_bytes)", "bytes", n)
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		if used := ms.Sys - ms.HeapReleased; float64(used) > 0.9*float64(n) {
+			// The runtime would collect nearly without pause (up to half the CPU).
+			d.log.Warn("memory_limit_bytes leaves little room above what the loaded state takes; raise it", "bytes", n, "in_use", used)
+		} else {
+			d.log.Info("Go memory limit set (memory_limit_bytes)", "bytes", n, "in_use", used)
+		}
 	}
 	go d.engine.Run(bg)
 	go func() {
