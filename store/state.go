@@ -96,7 +96,7 @@ type State struct {
 const MaxChanges = 5000
 
 // LoadState reads the state changed since version since: the rows of
-// every organization changed after it (one statement, see loadChanged),
+// every organization changed after it (two statements, see loadChanged),
 // or, in one read-only transaction, everything when since is 0, the
 // change log no longer reaches back to it, or more than MaxChanges
 // changes happened. Nothing changed gives a State with no Orgs and
