@@ -49,8 +49,8 @@ type Store struct {
 	rdb     *sqlx.DB
 	dialect string // "sqlite" or "postgres"
 
-	// changedStmt is the incremental state read prepared on PostgreSQL
-	// (see queryChanged); changedPlain is set once the server refused it.
+	// changedStmt is the incremental state read, prepared (see
+	// queryChanged); changedPlain is set once the server refused it.
 	changedMu    sync.Mutex
 	changedStmt  *sql.Stmt
 	changedPlain bool
