@@ -168,7 +168,7 @@ func (p *postgres) finish(ctx context.Context) (int64, error) {
 	if err != nil {
 		return 0, err
 	}
-	for _, t := range []string{"orgs", "smtp_accounts", "domains"} {
+	for _, t := range []string{"orgs", "smtp_accounts", "domains", "dkim_keys"} {
 		if _, err := p.db.ExecContext(ctx, `VACUUM (ANALYZE) `+t); err != nil {
 			return v, fmt.Errorf("seeddb: vacuum %s: %w", t, err)
 		}
