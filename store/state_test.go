@@ -278,10 +278,10 @@ func BenchmarkLoadStateChanged(b *testing.B) {
 	}
 }
 
-// TestFullLoadConsistentUnderWrites: a full load reads the keys beside
-// the other rows, in a second transaction; while domains with a next key
-// are added (domain and key in one transaction), every load must still
-// be one state: each domain its next key, no key without its domain.
+// TestFullLoadConsistentUnderWrites: while domains with a next key are
+// added (domain and key in one transaction), every full load is one
+// state: each domain its next key, no key without its domain (a load
+// reading the keys apart from the domains would break this).
 func TestFullLoadConsistentUnderWrites(t *testing.T) {
 	storetest.ForEach(t, func(t *testing.T, s *store.Store) {
 		ctx := context.Background()
