@@ -65,10 +65,8 @@ func ZoneOwners(sandbox bool, name, selector, token string, o ZoneOptions) []str
 // keyOwner is where the zone serves a domain's key at selector: inside
 // the zone for sandbox domains, else the target of the customer's CNAME.
 func keyOwner(sandbox bool, name, selector, token string, o ZoneOptions) string {
-	if sandbox {
-		return selector + "._domainkey." + name
-	}
-	return DKIMTarget(selector, token, o.Zone)
+	fqdn := keyOwnerFQDN(sandbox, name, selector, token, o)
+	return fqdn[:len(fqdn)-1]
 }
 
 // keyOwnerFQDN is keyOwner with the trailing dot, in one allocation.

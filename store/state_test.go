@@ -84,41 +84,18 @@ func onlyOrgs(st *store.State, ids []string) store.State {
 		domainOrg[d.ID] = d.OrgID
 	}
 	keep := func(org string) bool { return in[org] }
-	out := store.State{Version: st.Version, ZoneVersion: st.ZoneVersion}
-	for _, r := range st.OrgRows {
-		if keep(r.ID) {
-			out.OrgRows = append(out.OrgRows, r)
-		}
-	}
-	for _, r := range st.Accounts {
-		if keep(r.OrgID) {
-			out.Accounts = append(out.Accounts, r)
-		}
+	out := store.State{Version: st.Version, ZoneVersion: st.ZoneVersion,
+		OrgRows:   filterRows(st.OrgRows, func(r store.OrgRow) bool { return keep(r.ID) }),
+		Accounts:  filterRows(st.Accounts, func(r store.AccountRow) bool { return keep(r.OrgID) }),
+		Grants:    filterRows(st.Grants, func(r store.Grant) bool { return keep(domainOrg[r.DomainID]) }),
+		Keys:      filterRows(st.Keys, func(r store.KeyRow) bool { return keep(domainOrg[r.DomainID]) }),
+		Confirmed: filterRows(st.Confirmed, func(r store.AddressRow) bool { return keep(r.OrgID) }),
+		Limits:    filterRows(st.Limits, func(r store.LimitRow) bool { return keep(r.OrgID) }),
 	}
 	for _, r := range st.Domains {
 		if keep(r.OrgID) {
 			r.DKIMKey = "" // only an incremental read carries private keys
 			out.Domains = append(out.Domains, r)
-		}
-	}
-	for _, r := range st.Grants {
-		if keep(domainOrg[r.DomainID]) {
-			out.Grants = append(out.Grants, r)
-		}
-	}
-	for _, r := range st.Keys {
-		if keep(domainOrg[r.DomainID]) {
-			out.Keys = append(out.Keys, r)
-		}
-	}
-	for _, r := range st.Confirmed {
-		if keep(r.OrgID) {
-			out.Confirmed = append(out.Confirmed, r)
-		}
-	}
-	for _, r := range st.Limits {
-		if keep(r.OrgID) {
-			out.Limits = append(out.Limits, r)
 		}
 	}
 	slices.SortFunc(out.OrgRows, func(a, b store.OrgRow) int { return cmp.Compare(a.ID, b.ID) })
@@ -334,4 +311,15 @@ func TestFullLoadConsistentUnderWrites(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// filterRows returns the rows of rows that keep accepts, in order.
+func filterRows[T any](rows []T, keep func(T) bool) []T {
+	var out []T
+	for _, r := range rows {
+		if keep(r) {
+			out = append(out, r)
+		}
+	}
+	return out
 }
