@@ -1,5 +1,7 @@
 package zone
 
+import "strings"
+
 // nameList is a sorted list of names kept in one string: name i is
 // data[end[i-1]:end[i]]. A million domains are some four million names; as
 // separate strings each cost a 16-byte header and its allocation's
@@ -39,20 +41,22 @@ func (l *nameList) search(lo int, name string) (int, bool) {
 
 // nameListBuilder makes a nameList from names added in order.
 type nameListBuilder struct {
-	data []byte
+	data strings.Builder // String does not copy
 	end  []uint32
 }
 
 // newNameListBuilder returns a builder with room for n names of size
 // octets in all.
 func newNameListBuilder(n, size int) *nameListBuilder {
-	return &nameListBuilder{data: make([]byte, 0, size), end: make([]uint32, 0, n)}
+	b := &nameListBuilder{end: make([]uint32, 0, n)}
+	b.data.Grow(size)
+	return b
 }
 
 // add appends name, which sorts after every name added before.
 func (b *nameListBuilder) add(name string) {
-	b.data = append(b.data, name...)
-	b.end = append(b.end, uint32(len(b.data)))
+	b.data.WriteString(name)
+	b.end = append(b.end, uint32(b.data.Len()))
 }
 
 // list returns the names added (the builder is not to be used after).
@@ -60,5 +64,5 @@ func (b *nameListBuilder) list() nameList {
 	if len(b.end) == 0 {
 		return nameList{}
 	}
-	return nameList{data: string(b.data), end: b.end[:len(b.end):len(b.end)]}
+	return nameList{data: b.data.String(), end: b.end[:len(b.end):len(b.end)]}
 }
