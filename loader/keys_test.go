@@ -32,8 +32,12 @@ func TestPackKeys(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			var rows []*store.DomainRow
+			for i := range tt.rows {
+				rows = append(rows, &tt.rows[i])
+			}
 			var got []zoneKey
-			unpackKeys(packKeys(nil, tt.rows), func(k zoneKey) { got = append(got, k) })
+			unpackKeys(packKeys(nil, rows), func(k zoneKey) { got = append(got, k) })
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("unpackKeys(packKeys(...)) = %+v, want %+v", got, tt.want)
 			}
