@@ -161,6 +161,28 @@ func (e *Engine) Reload(ctx context.Context) error {
 func (e *Engine) Refresh(ctx context.Context) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	return e.refresh(ctx)
+}
+
+// Changed is Refresh for a caller that has just committed a change: when
+// no other load is under way it reads the change at once, without first
+// reading the state version (one round trip to the database less per
+// admin write). A caller that had to wait for another load refreshes as
+// Refresh does, since that load may have applied its change already.
+func (e *Engine) Changed(ctx context.Context) error {
+	if !e.mu.TryLock() {
+		return e.Refresh(ctx)
+	}
+	defer e.mu.Unlock()
+	var since int64
+	if cur := e.cur.Load(); cur != nil {
+		since = cur.version
+	}
+	return e.apply(ctx, since)
+}
+
+// refresh is Refresh with e.mu held.
+func (e *Engine) refresh(ctx context.Context) error {
 	var since int64
 	if cur := e.cur.Load(); cur != nil {
 		since = cur.version

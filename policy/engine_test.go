@@ -14,14 +14,16 @@ import (
 // deltas is a Source that serves prepared deltas: the engine's apply
 // logic, without a database (the loader package tests the real store).
 type deltas struct {
-	mu      sync.Mutex
-	version int64
-	next    map[int64]*Delta // by the since version it answers
+	mu       sync.Mutex
+	version  int64
+	next     map[int64]*Delta // by the since version it answers
+	versions int              // calls of Version
 }
 
 func (d *deltas) Version(context.Context) (int64, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.versions++
 	return d.version, nil
 }
 
@@ -70,8 +72,8 @@ func TestIncrementalApply(t *testing.T) {
 	}
 	// Shards the change did not touch are shared too, not copied.
 	shared := 0
-	for i := range s1.orgs.shards {
-		if s1.orgs.shards[i] != nil && sameMap(s1.orgs.shards[i], s2.orgs.shards[i]) {
+	for i := range indexShards {
+		if s1.orgs.shard(i) != nil && sameMap(s1.orgs.shard(i), s2.orgs.shard(i)) {
 			shared++
 		}
 	}
@@ -97,6 +99,38 @@ func TestIncrementalApply(t *testing.T) {
 	}
 	if s3, _ := e.Current(); s3 != s2 {
 		t.Error("a refresh without changes swapped the snapshot")
+	}
+}
+
+// TestChanged: after a write, Changed applies the change without reading
+// the state version first, and a second call with nothing new keeps the
+// snapshot.
+func TestChanged(t *testing.T) {
+	src := &deltas{version: 1, next: map[int64]*Delta{
+		0: {Version: 1, Full: true, Orgs: []OrgInput{org("o1", "acme", verified("a.example"))}},
+		1: {Version: 2, Changed: []string{"o1"}, Orgs: []OrgInput{org("o1", "acme", verified("a.example"), verified("new.example"))}},
+		2: {Version: 2},
+	}}
+	e := NewEngine(src, Options{})
+	if err := e.Reload(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	src.version = 2
+	if err := e.Changed(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if src.versions != 0 {
+		t.Errorf("Changed read the state version %d times, want 0", src.versions)
+	}
+	s, _ := e.Current()
+	if acme, ok := s.Account("app@acme"); !ok || !s.Decide(acme, "x@new.example").Allowed {
+		t.Fatal("the change is not applied")
+	}
+	if err := e.Changed(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if s2, _ := e.Current(); s2 != s {
+		t.Error("Changed without a change swapped the snapshot")
 	}
 }
 
@@ -183,8 +217,8 @@ func sameMap(a, b map[string]*orgView) bool {
 
 func nonEmpty(x *index) int {
 	n := 0
-	for _, m := range x.shards {
-		if len(m) > 0 {
+	for i := range indexShards {
+		if len(x.shard(i)) > 0 {
 			n++
 		}
 	}

@@ -258,7 +258,7 @@ func (d *daemon) changed() {
 	defer cancel()
 	// Only the organizations changed since the current snapshot are read;
 	// concurrent writers coalesce on the engine's lock.
-	if err := d.engine.Refresh(ctx); err != nil {
+	if err := d.engine.Changed(ctx); err != nil {
 		d.log.Error("policy snapshot refresh failed", "err", err)
 	}
 }
