@@ -23,12 +23,12 @@ func TestPackKeys(t *testing.T) {
 			{Name: "example.com", Token: "t0k3n", Selector: "sg1", Extra: []store.KeyRow{{Selector: "sg1b"}, {Selector: "sg1"}}},
 			{Name: "acme.sandbox.sg.localhost", Sandbox: true, Token: "t2", Selector: "sg"},
 		}, []zoneKey{
-			{name: "", token: "t0k3n", selector: "sg1", extra: []string{"sg1b"}},
-			{sandbox: true, name: "acme.sandbox.sg.localhost", token: "t2", selector: "sg", extra: []string{}},
+			{fp: 0x0a00, name: "", token: "t0k3n", selector: "sg1", extra: []string{"sg1b"}},
+			{fp: 1<<56 | 0x0a00, sandbox: true, name: "acme.sandbox.sg.localhost", token: "t2", selector: "sg", extra: []string{}},
 		}},
 		{"two extra keys", []store.DomainRow{
 			{Name: "b.example", Token: "x", Selector: "s", Extra: []store.KeyRow{{Selector: "sb"}, {Selector: "old"}}},
-		}, []zoneKey{{token: "x", selector: "s", extra: []string{"sb", "old"}}}},
+		}, []zoneKey{{fp: 0x0a00, token: "x", selector: "s", extra: []string{"sb", "old"}}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -37,7 +37,11 @@ func TestPackKeys(t *testing.T) {
 				rows = append(rows, &tt.rows[i])
 			}
 			var got []zoneKey
-			unpackKeys(packKeys(nil, rows), func(k zoneKey) { got = append(got, k) })
+			fps := make([]uint64, len(rows))
+			for i := range fps {
+				fps[i] = uint64(i)<<56 | '\n'<<8 | keySep // octets that separate fields elsewhere
+			}
+			unpackKeys(packKeys(nil, rows, fps), func(k zoneKey) { got = append(got, k) })
 			if !reflect.DeepEqual(got, tt.want) {
 				t.Errorf("unpackKeys(packKeys(...)) = %+v, want %+v", got, tt.want)
 			}

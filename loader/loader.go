@@ -9,6 +9,8 @@ package loader
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
+	"hash/maphash"
 	"slices"
 	"strings"
 	"sync"
@@ -45,21 +47,60 @@ type Loader struct {
 	// the zone only). Each is one string (zoneKeys), not a slice of
 	// structs: at a million domains that was 100 MB.
 	keys map[string]string
+	seed maphash.Seed // of the fingerprints
 }
 
 // zoneKey is what names a domain's records in the zone.
 type zoneKey struct {
+	fp                    uint64 // fingerprint of the domain's records (fingerprint)
 	sandbox               bool
 	name, selector, token string
 	extra                 []string // selectors of the next and retired keys
 }
 
-// appendRecords appends the zone records of rows to rrs.
-func appendRecords(rrs []dns.RR, rows []*store.DomainRow, in *interner, zo domains.ZoneOptions) []dns.RR {
+// appendRecords appends the zone records of rows to rrs, and the
+// fingerprint of each row's records to fps.
+func (l *Loader) appendRecords(rrs []dns.RR, fps []uint64, rows []*store.DomainRow, in *interner) ([]dns.RR, []uint64) {
 	for _, d := range rows {
-		rrs = domains.AppendDomainRecords(rrs, d, in.of, zo)
+		n := len(rrs)
+		rrs = domains.AppendDomainRecords(rrs, d, in.of, l.zo)
+		fps = append(fps, fingerprint(l.seed, rrs[n:]))
 	}
-	return rrs
+	return rrs, fps
+}
+
+// fingerprint hashes the owner names, types, TTLs and data of rrs: two
+// domains with the same fingerprint publish the same records, so a change
+// of an organization leaves its unchanged domains' records alone (adding
+// a domain to an organization of ten looked up, deleted and added again
+// the records of all eleven).
+func fingerprint(seed maphash.Seed, rrs []dns.RR) uint64 {
+	var h maphash.Hash
+	h.SetSeed(seed)
+	var n [8]byte
+	for _, rr := range rrs {
+		hd := rr.Header()
+		h.WriteString(hd.Name)
+		binary.LittleEndian.PutUint16(n[:2], hd.Rrtype)
+		binary.LittleEndian.PutUint32(n[2:6], hd.Ttl)
+		h.Write(n[:6])
+		switch x := rr.(type) {
+		case *dns.TXT:
+			for _, t := range x.Txt {
+				binary.LittleEndian.PutUint32(n[:4], uint32(len(t)))
+				h.Write(n[:4])
+				h.WriteString(t)
+			}
+		case *dns.MX:
+			binary.LittleEndian.PutUint16(n[:2], x.Preference)
+			h.Write(n[:2])
+			h.WriteString(x.Mx)
+		default:
+			h.WriteString(rr.String())
+		}
+		h.WriteByte(0)
+	}
+	return h.Sum64()
 }
 
 // snapshotStrings returns the strings the snapshot keeps of d: its id,
@@ -77,22 +118,24 @@ func snapshotStrings(a *arena, d *store.DomainRow, zone string) (id, name, envel
 	return s[:len(d.ID)], s[len(d.ID) : len(d.ID)+len(d.Name)], s[len(d.ID)+len(d.Name):]
 }
 
-// The packed form of an organization's zoneKeys: per domain, "s" and the
-// name for a sandbox domain or "c" for another, then the token, the
-// selector and each extra selector, each after a separator byte, and a
-// newline. Names, tokens and selectors are DNS labels: they hold none of
-// these bytes.
+// The packed form of an organization's zoneKeys: per domain, the eight
+// octets of its records' fingerprint, "s" and the name for a sandbox
+// domain or "c" for another, then the token, the selector and each extra
+// selector, each after a separator byte, and a newline. Names, tokens and
+// selectors are DNS labels: they hold none of these bytes (the
+// fingerprint may, so it is read by its length).
 const (
 	keySep   = '\x00'
 	keyExtra = '\x01'
 	keyEnd   = '\n'
 )
 
-// packKeys returns the packed zoneKeys of rows, as a string of a (nil:
-// its own allocation).
-func packKeys(a *arena, rows []*store.DomainRow) string {
+// packKeys returns the packed zoneKeys of rows, whose records have the
+// fingerprints fps, as a string of a (nil: its own allocation).
+func packKeys(a *arena, rows []*store.DomainRow, fps []uint64) string {
 	var b []byte
-	for _, d := range rows {
+	for i, d := range rows {
+		b = binary.LittleEndian.AppendUint64(b, fps[i])
 		if d.Sandbox {
 			b = append(b, 's')
 			b = append(b, d.Name...)
@@ -116,7 +159,10 @@ func packKeys(a *arena, rows []*store.DomainRow) string {
 
 // unpackKeys yields the zoneKeys of packed.
 func unpackKeys(packed string, yield func(zoneKey)) {
-	for line := range strings.SplitSeq(packed, string(keyEnd)) {
+	for len(packed) > 8 {
+		fp := binary.LittleEndian.Uint64([]byte(packed[:8]))
+		line, rest, _ := strings.Cut(packed[8:], string(keyEnd))
+		packed = rest
 		if line == "" {
 			continue
 		}
@@ -124,7 +170,7 @@ func unpackKeys(packed string, yield func(zoneKey)) {
 		name, rest, _ := strings.Cut(rest, string(keySep))
 		token, rest, _ := strings.Cut(rest, string(keySep))
 		sels := strings.Split(rest, string(keyExtra))
-		yield(zoneKey{sandbox: kind == 's', name: name, token: token, selector: sels[0], extra: sels[1:]})
+		yield(zoneKey{fp: fp, sandbox: kind == 's', name: name, token: token, selector: sels[0], extra: sels[1:]})
 	}
 }
 
@@ -133,7 +179,7 @@ var _ policy.Source = (*Loader)(nil)
 // New returns a loader over st for the provider zone zone; z, when not
 // nil, is kept serving the domains' records built with zo.
 func New(st *store.Store, zone string, z Zone, zo domains.ZoneOptions) *Loader {
-	return &Loader{st: st, zone: zone, z: z, zo: zo, keys: map[string]string{}}
+	return &Loader{st: st, zone: zone, z: z, zo: zo, keys: map[string]string{}, seed: maphash.MakeSeed()}
 }
 
 // Version implements policy.Source.
@@ -241,16 +287,39 @@ func (l *Loader) updateZone(st *store.State, zoneRows map[string][]*store.Domain
 	if st.Full {
 		l.keys = make(map[string]string, len(zoneRows))
 		rrs := make([]dns.RR, 0, 4*len(st.Domains)+2)
+		var fps []uint64
 		for org, rows := range zoneRows {
-			rrs = appendRecords(rrs, rows, in, l.zo)
-			l.keys[org] = packKeys(a, rows)
+			rrs, fps = l.appendRecords(rrs, fps[:0], rows, in)
+			l.keys[org] = packKeys(a, rows, fps)
 		}
 		l.z.Update(serial, append(rrs, domains.GlobalZoneRecords(l.zo)...))
 		return
 	}
+	// A domain whose records are as they were is left alone: the owner
+	// names of two domains never meet (each has its own token, a sandbox
+	// domain its own name), so deleting every record at the names of the
+	// changed domains touches no other domain's records.
 	var deleted, added []dns.RR
 	for _, org := range st.Orgs {
+		rows := zoneRows[org]
+		var fresh []dns.RR
+		fps, ends := make([]uint64, 0, len(rows)), make([]int, 0, len(rows))
+		for _, d := range rows {
+			n := len(fresh)
+			fresh = domains.AppendDomainRecords(fresh, d, in.of, l.zo)
+			fps, ends = append(fps, fingerprint(l.seed, fresh[n:])), append(ends, len(fresh))
+		}
+		unmatched := make(map[uint64]int, len(fps))
+		for _, fp := range fps {
+			unmatched[fp]++
+		}
+		kept := make(map[uint64]int)
 		unpackKeys(l.keys[org], func(k zoneKey) {
+			if unmatched[k.fp] > 0 {
+				unmatched[k.fp]--
+				kept[k.fp]++
+				return
+			}
 			for _, name := range domains.ZoneOwners(k.sandbox, k.name, k.selector, k.token, l.zo) {
 				deleted = append(deleted, l.z.Records(name)...)
 			}
@@ -258,10 +327,17 @@ func (l *Loader) updateZone(st *store.State, zoneRows map[string][]*store.Domain
 				deleted = append(deleted, l.z.Records(name)...)
 			}
 		})
-		rows := zoneRows[org]
-		added = appendRecords(added, rows, in, l.zo)
+		start := 0
+		for i, end := range ends {
+			if kept[fps[i]] > 0 {
+				kept[fps[i]]--
+			} else {
+				added = append(added, fresh[start:end]...)
+			}
+			start = end
+		}
 		if len(rows) > 0 {
-			l.keys[org] = packKeys(a, rows)
+			l.keys[org] = packKeys(a, rows, fps)
 		} else {
 			delete(l.keys, org)
 		}

@@ -393,3 +393,57 @@ func TestLoadStateReadsChangedOrgsOnly(t *testing.T) {
 		}
 	})
 }
+
+// TestZonePatchesChangedDomainsOnly: a change of one domain of an
+// organization (a next key published) reaches the zone, and the records of
+// the organization's other domains stay served through it and through the
+// removal of one of them.
+func TestZonePatchesChangedDomainsOnly(t *testing.T) {
+	storetest.ForEach(t, func(t *testing.T, st *store.Store) {
+		ctx := context.Background()
+		f := newFixture(t, st)
+		two := addDomain(t, st, f.acme, "two.example", "verified", "")
+		three := addDomain(t, st, f.acme, "three.example", "verified", "")
+		z := newZone(t)
+		e := loader.NewEngine(st, "sg.localhost", z, zopts, policy.Options{})
+		if err := e.Reload(ctx); err != nil {
+			t.Fatal(err)
+		}
+		const nextTXT = "v=DKIM1; k=ed25519; p=bmV4dGtleW5leHRrZXluZXh0a2V5bmV4dGtleTA="
+		if err := st.PublishNextKey(ctx, two, store.DKIMKey{ID: store.NewID(), Selector: "sg2", Algorithm: "ed25519",
+			PrivateKey: testKeyPEM, TXT: nextTXT, CreatedAt: store.At(time.Now())}, nil); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Refresh(ctx); err != nil {
+			t.Fatal(err)
+		}
+		served := func(name, want string) bool {
+			for _, rr := range z.Records(name) {
+				if strings.Contains(rr.String(), want) {
+					return true
+				}
+			}
+			return false
+		}
+		if name := domains.DKIMTarget("sg2", two.Token, "sg.localhost"); !served(name, nextTXT) {
+			t.Errorf("the next key published for two.example is not served at %s: %v", name, z.Records(name))
+		}
+		for _, d := range []store.Domain{two, three} {
+			if name := domains.DKIMTarget("sg1", d.Token, "sg.localhost"); !served(name, "v=DKIM1") {
+				t.Errorf("%s's active key is no longer served at %s", d.Name, name)
+			}
+		}
+		if err := st.DeleteDomain(ctx, f.acme.ID, "three.example", store.Event{OrgID: f.acme.ID, Subject: "domain:three.example", Kind: "domain.deleted", At: store.At(time.Now())}); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Refresh(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if rrs := z.Records(domains.DKIMTarget("sg1", three.Token, "sg.localhost")); len(rrs) != 0 {
+			t.Errorf("a deleted domain's DKIM TXT is still served: %v", rrs)
+		}
+		if !served(domains.DKIMTarget("sg2", two.Token, "sg.localhost"), nextTXT) || !served(domains.DKIMTarget("sg1", two.Token, "sg.localhost"), "v=DKIM1") {
+			t.Error("deleting three.example took two.example's keys out of the zone")
+		}
+	})
+}

@@ -32,6 +32,7 @@ type report struct {
 	AddsWall        float64
 	AddsCPU         float64 // ms of sendergate CPU per add
 	AddsDBCPU       float64 // ms of PostgreSQL backend CPU per add (0 on SQLite: in-process)
+	AddsSecondCPU   float64 // ms of the second instance's CPU per add (applying the changes it polls)
 	PropRotate      stats   // from A's answer until B accepts the new password
 	PropDomain      stats   // until B's zone serves the new domain's DKIM key
 	PropDomainReq   stats   // the same from the request to A (A answers after its own reload)
@@ -73,7 +74,8 @@ func (r *report) markdown(w io.Writer) {
 		fmt.Fprintf(w, "| %d Ed25519 domains added one by one < 60 s | %s | %s |\n", r.AddsWanted, addsLine,
 			verdict(r.Adds.N == r.AddsWanted && r.AddsWall < 60))
 		fmt.Fprintf(w, "| CPU per one-by-one add (what load from others does not change) | sendergate %.2f ms%s | |\n", r.AddsCPU,
-			ifB(r.AddsDBCPU > 0, fmt.Sprintf(", PostgreSQL backends %.2f ms", r.AddsDBCPU)))
+			ifB(r.AddsDBCPU > 0, fmt.Sprintf(", PostgreSQL backends %.2f ms", r.AddsDBCPU))+
+				ifB(r.AddsSecondCPU > 0, fmt.Sprintf(", second instance %.2f ms", r.AddsSecondCPU)))
 	}
 	fmt.Fprintf(w, "| idle CPU < 5 %% of a core | %.2f %% (%.0f background checks in the window)%s | %s |\n", r.IdleCPU, r.IdleChecks,
 		ifB(r.IdleCPUB > 0, fmt.Sprintf("; second instance %.2f %%", r.IdleCPUB)), verdict(r.IdleCPU < 5))

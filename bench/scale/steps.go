@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/url"
@@ -183,6 +184,11 @@ func (m *measure) bulkAdds(ctx context.Context) error {
 		go func() { prof <- m.a.profile("profile", secs, filepath.Join(m.o.pprof, "a-cpu-adds.pprof")) }()
 	}
 	c0, cerr := m.a.cpuTime()
+	var b0 time.Duration
+	berr := errors.New("no second instance")
+	if m.b != nil {
+		b0, berr = m.b.cpuTime()
+	}
 	db0 := dbBackendsCPU(ctx, m.o.database)
 	t := time.Now()
 	lat, err := loop(ctx, n, m.o.addsTime, func(k int) error {
@@ -192,6 +198,11 @@ func (m *measure) bulkAdds(ctx context.Context) error {
 	if c1, err := m.a.cpuTime(); err == nil && cerr == nil && len(lat) > 0 {
 		m.rep.AddsCPU = float64((c1 - c0).Microseconds()) / 1000 / float64(len(lat))
 		m.rep.AddsDBCPU = float64((dbBackendsCPU(ctx, m.o.database) - db0).Microseconds()) / 1000 / float64(len(lat))
+		if berr == nil {
+			if b1, err := m.b.cpuTime(); err == nil {
+				m.rep.AddsSecondCPU = float64((b1 - b0).Microseconds()) / 1000 / float64(len(lat))
+			}
+		}
 	}
 	m.rep.Adds = summarize(lat)
 	m.rep.AddsWanted = n
