@@ -89,6 +89,10 @@ func (r *report) markdown(w io.Writer) {
 		name string
 		s    stats
 	}{{"rotated password accepted by AUTH", r.PropRotate}, {"new domain's DKIM key in DNS", r.PropDomain}, {"restricted domain refused (550 5.7.1)", r.PropAccess}} {
+		if r.ColdStartB == 0 && x.s.N == 0 {
+			fmt.Fprintf(w, "| enforced by a second instance < 1 s: %s | not measured: one instance (-second) | |\n", x.name)
+			continue
+		}
 		fmt.Fprintf(w, "| enforced by a second instance < 1 s: %s | %s | %s |\n", x.name, x.s, verdict(x.s.N > 0 && x.s.Max < 1000))
 	}
 	fmt.Fprintf(w, "| the new domain's DKIM key in the second instance's DNS, from the request to the first | %s | |\n", r.PropDomainReq)
