@@ -52,7 +52,7 @@ type Loader struct {
 
 // zoneKey is what names a domain's records in the zone.
 type zoneKey struct {
-	fp                    uint64 // fingerprint of the domain's records (fingerprint)
+	fp                    uint64 // of the domain's records, as fingerprint makes it
 	sandbox               bool
 	name, selector, token string
 	extra                 []string // selectors of the next and retired keys
