@@ -177,3 +177,17 @@ func BenchmarkDataReader(b *testing.B) {
 		})
 	}
 }
+
+// TestDataReaderLimit: with a size limit, the bulk path stops at the limit
+// as the byte loop did: the first n octets, then ErrDataTooLarge.
+func TestDataReaderLimit(t *testing.T) {
+	body := strings.Repeat("0123456789", 100) + "\r\n.\r\n"
+	for _, limit := range []int64{1, 9, 10, 11, 500, 1000} {
+		br := bufio.NewReaderSize(strings.NewReader(body), 64)
+		r := &dataReader{r: br, limited: true, n: limit}
+		got, err := io.ReadAll(r)
+		if err != ErrDataTooLarge || int64(len(got)) != limit || string(got) != body[:limit] {
+			t.Errorf("limit %d: read %d octets, %v; want %d octets, ErrDataTooLarge", limit, len(got), err, limit)
+		}
+	}
+}
