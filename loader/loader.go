@@ -302,12 +302,9 @@ func (l *Loader) updateZone(st *store.State, zoneRows map[string][]*store.Domain
 	var deleted, added []dns.RR
 	for _, org := range st.Orgs {
 		rows := zoneRows[org]
-		var fresh []dns.RR
-		fps, ends := make([]uint64, 0, len(rows)), make([]int, 0, len(rows))
-		for _, d := range rows {
-			n := len(fresh)
-			fresh = domains.AppendDomainRecords(fresh, d, in.of, l.zo)
-			fps, ends = append(fps, fingerprint(l.seed, fresh[n:])), append(ends, len(fresh))
+		fresh, fps := make([][]dns.RR, len(rows)), make([]uint64, 0, len(rows))
+		for i := range rows {
+			fresh[i], fps = l.appendRecords(nil, fps, rows[i:i+1], in)
 		}
 		unmatched := make(map[uint64]int, len(fps))
 		for _, fp := range fps {
@@ -327,14 +324,12 @@ func (l *Loader) updateZone(st *store.State, zoneRows map[string][]*store.Domain
 				deleted = append(deleted, l.z.Records(name)...)
 			}
 		})
-		start := 0
-		for i, end := range ends {
+		for i, rrs := range fresh {
 			if kept[fps[i]] > 0 {
 				kept[fps[i]]--
 			} else {
-				added = append(added, fresh[start:end]...)
+				added = append(added, rrs...)
 			}
-			start = end
 		}
 		if len(rows) > 0 {
 			l.keys[org] = packKeys(a, rows, fps)

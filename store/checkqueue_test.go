@@ -146,21 +146,7 @@ func TestCheckQueueIndexed(t *testing.T) {
 		`SELECT next_check_at FROM domains WHERE next_check_at IS NOT NULL ORDER BY next_check_at LIMIT 1`,
 		`SELECT id FROM domains WHERE next_check_at <= 5 ORDER BY next_check_at LIMIT 256`,
 	} {
-		rows, err := db.Query("EXPLAIN QUERY PLAN " + q)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var plan []string
-		for rows.Next() {
-			var id, parent, unused int
-			var detail string
-			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-				t.Fatal(err)
-			}
-			plan = append(plan, detail)
-		}
-		rows.Close()
-		p := strings.Join(plan, "; ")
+		p := store.QueryPlan(t, db, q)
 		if !strings.Contains(p, "domains_next_check") || strings.Contains(p, "TEMP B-TREE") {
 			t.Errorf("%s: plan %q; want the domains_next_check index, no sort", q, p)
 		}
