@@ -233,7 +233,8 @@ type DKIM struct {
 // Debug configures the operator's profiling listener.
 type Debug struct {
 	// Listen serves net/http/pprof at /debug/pprof/ on a loopback
-	// "ip:port"; empty (the default) = off.
+	// "ip:port" or on "unix:/absolute/path" (a socket of mode 0600: only
+	// the daemon's user may connect); empty (the default) = off.
 	Listen string `toml:"listen"`
 }
 

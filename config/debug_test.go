@@ -30,6 +30,8 @@ func TestDebugListen(t *testing.T) {
 		{listen: "[::ffff:127.0.0.1]:6060"}, // IPv4-mapped loopback binds 127.0.0.1
 		{listen: "127.0.0.1", wantErr: "must be ip:port"},
 		{listen: "127.0.0.1:pprof", wantErr: "bad port"},
+		{listen: "unix:/run/sendergate/debug.sock"},
+		{listen: "unix:debug.sock", wantErr: "must be absolute"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.listen, func(t *testing.T) {

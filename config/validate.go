@@ -290,15 +290,22 @@ func checkGateListen(addr string) error {
 	return checkListen(addr, true)
 }
 
-// checkLoopbackListen checks debug.listen: empty (off) or a loopback IP
-// and port, since profiles show memory contents and cost CPU on demand.
+// checkLoopbackListen checks debug.listen: empty (off), a loopback IP
+// and port, or "unix:/absolute/path", since profiles show the daemon's
+// internals and cost CPU on demand.
 func checkLoopbackListen(addr string) error {
 	if addr == "" {
 		return nil
 	}
+	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
+		if !strings.HasPrefix(path, "/") {
+			return fmt.Errorf("%q: a unix socket path must be absolute (unix:/run/sendergate/debug.sock)", addr)
+		}
+		return nil
+	}
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
-		return fmt.Errorf("%q must be ip:port on loopback, e.g. 127.0.0.1:6060", addr)
+		return fmt.Errorf("%q must be ip:port on loopback, e.g. 127.0.0.1:6060, or unix:/absolute/path", addr)
 	}
 	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
 		return fmt.Errorf("%q: bad port %q", addr, port)

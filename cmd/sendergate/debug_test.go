@@ -1,9 +1,12 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -106,5 +109,115 @@ func TestDebugListenNotLoopback(t *testing.T) {
 	if text := strings.TrimSpace(string(out)); !strings.Contains(text, "debug.listen") ||
 		!strings.Contains(text, "not a loopback address") || strings.Contains(text, "\n") {
 		t.Fatalf("want one line naming debug.listen, got:\n%s", out)
+	}
+}
+
+// TestDebugListenerUnixSocket: debug.listen on a unix socket serves pprof
+// there, with mode 0600, so another user of the host cannot reach it (a
+// loopback TCP port admits every local process).
+func TestDebugListenerUnixSocket(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "debug.sock")
+	startDaemon(t, daemonOpts{extra: fmt.Sprintf("[debug]\nlisten = %q\n", "unix:"+sock)})
+	fi, err := os.Stat(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Type() != os.ModeSocket || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("debug socket mode %v, want a socket with 0600", fi.Mode())
+	}
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return new(net.Dialer).DialContext(ctx, "unix", sock)
+		}}}
+	resp, err := c.Get("http://debug/debug/pprof/goroutine?debug=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(body), "smtpd") {
+		t.Fatalf("GET over the socket: %d %.200q", resp.StatusCode, body)
+	}
+}
+
+// TestDebugProfileDurationBounded: a CPU profile or trace longer than the
+// listener allows is refused at once with the limit in the text; without
+// the bound a local process could keep the profiler (or the tracer, whose
+// buffers grow while its reader stalls) running for a day.
+func TestDebugProfileDurationBounded(t *testing.T) {
+	h := debugHandler()
+	for _, target := range []string{"/debug/pprof/profile?seconds=86400", "/debug/pprof/trace?seconds=3600"} {
+		rec := httptest.NewRecorder()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			h.ServeHTTP(rec, httptest.NewRequest("GET", target, nil))
+		}()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("GET %s was accepted: still profiling after 10 s", target)
+		}
+		if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "at most") {
+			t.Errorf("GET %s: %d %q, want 400 naming the limit", target, rec.Code, rec.Body.String())
+		}
+	}
+	// Within the limit it profiles.
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/debug/pprof/profile?seconds=1", nil))
+	if rec.Code != 200 || rec.Body.Len() == 0 {
+		t.Fatalf("a 1 s profile: %d, %d bytes", rec.Code, rec.Body.Len())
+	}
+}
+
+// TestDebugListenerConnectionCap: one local process opening many
+// connections gets maxDebugConns served at a time; the rest wait in the
+// backlog until one closes, so they cost the daemon no goroutine or buffer.
+func TestDebugListenerConnectionCap(t *testing.T) {
+	l, err := listenDebug("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	accepted := make(chan net.Conn, 4*maxDebugConns)
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			accepted <- c
+		}
+	}()
+	for range 2 * maxDebugConns {
+		c, err := net.Dial("tcp", l.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+	}
+	var held []net.Conn
+	for range maxDebugConns {
+		select {
+		case c := <-accepted:
+			held = append(held, c)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("only %d connections accepted, want %d", len(held), maxDebugConns)
+		}
+	}
+	select {
+	case <-accepted:
+		t.Fatalf("a connection past the cap of %d was accepted", maxDebugConns)
+	case <-time.After(300 * time.Millisecond):
+	}
+	held[0].Close()
+	select {
+	case c := <-accepted:
+		c.Close()
+	case <-time.After(10 * time.Second):
+		t.Fatal("no waiting connection accepted after one closed")
+	}
+	for _, c := range held[1:] {
+		c.Close()
 	}
 }

@@ -10,10 +10,14 @@
 //   - "unix:/absolute/path" is a unix-domain socket with mode 0660, owned by
 //     a configured group (the MTA's), so file permissions decide who may
 //     connect.
+//
+// The profiling listener (debug.listen) uses its unix sockets too, with
+// mode 0600.
 package gatelisten
 
 import (
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -37,6 +41,9 @@ type Options struct {
 	// Group owns a unix socket: a group name or a numeric gid. Empty leaves
 	// the daemon's group. Unused for TCP.
 	Group string
+	// Mode is a unix socket's permission; 0 means SocketMode. Unused for
+	// TCP.
+	Mode fs.FileMode
 	// Logger gets one line per refused connection; nil discards.
 	Logger *slog.Logger
 	// Registerer, when set, receives the refusal counter of a TCP listener
@@ -52,7 +59,11 @@ func Listen(addr string, o Options) (net.Listener, error) {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
-		return listenUnix(path, o.Group)
+		mode := o.Mode
+		if mode == 0 {
+			mode = SocketMode
+		}
+		return listenUnix(path, o.Group, mode)
 	}
 	return listenTCP(addr, o)
 }

@@ -28,13 +28,13 @@ type unixListener struct {
 	once sync.Once
 }
 
-// listenUnix creates the socket at path with mode 0660 and group group.
+// listenUnix creates the socket at path with mode mode and group group.
 //
 // The socket is bound inside a fresh mode-0700 directory next to path,
 // given its group and mode there, and renamed into place: at no moment
 // does path exist with looser permissions than the final ones, whatever
 // the process umask. The rename also replaces a stale socket atomically.
-func listenUnix(path, group string) (net.Listener, error) {
+func listenUnix(path, group string, mode fs.FileMode) (net.Listener, error) {
 	gid := -1
 	if group != "" {
 		var err error
@@ -68,7 +68,7 @@ func listenUnix(path, group string) (net.Listener, error) {
 			return fail(fmt.Errorf("give socket to group %s: %w (the daemon must run as root or be a member of the group)", group, err))
 		}
 	}
-	if err := os.Chmod(bound, SocketMode); err != nil {
+	if err := os.Chmod(bound, mode); err != nil {
 		return fail(fmt.Errorf("chmod socket: %w", err))
 	}
 	if err := os.Rename(bound, path); err != nil {

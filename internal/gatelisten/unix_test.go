@@ -80,6 +80,24 @@ func TestUnixSocketModeGroupAndRemoval(t *testing.T) {
 	}
 }
 
+// TestUnixSocketOwnMode: Options.Mode replaces the default 0660 (the
+// profiling listener's socket is 0600: the daemon's user only).
+func TestUnixSocketOwnMode(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "debug.sock")
+	l, err := gatelisten.Listen("unix:"+path, gatelisten.Options{Name: "debug", Mode: 0o600})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	fi, err := os.Lstat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Type() != fs.ModeSocket || fi.Mode().Perm() != 0o600 {
+		t.Errorf("socket mode = %v, want a socket with 0600", fi.Mode())
+	}
+}
+
 func TestUnixStaleSocketReplaced(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "policyd.sock")
 	staleSocket(t, path)
