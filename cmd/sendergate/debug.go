@@ -64,20 +64,19 @@ func (d *daemon) setupDebug() error {
 // served at a time.
 func listenDebug(addr string) (net.Listener, error) {
 	var l net.Listener
-	if strings.HasPrefix(addr, "unix:") {
-		var err error
-		if l, err = gatelisten.Listen(addr, gatelisten.Options{Name: "debug", Mode: 0o600}); err != nil {
-			return nil, fmt.Errorf("debug.listen %s: %w", addr, err)
-		}
+	var err error
+	unix := strings.HasPrefix(addr, "unix:")
+	if unix {
+		l, err = gatelisten.Listen(addr, gatelisten.Options{Name: "debug", Mode: 0o600})
 	} else {
-		var err error
-		if l, err = net.Listen("tcp", addr); err != nil {
-			return nil, fmt.Errorf("debug.listen %s: %w", addr, err)
-		}
-		if ta, ok := l.Addr().(*net.TCPAddr); !ok || !ta.IP.IsLoopback() {
-			l.Close()
-			return nil, fmt.Errorf("debug.listen %s: bound %s, which is not a loopback address", addr, l.Addr())
-		}
+		l, err = net.Listen("tcp", addr)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("debug.listen %s: %w", addr, err)
+	}
+	if ta, ok := l.Addr().(*net.TCPAddr); !unix && (!ok || !ta.IP.IsLoopback()) {
+		l.Close()
+		return nil, fmt.Errorf("debug.listen %s: bound %s, which is not a loopback address", addr, l.Addr())
 	}
 	return netutil.LimitListener(l, maxDebugConns), nil
 }
