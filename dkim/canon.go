@@ -33,6 +33,14 @@ func relaxedHeader(field string) string {
 // into fields, each with its continuation lines and ending in CRLF (a bare
 // LF line end becomes CRLF).
 func splitFields(header []byte) []string {
+	if fields, ok := splitCRLFFields(string(header)); ok {
+		return fields
+	}
+	return splitAnyFields(header)
+}
+
+// splitAnyFields is splitFields for any line ends, a string per field.
+func splitAnyFields(header []byte) []string {
 	var fields []string
 	for len(header) > 0 {
 		i := strings.IndexByte(string(header), '\n')
@@ -52,6 +60,29 @@ func splitFields(header []byte) []string {
 		}
 	}
 	return fields
+}
+
+// splitCRLFFields is splitFields for the usual header, every line ended
+// by CRLF: the fields are substrings of s, so the header is copied once
+// (the caller's string conversion) instead of once per field. ok is false
+// when a line ends in a bare LF or the last has no line end.
+func splitCRLFFields(s string) (fields []string, ok bool) {
+	start := 0
+	for i := 0; i < len(s); {
+		j := strings.IndexByte(s[i:], '\n')
+		if j < 0 || j == 0 || s[i+j-1] != '\r' {
+			return nil, false
+		}
+		if i > start && s[i] != ' ' && s[i] != '\t' {
+			fields = append(fields, s[start:i])
+			start = i
+		}
+		i += j + 1
+	}
+	if len(s) > start {
+		fields = append(fields, s[start:])
+	}
+	return fields, true
 }
 
 // fieldName is the name of a header field as h= matches it: the text

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -220,4 +221,30 @@ func BenchmarkSignVsGoMsgauth(b *testing.B) {
 			reportCPU(b, cpu)
 		})
 	}
+}
+
+// FuzzSplitFields: the CRLF fast path splits exactly as the general one.
+func FuzzSplitFields(f *testing.F) {
+	for _, seed := range []string{
+		"From: a@b\r\nTo: c@d\r\n",
+		"Subject: a\r\n b\r\n\tc\r\nX: y\r\n",
+		" leading: continuation\r\nA: b\r\n",
+		"A: b\r\n\r\n c\r\n",
+		"A: b\r\r\nB: \rc\r\n",
+		"A: b\nB: c\r\n",
+		"A: b\r\nB: c",
+		"\n",
+		"",
+	} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, header []byte) {
+		fast, ok := splitCRLFFields(string(header))
+		if !ok {
+			return
+		}
+		if want := splitAnyFields(header); !slices.Equal(fast, want) {
+			t.Fatalf("splitCRLFFields(%q) = %q, want %q", header, fast, want)
+		}
+	})
 }

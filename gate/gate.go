@@ -25,6 +25,7 @@ import (
 	"net"
 	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -278,7 +279,7 @@ func (g *Gate) process(ctx context.Context, env *Envelope, h *msg.Header, body [
 		g.prepare(h, env)
 	}
 	var hb bytes.Buffer
-	hb.Grow(4096)
+	hb.Grow(h.Size())
 	if _, err := h.WriteTo(&hb); err != nil {
 		return nil, internal(env.ID, fmt.Errorf("gate: write header: %w", err), d, fromDomain)
 	}
@@ -413,14 +414,22 @@ func NewID() string {
 // which copies only when there are any).
 func splitMessage(data []byte) (*msg.Header, []byte, error) {
 	rd := bytes.NewReader(data)
-	br := bufio.NewReader(rd)
+	br := headerReaders.Get().(*bufio.Reader)
+	br.Reset(rd)
 	h, err := msg.ReadHeader(br)
+	off := len(data) - rd.Len() - br.Buffered()
+	br.Reset(nil) // hold no reference to data in the pool
+	headerReaders.Put(br)
 	if err != nil {
 		return nil, nil, err
 	}
-	off := len(data) - rd.Len() - br.Buffered()
 	return h, toCRLF(data[off:]), nil
 }
+
+// headerReaders holds the bufio.Readers splitMessage parses headers
+// through: a message's header is copied out field by field, so the 4 KiB
+// buffer is free again once ReadHeader returns.
+var headerReaders = sync.Pool{New: func() any { return bufio.NewReader(nil) }}
 
 // toCRLF returns b with every bare LF turned into CRLF; b itself when it
 // has none (the common case: SMTP clients send CRLF).

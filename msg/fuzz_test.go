@@ -38,6 +38,9 @@ func FuzzReadHeader(f *testing.F) {
 		if _, err := h.WriteTo(&buf); err != nil {
 			t.Fatal(err)
 		}
+		if h.Size() != buf.Len() {
+			t.Fatalf("Size = %d, WriteTo wrote %d", h.Size(), buf.Len())
+		}
 		// What we write reads back as the same fields.
 		h2, err := ReadHeader(bufio.NewReader(&buf))
 		if err != nil || len(h2.Fields) != len(h.Fields) {

@@ -208,6 +208,16 @@ func (h *Header) Prepend(raw []byte) {
 	h.Fields = append([]Field{{Name: name, Raw: r}}, h.Fields...)
 }
 
+// Size is the number of octets WriteTo writes: every field and the empty
+// line after them.
+func (h *Header) Size() int {
+	n := 2
+	for _, f := range h.Fields {
+		n += len(f.Raw)
+	}
+	return n
+}
+
 // WriteTo writes every field byte-exact followed by the empty line that
 // ends the header, so the body can be written right after it.
 func (h *Header) WriteTo(w io.Writer) (int64, error) {
@@ -227,10 +237,13 @@ func (h *Header) WriteTo(w io.Writer) (int64, error) {
 	return total, nil
 }
 
+// lineBreaks turns the CR and LF of a value given to fold into spaces.
+var lineBreaks = strings.NewReplacer("\r", " ", "\n", " ")
+
 // fold formats "name: value\r\n", breaking before spaces so that lines stay
 // within 78 octets where the words allow it (RFC 5322 2.2.3).
 func fold(name, value string) []byte {
-	value = strings.NewReplacer("\r", " ", "\n", " ").Replace(value)
+	value = lineBreaks.Replace(value)
 	var b bytes.Buffer
 	b.WriteString(name)
 	b.WriteString(":")

@@ -151,8 +151,8 @@ func TestHeaderEditAndWrite(t *testing.T) {
 	h.Prepend([]byte("Received: from x by y; date"))
 	var buf bytes.Buffer
 	n, err := h.WriteTo(&buf)
-	if err != nil || n != int64(buf.Len()) {
-		t.Fatalf("WriteTo = %d, %v; wrote %d", n, err, buf.Len())
+	if err != nil || n != int64(buf.Len()) || h.Size() != buf.Len() {
+		t.Fatalf("WriteTo = %d, %v; wrote %d; Size = %d", n, err, buf.Len(), h.Size())
 	}
 	out := buf.String()
 	if !strings.HasPrefix(out, "Received: from x by y; date\r\nFrom: a@b.example\r\nX-Injected: a  Bcc: victim@example.com\r\n") {
