@@ -281,13 +281,24 @@ func containsName(list []string, name string) bool {
 // checkGateListen checks the listen address of the milter or the policy
 // service: empty (off), "host:port", or "unix:/absolute/path".
 func checkGateListen(addr string) error {
-	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
-		if !strings.HasPrefix(path, "/") {
-			return fmt.Errorf("%q: a unix socket path must be absolute (unix:/run/sendergate/milter.sock)", addr)
-		}
-		return nil
+	if unix, err := checkUnixSocket(addr, "milter.sock"); unix {
+		return err
 	}
 	return checkListen(addr, true)
+}
+
+// checkUnixSocket reports whether addr is a "unix:" address and, if so,
+// whether its path is absolute; example names a socket file for the
+// error's sample path.
+func checkUnixSocket(addr, example string) (unix bool, err error) {
+	path, ok := strings.CutPrefix(addr, "unix:")
+	if !ok {
+		return false, nil
+	}
+	if !strings.HasPrefix(path, "/") {
+		return true, fmt.Errorf("%q: a unix socket path must be absolute (unix:/run/sendergate/%s)", addr, example)
+	}
+	return true, nil
 }
 
 // checkLoopbackListen checks debug.listen: empty (off), a loopback IP
@@ -297,11 +308,8 @@ func checkLoopbackListen(addr string) error {
 	if addr == "" {
 		return nil
 	}
-	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
-		if !strings.HasPrefix(path, "/") {
-			return fmt.Errorf("%q: a unix socket path must be absolute (unix:/run/sendergate/debug.sock)", addr)
-		}
-		return nil
+	if unix, err := checkUnixSocket(addr, "debug.sock"); unix {
+		return err
 	}
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
